@@ -1,0 +1,16 @@
+"""Architectures, the model zoo and model wrappers."""
+
+from edgewise.models.architectures import ARCHITECTURES
+from edgewise.models.wrappers import CountingModel, Normalize, RepeatChannels
+from edgewise.models.zoo import build_model, list_models, load_model, model_from_metadata
+
+__all__ = [
+    "ARCHITECTURES",
+    "CountingModel",
+    "Normalize",
+    "RepeatChannels",
+    "build_model",
+    "list_models",
+    "load_model",
+    "model_from_metadata",
+]

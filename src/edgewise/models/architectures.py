@@ -1,0 +1,84 @@
+"""Architectures of the zoo: the C&W / DDN / ALMA MNIST CNN and models A-D of the min-max supplement (Table A1)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+def smallcnn(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
+    """The MNIST CNN of Carlini & Wagner (2017), used by the DDN and ALMA papers.
+
+    conv3x3-32, conv3x3-32, maxpool2, conv3x3-64, conv3x3-64, maxpool2, fc200, fc200, fc10 (ReLU between).
+    """
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 32, 3), nn.ReLU(),
+        nn.Conv2d(32, 32, 3), nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3), nn.ReLU(),
+        nn.Conv2d(64, 64, 3), nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * 4 * 4, 200), nn.ReLU(),
+        nn.Linear(200, 200), nn.ReLU(),
+        nn.Linear(200, num_classes),
+    )
+
+
+def mlp(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
+    """Model A of Table A1 (min-max supplement): MLP FC128-FC128-FC64-FC10 with ReLU (logits, no softmax)."""
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(in_channels * 28 * 28, 128), nn.ReLU(),
+        nn.Linear(128, 128), nn.ReLU(),
+        nn.Linear(128, 64), nn.ReLU(),
+        nn.Linear(64, num_classes),
+    )
+
+
+def allcnn(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
+    """Model B of Table A1: All-CNN (Springenberg et al.): strided convolutions instead of pooling.
+
+    Conv32, Conv64, Conv128 (stride 2) + Dropout(0.5), Conv128, Conv128, Conv128 (stride 2) + Dropout(0.5),
+    Conv128, Conv1x1-128, Conv1x1-classes, global average pooling. Table A1 leaves the strides open; the two
+    dropout-followed layers downsample, as in All-CNN-C.
+    """
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 32, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(64, 128, 3, stride=2, padding=1), nn.ReLU(), nn.Dropout(0.5),
+        nn.Conv2d(128, 128, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(128, 128, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(128, 128, 3, stride=2, padding=1), nn.ReLU(), nn.Dropout(0.5),
+        nn.Conv2d(128, 128, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(128, 128, 1), nn.ReLU(),
+        nn.Conv2d(128, num_classes, 1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+    )
+
+
+def lenet(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
+    """Model C of Table A1: LeNet (Conv5x5-6, maxpool, Conv5x5-16, maxpool, FC120, FC84, FC10)."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 6, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(16 * 4 * 4, 120), nn.ReLU(),
+        nn.Linear(120, 84), nn.ReLU(),
+        nn.Linear(84, num_classes),
+    )
+
+
+def lenetv2(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
+    """Model D of Table A1: LeNetV2 (Conv3x3-32, maxpool, Conv3x3-64, maxpool, FC128, Dropout(0.25), FC10)."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * 5 * 5, 128), nn.ReLU(),
+        nn.Dropout(0.25),
+        nn.Linear(128, num_classes),
+    )
+
+
+ARCHITECTURES = {"smallcnn": smallcnn, "mlp": mlp, "allcnn": allcnn, "lenet": lenet, "lenetv2": lenetv2}
