@@ -50,14 +50,17 @@ def check_positive(name: str, value: Any, *, integer: bool = False, allow_zero: 
     kinds: tuple[type, ...] = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds):
         raise TypeError(f"{name} must be {'an int' if integer else 'a number'}, got {type(value).__name__}")
-    if value < 0 or (value == 0 and not allow_zero):
+    number = float(value)
+    if number != number:
+        raise ValueError(f"{name} must be a number, got nan")
+    if number < 0 or (number == 0 and not allow_zero):
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
 
 
 def check_fraction(name: str, value: Any) -> None:
     """``value`` must be a number in the open interval (0, 1)."""
     check_positive(name, value)
-    if not value < 1:
+    if not float(value) < 1:
         raise ValueError(f"{name} must be in (0, 1), got {value}")
 
 

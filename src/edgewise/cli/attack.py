@@ -1,1 +1,133 @@
-def register(commands): pass
+"""``edgewise attack``: run one attack on a zoo model and write the report (the main job)."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import inspect
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edgewise.attacks import ATTACKS
+from edgewise.cli import csv
+from edgewise.data import CLASSES, fashion_mnist, sample
+from edgewise.eval import AttackResult, run_attack
+from edgewise.eval.report import environment, plot_curves, plot_examples, write_results
+from edgewise.models import list_models, load_model
+
+DEFAULT_EPS = {"l0": (5.0, 10.0, 20.0), "l1": (2.0, 5.0, 10.0), "l2": (0.25, 0.5, 1.0, 1.5),
+               "linf": (0.05, 0.1, 0.2)}
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser("attack", help="attack a model and write a robustness report")
+    parser.add_argument("--model", default="smallcnn-fmnist", help="zoo model (see `edgewise models`)")
+    parser.add_argument("--attack", default="ddn", help=f"one of {', '.join(sorted(ATTACKS))}")
+    parser.add_argument("--steps", type=int, default=None, help="attack iterations (default: the attack's)")
+    parser.add_argument("--distance", default=None, help="distance the attack minimizes, for attacks that take one")
+    parser.add_argument("--attack-options", default="{}", help="JSON object of extra keyword arguments")
+    parser.add_argument("--data", default="sample", choices=("sample", "fmnist-test"),
+                        help="the shipped 1,000-image sample, or the full Fashion-MNIST test set")
+    parser.add_argument("--data-root", default=None, help="folder with the Fashion-MNIST IDX files")
+    parser.add_argument("--n", type=int, default=1000, help="number of samples (the first n)")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--levels", type=int, default=None,
+                        help="quantize returned examples to this many levels before verification (256: 8 bits)")
+    parser.add_argument("--targeted", action="store_true", help="labels become targets: (y + 1) mod classes")
+    parser.add_argument("--eps", type=csv(float), default=None, help="budgets for robust accuracy, e.g. 0.5,1")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default=None, help="output folder (default results/MODEL-ATTACK)")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(run=run)
+
+
+def bind_attack(name: str, *, steps: int | None, distance: str | None,
+                options: dict[str, Any]) -> functools.partial[torch.Tensor]:
+    """The attack ``name`` with its hyper-parameters bound; unknown names or options are errors."""
+    if name not in ATTACKS:
+        raise ValueError(f"--attack must be one of {sorted(ATTACKS)}, got {name!r}")
+    function = ATTACKS[name]
+    parameters = inspect.signature(function).parameters
+    kwargs = dict(options)
+    if steps is not None:
+        kwargs["steps"] = steps
+    if distance is not None:
+        if "distance" not in parameters:
+            raise ValueError(f"--distance does not apply to attack {name!r}, which minimizes a fixed distance")
+        kwargs["distance"] = distance
+    unknown = sorted(set(kwargs) - set(parameters))
+    if unknown:
+        raise ValueError(f"attack {name!r} takes no option(s) {unknown}; it takes {sorted(parameters)[3:]}")
+    return functools.partial(function, **kwargs)
+
+
+def load_data(which: str, root: str | None, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    inputs, labels = sample() if which == "sample" else fashion_mnist("test", root)
+    if not 1 <= n <= len(inputs):
+        raise ValueError(f"--n must be in [1, {len(inputs)}] for --data {which}, got {n}")
+    return inputs[:n], labels[:n]
+
+
+def summary_table(summary: dict[str, Any]) -> str:
+    """The printed report: one metric per line."""
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None else f"{100 * value:.2f}%"
+
+    lines = [
+        ("samples", str(summary["n"])),
+        ("clean accuracy", pct(summary["clean_accuracy"])),
+        ("attack success rate", pct(summary["success_rate"])),
+        (f"median {summary['distance']} (all)", f"{summary['median_distance']:.4f}"),
+        (f"median {summary['distance']} (clean-correct)", f"{summary['median_distance_on_correct']:.4f}"
+         if summary["median_distance_on_correct"] is not None else "n/a"),
+        *[(f"robust accuracy at ε={eps}", pct(value)) for eps, value in summary["robust_accuracy"].items()],
+        ("forwards / backwards per sample",
+         f"{summary['forwards_per_sample']:.1f} / {summary['backwards_per_sample']:.1f}"),
+        ("failed re-verification", str(summary["failed_verification"])),
+        ("attack wall time", f"{summary['seconds']:.1f} s"),
+    ]
+    width = max(len(key) for key, _ in lines)
+    return "\n".join(f"  {key.ljust(width)}  {value}" for key, value in lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.model not in list_models():
+        raise ValueError(f"--model must be one of {sorted(list_models())}, got {args.model!r}")
+    try:
+        options = json.loads(args.attack_options)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--attack-options must be a JSON object, got {args.attack_options!r}") from error
+    if not isinstance(options, dict):
+        raise ValueError(f"--attack-options must be a JSON object, got {args.attack_options!r}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    attack = bind_attack(args.attack, steps=args.steps, distance=args.distance, options=options)
+    inputs, labels = load_data(args.data, args.data_root, args.n)
+    model = load_model(args.model, device=args.device)
+    channels = list_models()[args.model]["in_channels"]
+    inputs, labels = inputs.expand(-1, channels, -1, -1).contiguous().to(args.device), labels.to(args.device)
+    if args.targeted:
+        labels = (labels + 1) % 10
+    out = Path(args.out or f"results/{args.model}-{args.attack}")
+    started = time.perf_counter()
+    result: AttackResult = run_attack(model, inputs, labels, attack, batch_size=args.batch_size,
+                                      targeted=args.targeted, levels=args.levels, seed=args.seed,
+                                      resume_dir=out / "batches", progress=not args.no_progress)
+    distance = args.distance if args.distance in result.distances else "l2"
+    eps = tuple(args.eps) if args.eps else DEFAULT_EPS[distance]
+    summary = result.summary(distance=distance, eps=eps)
+    summary["total_seconds"] = time.perf_counter() - started
+    arguments = {k: v for k, v in vars(args).items() if k != "run"}
+    write_results(out, result, summary, arguments, environment(args.device, args.seed))
+    plot_curves(out / "robust_accuracy.png", {args.attack: result.distances[distance]}, distance=distance,
+                title=f"{args.model}: {args.attack}")
+    plot_examples(out / "examples.png", inputs, result, classes=CLASSES)
+    print(f"{args.attack} on {args.model} ({args.data}, n={args.n})")
+    print(summary_table(summary))
+    print(f"wrote {out}/results.json, samples.jsonl, robust_accuracy.png, examples.png")
+    return 0

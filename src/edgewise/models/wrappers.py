@@ -17,6 +17,8 @@ class Normalize(nn.Module):
             raise ValueError(f"mean and std must have the same length, got {len(mean)} and {len(std)}")
         if any(s <= 0 for s in std):
             raise ValueError(f"std must be positive, got {list(std)}")
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
@@ -41,24 +43,41 @@ class CountingModel(nn.Module):
     Forward samples are counted in :meth:`forward`; backward samples by a hook on the *input tensor* of each
     forward that requires gradients, so nothing is registered on the wrapped model and nothing is left behind.
     ``forwards`` and ``backwards`` are plain integers (number of samples, not of calls).
+
+    With ``labels`` (the batch's true classes, or targets with ``targeted``), every full-batch forward also
+    records per sample the index (1-based) of the first forward whose input was in [0, 1] and adversarial:
+    ``first_adversarial`` (0 = never; empty without ``labels``). A tensor operation, no host synchronization.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, *, labels: torch.Tensor | None = None, targeted: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.labels = labels
+        self.targeted = targeted
         self.forwards = 0
         self.backwards = 0
-
-    def reset(self) -> None:
-        self.forwards = 0
-        self.backwards = 0
+        self.calls = 0
+        empty = torch.zeros(0, dtype=torch.long)
+        self.first_adversarial = empty if labels is None else torch.zeros_like(labels)
 
     def _count_backward(self, batch: int) -> None:
         self.backwards += batch
 
+    def _record(self, inputs: torch.Tensor, logits: torch.Tensor) -> None:
+        if self.labels is None or logits.shape[0] != self.labels.shape[0]:
+            return
+        predicted = logits.detach().argmax(1)
+        adversarial = predicted == self.labels if self.targeted else predicted != self.labels
+        inside = ((inputs >= 0) & (inputs <= 1)).flatten(1).all(1)
+        new = adversarial & inside & (self.first_adversarial == 0)
+        self.first_adversarial = torch.where(new, self.calls, self.first_adversarial)
+
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         batch = inputs.shape[0]
         self.forwards += batch
+        self.calls += 1
         if inputs.requires_grad:
             inputs.register_hook(lambda grad: self._count_backward(batch))
-        return self.model(inputs)
+        logits: torch.Tensor = self.model(inputs)
+        self._record(inputs.detach(), logits)
+        return logits

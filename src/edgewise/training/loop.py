@@ -123,8 +123,8 @@ def train(config: TrainConfig, train_set: tuple[torch.Tensor, torch.Tensor],
         metrics, start_epoch = state["metrics"], state["epoch"]
     repeat = (lambda t: t.expand(-1, 3, -1, -1)) if config.in_channels == 3 else (lambda t: t)
     dataset = TensorDataset(*train_set)
-    sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=config.seed,
-                                 drop_last=True)
+    sampler: DistributedSampler[tuple[torch.Tensor, ...]] = DistributedSampler(
+        dataset, num_replicas=world, rank=rank, shuffle=True, seed=config.seed, drop_last=True)
     loader = DataLoader(dataset, batch_size=config.batch_size // world, sampler=sampler, drop_last=True)
     net: nn.Module = DistributedDataParallel(model) if world > 1 else model
     steps = 0

@@ -1,0 +1,137 @@
+"""Run an attack over a dataset in batches, count its model passes, and re-verify everything it returns."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from edgewise.attacks.base import check_levels, quantize
+from edgewise.distances import get as get_distance
+from edgewise.eval.result import DISTANCES, AttackResult
+from edgewise.losses import is_adversarial
+from edgewise.models.wrappers import CountingModel
+from edgewise.validation import check_inputs, check_logits, check_positive
+
+Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _takes_generator(attack: Attack) -> bool:
+    try:
+        return "generator" in inspect.signature(attack).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+@torch.no_grad()
+def verify(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, adversarial: Any, *,
+           targeted: bool = False, levels: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Re-verify what an attack returned: returns ``(checked inputs, prediction, is_adversarial)``.
+
+    A returned example counts only if it is a tensor of the inputs' shape, finite, inside [0, 1], and (after
+    quantization to ``levels`` when given) the recomputed prediction is adversarial. A sample that fails any
+    check falls back to its original input and counts as not adversarial.
+    """
+    if not isinstance(adversarial, torch.Tensor) or adversarial.shape != inputs.shape:
+        got = tuple(adversarial.shape) if isinstance(adversarial, torch.Tensor) else type(adversarial).__name__
+        raise ValueError(f"attack must return a tensor of shape {tuple(inputs.shape)}, got {got}")
+    candidate = quantize(adversarial.detach().to(inputs.dtype), levels)
+    flat = candidate.flatten(1)
+    valid = torch.isfinite(flat).all(1) & (flat >= 0).all(1) & (flat <= 1).all(1)
+    candidate = torch.where(valid.view(-1, *[1] * (inputs.dim() - 1)), candidate, inputs)
+    prediction = model(candidate).argmax(1)
+    adversarial_now = (prediction == labels) if targeted else (prediction != labels)
+    return candidate, prediction, adversarial_now & valid
+
+
+def _attack_batch(model: nn.Module, attack: Attack, inputs: torch.Tensor, labels: torch.Tensor, *,
+                  targeted: bool, levels: int | None, generator: torch.Generator | None,
+                  distance_names: Sequence[str]) -> AttackResult:
+    with torch.no_grad():
+        logits = model(inputs)
+    check_logits(logits, labels)
+    clean_prediction = logits.argmax(1)
+    already = is_adversarial(logits, labels, targeted=targeted)
+    counting = CountingModel(model, labels=labels, targeted=targeted)
+    started = time.perf_counter()
+    kwargs = {"generator": generator} if generator is not None else {}
+    returned = attack(counting, inputs, labels, **kwargs)
+    seconds = time.perf_counter() - started
+    candidate, prediction, found = verify(model, inputs, labels, returned, targeted=targeted, levels=levels)
+    # Samples adversarial without attack count at distance 0 (ALMA paper, sec. 5) and keep their input.
+    adversarial = torch.where(already.view(-1, *[1] * (inputs.dim() - 1)), inputs, candidate)
+    success = already | found
+    prediction = torch.where(already, clean_prediction, prediction)
+    with torch.no_grad():
+        measured = {name: get_distance(name)(inputs)(adversarial) for name in distance_names}
+    distances = {name: torch.where(success, value, torch.full_like(value, float("inf")))
+                 for name, value in measured.items()}
+    changed = returned.detach().ne(inputs).flatten(1).any(1)
+    batch = inputs.shape[0]
+    return AttackResult(
+        adversarial=adversarial.cpu(), labels=labels.cpu(), clean_prediction=clean_prediction.cpu(),
+        adversarial_prediction=prediction.cpu(), clean_correct=(~already).cpu(), success=success.cpu(),
+        verified=(found | already | ~changed).cpu(),
+        distances={k: v.cpu() for k, v in distances.items()},
+        forwards=torch.full((batch,), counting.forwards / batch, dtype=torch.float64),
+        backwards=torch.full((batch,), counting.backwards / batch, dtype=torch.float64),
+        first_adversarial=counting.first_adversarial.cpu(),
+        seconds=torch.full((batch,), seconds / batch, dtype=torch.float64),
+    )
+
+
+def _save_atomic(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def run_attack(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, attack: Attack, *,
+               batch_size: int = 256, targeted: bool = False, levels: int | None = None,
+               distances: Sequence[str] = DISTANCES, seed: int = 0, indices: torch.Tensor | None = None,
+               resume_dir: str | Path | None = None, progress: bool = True) -> AttackResult:
+    """Attack ``inputs`` batch by batch and return re-verified per-sample results.
+
+    The model is wrapped in a :class:`CountingModel` per batch (nothing is registered on ``model``). An attack
+    that takes ``generator`` gets one seeded with ``seed`` and the batch's first index, so results do not depend
+    on which batches ran before. With ``resume_dir`` every finished batch is written there atomically (write
+    then rename) and skipped when the same call runs again. ``indices`` are the samples' dataset indices
+    (default 0..N-1), kept in the result.
+    """
+    check_inputs(inputs, labels)
+    check_positive("batch_size", batch_size, integer=True)
+    check_levels(levels)
+    if not callable(attack):
+        raise TypeError(f"attack must be callable, got {type(attack).__name__}")
+    indices = torch.arange(len(inputs)) if indices is None else indices
+    if indices.shape != labels.shape:
+        raise ValueError(f"indices must have shape {tuple(labels.shape)}, got {tuple(indices.shape)}")
+    folder = Path(resume_dir) if resume_dir is not None else None
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+    uses_generator = _takes_generator(attack)
+    parts: list[AttackResult] = []
+    starts = range(0, len(inputs), batch_size)
+    for start in tqdm(starts, desc="attack", unit="batch", disable=not progress, leave=False):
+        path = folder / f"batch-{int(indices[start]):08d}-{batch_size}.pt" if folder is not None else None
+        if path is not None and path.is_file():
+            parts.append(AttackResult(**torch.load(path, weights_only=True)))
+            continue
+        stop = start + batch_size
+        generator = None
+        if uses_generator:
+            generator = torch.Generator(inputs.device).manual_seed(seed * 1_000_003 + int(indices[start]))
+        part = _attack_batch(model, attack, inputs[start:stop], labels[start:stop], targeted=targeted,
+                             levels=levels, generator=generator, distance_names=distances)
+        part.indices = indices[start:stop].cpu()
+        if path is not None:
+            _save_atomic(vars(part), path)
+        parts.append(part)
+    return AttackResult.concatenate(parts)
