@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -50,7 +50,7 @@ def check_positive(name: str, value: Any, *, integer: bool = False, allow_zero: 
     kinds: tuple[type, ...] = (int,) if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kinds):
         raise TypeError(f"{name} must be {'an int' if integer else 'a number'}, got {type(value).__name__}")
-    number = float(value)
+    number = float(cast(float, value))
     if number != number:
         raise ValueError(f"{name} must be a number, got nan")
     if number < 0 or (number == 0 and not allow_zero):
