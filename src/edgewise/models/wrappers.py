@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -37,11 +38,26 @@ class RepeatChannels(nn.Module):
         return inputs.expand(-1, self.channels, -1, -1)
 
 
+class _CountBackward(torch.autograd.Function):
+    """Identity whose backward tells a CountingModel how many samples a gradient flowed through."""
+
+    @staticmethod
+    def forward(ctx: Any, inputs: torch.Tensor, counter: CountingModel) -> torch.Tensor:
+        ctx.counter = counter
+        return inputs.view_as(inputs)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        ctx.counter.backwards += grad.shape[0]
+        return grad, None
+
+
 class CountingModel(nn.Module):
     """Wrap a model and count the samples that go through its forward and backward passes.
 
-    Forward samples are counted in :meth:`forward`; backward samples by a hook on the *input tensor* of each
-    forward that requires gradients, so nothing is registered on the wrapped model and nothing is left behind.
+    Forward samples are counted in :meth:`forward`; backward samples by an identity autograd node put in front
+    of the model in each forward that requires gradients (one per graph, so a gradient through that forward is
+    counted once), so nothing is registered on the wrapped model and nothing is left behind.
     ``forwards`` and ``backwards`` are plain integers (number of samples, not of calls).
 
     With ``labels`` (the batch's true classes, or targets with ``targeted``), every full-batch forward also
@@ -60,9 +76,6 @@ class CountingModel(nn.Module):
         empty = torch.zeros(0, dtype=torch.long)
         self.first_adversarial = empty if labels is None else torch.zeros_like(labels)
 
-    def _count_backward(self, batch: int) -> None:
-        self.backwards += batch
-
     def _record(self, inputs: torch.Tensor, logits: torch.Tensor) -> None:
         if self.labels is None or logits.shape[0] != self.labels.shape[0]:
             return
@@ -77,7 +90,7 @@ class CountingModel(nn.Module):
         self.forwards += batch
         self.calls += 1
         if inputs.requires_grad:
-            inputs.register_hook(lambda grad: self._count_backward(batch))
+            inputs = _CountBackward.apply(inputs, self)
         logits: torch.Tensor = self.model(inputs)
         self._record(inputs.detach(), logits)
         return logits
