@@ -65,23 +65,22 @@ def ddn(
     # The largest ℓ2 distance inside the box around x: ε never needs to exceed it.
     worst_norm = torch.maximum(inputs, 1 - inputs).flatten(1).norm(p=2, dim=1)
     norm = torch.full_like(worst_norm, init_norm)
-    delta = torch.zeros_like(inputs)
+    adv = inputs.clone()
     best_norm = torch.full_like(worst_norm, math.inf)
     best_adv = inputs.clone()
     for step in range(steps):
-        delta.requires_grad_(True)
-        adv = inputs + delta
+        adv.requires_grad_(True)
         logits = model(adv)
         if step == 0:
             check_logits(logits, labels)
         loss = multiplier * F.cross_entropy(logits, labels, reduction="sum")
-        (grad,) = torch.autograd.grad(loss, delta)
-        delta = delta.detach()
+        (grad,) = torch.autograd.grad(loss, adv)
+        adv = adv.detach()
         adversarial = is_adversarial(logits.detach(), labels, targeted=targeted)
-        distance = l2(inputs, adv.detach())
+        distance = l2(inputs, adv)
         better = adversarial & (distance < best_norm)
         best_norm = torch.where(better, distance, best_norm)
-        best_adv = torch.where(batch_view(better, inputs), adv.detach(), best_adv)
+        best_adv = torch.where(batch_view(better, inputs), adv, best_adv)
         alpha = cosine_step_size(step, steps, step_size, final_step_size)
         grad_norm = grad.flatten(1).norm(p=2, dim=1)
         # A zero gradient has no direction (e.g. a saturated softmax): step in a random one instead.
@@ -89,12 +88,13 @@ def ddn(
         random = torch.randn(grad.shape, generator=generator, device=grad.device, dtype=grad.dtype)
         grad = torch.where(zero, random, grad)
         grad_norm = grad.flatten(1).norm(p=2, dim=1)
-        delta = delta + alpha * grad / batch_view(grad_norm, grad)                       # lines 5-6
+        delta = adv - inputs + alpha * grad / batch_view(grad_norm, grad)               # lines 5-6
         norm = torch.where(adversarial, norm * (1 - gamma), norm * (1 + gamma))         # lines 7-11
         norm = torch.minimum(norm, worst_norm)
         delta_norm = delta.flatten(1).norm(p=2, dim=1).clamp_min(1e-12)
         delta = delta * batch_view(norm / delta_norm, delta)                             # line 12
-        delta = quantize((inputs + delta).clamp(0, 1), levels) - inputs                 # line 13
+        # line 13, then 8-bit quantization; the iterate itself is kept on the grid, so returned points are too
+        adv = quantize((inputs + delta).clamp(0, 1), levels)
         if callback is not None:
             callback(step, {"norm": norm, "best_distance": best_norm, "step_size": torch.full_like(norm, alpha),
                             "adversarial": adversarial})

@@ -1,0 +1,76 @@
+import pytest
+import torch
+
+from edgewise.attacks import ddn
+from edgewise.attacks.ddn import cosine_step_size
+from edgewise.models import CountingModel, load_model
+
+
+def test_oracle_within_2_percent_of_the_closed_form_l2(linear_oracle) -> None:
+    o = linear_oracle
+    adv = ddn(o.model, o.inputs, o.labels, steps=300, levels=None)
+    assert bool((o.model(adv).argmax(1) != o.labels).all())
+    ratio = (adv - o.inputs).flatten(1).norm(dim=1) / o.l2
+    assert float(ratio.max()) <= 1.02 and float(ratio.min()) >= 1 - 1e-4
+
+
+def test_targeted_oracle(linear_oracle) -> None:
+    o = linear_oracle
+    targets = 1 - o.labels
+    adv = ddn(o.model, o.inputs, targets, steps=300, levels=None, targeted=True)
+    assert bool((o.model(adv).argmax(1) == targets).all())
+    assert float(((adv - o.inputs).flatten(1).norm(dim=1) / o.l2).max()) <= 1.02
+
+
+def test_step_size_schedule_is_the_papers_cosine() -> None:
+    assert cosine_step_size(0, 100, 1.0, 0.01) == pytest.approx(1.0)
+    assert cosine_step_size(50, 100, 1.0, 0.01) == pytest.approx(0.505)
+    assert cosine_step_size(100, 100, 1.0, 0.01) == pytest.approx(0.01)
+
+
+@pytest.fixture(scope="module")
+def smallcnn():
+    return load_model("smallcnn-fmnist")
+
+
+def test_quantized_outputs_are_8_bit_and_counts_equal_steps(smallcnn) -> None:
+    from edgewise.data import sample
+
+    inputs, labels = sample()
+    inputs, labels = inputs[:16], labels[:16]
+    counting = CountingModel(smallcnn)
+    adv = ddn(counting, inputs, labels, steps=20)
+    assert counting.forwards == 20 * 16 and counting.backwards == 20 * 16
+    assert torch.equal(adv, (adv * 255).round() / 255)
+    changed = (adv != inputs).flatten(1).any(1)
+    assert bool((smallcnn(adv[changed]).argmax(1) != labels[changed]).all())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"steps": 0}, ValueError, "steps must be > 0"),
+        ({"steps": 1.5}, TypeError, "steps must be an int"),
+        ({"gamma": 1.5}, ValueError, r"gamma must be in \(0, 1\)"),
+        ({"levels": 1}, ValueError, "levels must be an int >= 2"),
+        ({"stepz": 3}, TypeError, "stepz"),
+        ({"generator": 3}, TypeError, "generator must be"),
+    ],
+)
+def test_bad_options(linear_oracle, kwargs, error, match) -> None:
+    with pytest.raises(error, match=match):
+        ddn(linear_oracle.model, linear_oracle.inputs, linear_oracle.labels, **kwargs)
+
+
+def test_bad_inputs(linear_oracle) -> None:
+    o = linear_oracle
+    with pytest.raises(ValueError, match=r"inputs must be in \[0, 1\], got min .* max 2"):
+        ddn(o.model, o.inputs * 0 + 2, o.labels)
+    with pytest.raises(ValueError, match="labels must have shape"):
+        ddn(o.model, o.inputs, o.labels[:3])
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 1\] for a model with 2 classes, got max 6"):
+        ddn(o.model, o.inputs, o.labels + 5, steps=2)
+    with pytest.raises(TypeError, match="labels must have an integer dtype"):
+        ddn(o.model, o.inputs, o.labels.float())
+    with pytest.raises(ValueError, match="inputs must be finite"):
+        ddn(o.model, o.inputs * float("nan"), o.labels)
