@@ -68,6 +68,8 @@ def ddn(
     adv = inputs.clone()
     best_norm = torch.full_like(worst_norm, math.inf)
     best_adv = inputs.clone()
+    # A zero gradient has no direction (e.g. a saturated softmax): step in a random one instead (drawn once).
+    fallback = torch.randn(inputs.shape, generator=generator, device=inputs.device, dtype=inputs.dtype)
     for step in range(steps):
         adv.requires_grad_(True)
         logits = model(adv)
@@ -83,10 +85,7 @@ def ddn(
         best_adv = torch.where(batch_view(better, inputs), adv, best_adv)
         alpha = cosine_step_size(step, steps, step_size, final_step_size)
         grad_norm = grad.flatten(1).norm(p=2, dim=1)
-        # A zero gradient has no direction (e.g. a saturated softmax): step in a random one instead.
-        zero = batch_view(grad_norm == 0, grad)
-        random = torch.randn(grad.shape, generator=generator, device=grad.device, dtype=grad.dtype)
-        grad = torch.where(zero, random, grad)
+        grad = torch.where(batch_view(grad_norm == 0, grad), fallback, grad)
         grad_norm = grad.flatten(1).norm(p=2, dim=1)
         delta = adv - inputs + alpha * grad / batch_view(grad_norm, grad)               # lines 5-6
         norm = torch.where(adversarial, norm * (1 - gamma), norm * (1 + gamma))         # lines 7-11
