@@ -65,10 +65,11 @@ def _attack_batch(model: nn.Module, attack: Attack, inputs: torch.Tensor, labels
     returned = attack(counting, inputs, labels, **kwargs)
     seconds = time.perf_counter() - started
     candidate, prediction, found = verify(model, inputs, labels, returned, targeted=targeted, levels=levels)
-    # Samples adversarial without attack count at distance 0 (ALMA paper, sec. 5) and keep their input.
-    adversarial = torch.where(already.view(-1, *[1] * (inputs.dim() - 1)), inputs, candidate)
+    # Samples adversarial without attack count at distance 0 (ALMA paper, sec. 5) and keep their input;
+    # samples without a verified adversarial keep their input too.
     success = already | found
-    prediction = torch.where(already, clean_prediction, prediction)
+    adversarial = torch.where((found & ~already).view(-1, *[1] * (inputs.dim() - 1)), candidate, inputs)
+    prediction = torch.where(found & ~already, prediction, clean_prediction)
     with torch.no_grad():
         measured = {name: get_distance(name)(inputs)(adversarial) for name in distance_names}
     distances = {name: torch.where(success, value, torch.full_like(value, float("inf")))

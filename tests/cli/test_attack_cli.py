@@ -1,0 +1,57 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgewise import __version__
+from edgewise.cli import main
+
+
+def test_attack_writes_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "ddn"
+    status = main(["attack", "--model", "smallcnn-fmnist", "--attack", "ddn", "--steps", "10", "--n", "20",
+                   "--out", str(out), "--no-progress"])
+    assert status == 0
+    printed = capsys.readouterr().out
+    assert "attack success rate" in printed and "median l2" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert results["summary"]["n"] == 20 and results["arguments"]["steps"] == 10
+    assert {"torch", "device", "git_commit", "seed"} <= set(results["environment"])
+    lines = (out / "samples.jsonl").read_text().splitlines()
+    assert len(lines) == 20 and json.loads(lines[0])["forwards"] == 10.0
+    for png in ("robust_accuracy.png", "examples.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["attack", "--model", "nope"], "--model must be one of"),
+        (["attack", "--attack", "nope"], "--attack must be one of"),
+        (["attack", "--n", "5000"], r"--n must be in \[1, 1000\]"),
+        (["attack", "--attack-options", "[1]"], "--attack-options must be a JSON object"),
+        (["attack", "--attack-options", '{"foo": 1}'], r"takes no option\(s\) \['foo'\]"),
+        (["attack", "--distance", "l1"], "--distance does not apply"),
+        (["attack", "--steps", "ten"], "invalid int value"),
+        (["attack", "--data", "fmnist-test", "--data-root", "/nonexistent"], "does not exist"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(argv: list[str], match: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert pytest.importorskip("re").search(match, err), err
+
+
+def test_version_and_module_entry_point() -> None:
+    done = subprocess.run([sys.executable, "-m", "edgewise", "--version"], capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 0 and done.stdout.strip() == f"edgewise {__version__}"
+
+
+def test_models_lists_the_zoo(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models"]) == 0
+    assert "smallcnn-fmnist" in capsys.readouterr().out

@@ -1,0 +1,116 @@
+import functools
+from pathlib import Path
+
+import pytest
+import torch
+
+from edgewise.attacks import ddn
+from edgewise.eval import (
+    AttackResult,
+    area_under_curve,
+    median_distance,
+    robust_accuracy,
+    robust_accuracy_curve,
+    run_attack,
+    verify,
+)
+
+
+def identity_attack(model, inputs, labels):
+    return inputs.clone()
+
+
+def test_oracle_distances_and_counts(linear_oracle) -> None:
+    o = linear_oracle
+    result = run_attack(o.model, o.inputs, o.labels, functools.partial(ddn, steps=50, levels=None), batch_size=3,
+                        progress=False)
+    assert bool(result.success.all()) and bool(result.verified.all())
+    torch.testing.assert_close(result.distances["l2"], (result.adversarial - o.inputs).flatten(1).norm(dim=1))
+    assert bool((result.distances["l2"] >= o.l2 * (1 - 1e-4)).all())
+    assert result.forwards.tolist() == [50.0] * 8 and result.backwards.tolist() == [50.0] * 8
+    assert bool((result.first_adversarial > 0).all()) and int(result.first_adversarial.max()) <= 50
+    assert result.indices.tolist() == list(range(8))
+
+
+def test_lying_attacks_are_caught(linear_oracle) -> None:
+    o = linear_oracle
+
+    def out_of_box(model, inputs, labels):
+        return inputs + 2.0
+
+    def not_adversarial(model, inputs, labels):
+        return inputs + 1e-3
+
+    def nan(model, inputs, labels):
+        return inputs * float("nan")
+
+    for attack in (out_of_box, not_adversarial, nan):
+        result = run_attack(o.model, o.inputs, o.labels, attack, progress=False)
+        assert not bool(result.success.any())
+        assert bool(torch.isinf(result.distances["l2"]).all())
+        assert result.summary()["failed_verification"] == 8
+        assert torch.equal(result.adversarial, o.inputs)
+
+
+def test_quantization_can_undo_an_adversarial() -> None:
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(1, 2, bias=False))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([[0.0], [1.0]]))
+    inputs = torch.tensor([[[[0.5]]]]) - 0.5   # f(x) = x; class 0 at x = 0
+    labels = torch.tensor([0])
+    tiny = inputs + 0.001                     # adversarial, but rounds back to 0 on 8 bits
+    _, _, found = verify(model, inputs, labels, tiny)
+    assert bool(found.all())
+    _, _, found = verify(model, inputs, labels, tiny, levels=256)
+    assert not bool(found.any())
+
+
+def test_misclassified_samples_count_at_distance_zero(linear_oracle) -> None:
+    o = linear_oracle
+    wrong = o.labels.clone()
+    wrong[:3] = 1 - wrong[:3]
+    result = run_attack(o.model, o.inputs, wrong, identity_attack, progress=False)
+    assert result.clean_correct.tolist() == [False] * 3 + [True] * 5
+    assert result.success.tolist() == [True] * 3 + [False] * 5
+    assert result.distances["l2"][:3].tolist() == [0.0] * 3
+    summary = result.summary()
+    assert summary["clean_accuracy"] == 5 / 8 and summary["success_rate"] == 3 / 8
+    assert summary["success_rate_on_correct"] == 0.0
+
+
+def test_metrics_by_hand() -> None:
+    distances = torch.tensor([0.0, 0.5, 1.0, float("inf")])
+    assert median_distance(distances) == 0.5  # torch's lower median of an even count
+    assert robust_accuracy(distances, 0.75) == 0.5
+    grid = torch.tensor([0.0, 0.5, 1.0, 2.0])
+    assert robust_accuracy_curve(distances, grid).tolist() == [0.75, 0.5, 0.25, 0.25]
+    assert area_under_curve(torch.tensor([0.0, 1.0]), torch.tensor([1.0, 0.0])) == 0.5
+
+
+def test_resume_skips_finished_batches(tmp_path: Path, linear_oracle) -> None:
+    o = linear_oracle
+    calls = []
+
+    def counted(model, inputs, labels, *, generator=None):
+        calls.append(len(inputs))
+        return ddn(model, inputs, labels, steps=20, levels=None, generator=generator)
+
+    first = run_attack(o.model, o.inputs, o.labels, counted, batch_size=3, resume_dir=tmp_path, progress=False)
+    assert calls == [3, 3, 2]
+    (tmp_path / "batch-00000003-3.pt").unlink()
+    again = run_attack(o.model, o.inputs, o.labels, counted, batch_size=3, resume_dir=tmp_path, progress=False)
+    assert calls == [3, 3, 2, 3]
+    for name in AttackResult.__dataclass_fields__:
+        if name not in ("distances", "seconds"):
+            assert torch.equal(getattr(first, name), getattr(again, name)), name
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_bad_arguments(linear_oracle) -> None:
+    o = linear_oracle
+    with pytest.raises(ValueError, match="batch_size must be > 0"):
+        run_attack(o.model, o.inputs, o.labels, identity_attack, batch_size=0)
+    with pytest.raises(TypeError, match="attack must be callable"):
+        run_attack(o.model, o.inputs, o.labels, "ddn")
+    with pytest.raises(ValueError, match="attack must return a tensor of shape"):
+        run_attack(o.model, o.inputs, o.labels, lambda m, x, y: x[:2], progress=False)
