@@ -1,0 +1,78 @@
+"""The contract of DESIGN.md, checked for every attack in the registry (a new attack gets it for free)."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+
+from edgewise.attacks import ATTACKS
+from edgewise.data import sample
+from edgewise.models import CountingModel, load_model
+
+STEPS = 8
+
+
+@pytest.fixture(scope="module")
+def setting():
+    model = load_model("smallcnn-fmnist")
+    inputs, labels = sample()
+    return model, inputs[::100][:6].clone(), labels[::100][:6].clone()
+
+
+def call(name: str, model, inputs, labels, **extra):
+    function = ATTACKS[name]
+    parameters = inspect.signature(function).parameters
+    kwargs = {"steps": STEPS} if "steps" in parameters else {}
+    if "eps" in parameters and parameters["eps"].default is inspect.Parameter.empty:
+        kwargs["eps"] = 0.3
+    return function(model, inputs, labels, **kwargs, **extra)
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_contract(name: str, setting) -> None:
+    model, inputs, labels = setting
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    inputs_copy = inputs.clone()
+    adv = call(name, model, inputs, labels, generator=torch.Generator().manual_seed(0))
+    assert adv.shape == inputs.shape and adv.dtype == inputs.dtype and adv.device == inputs.device
+    assert float(adv.min()) >= 0 and float(adv.max()) <= 1 and bool(torch.isfinite(adv).all())
+    assert torch.equal(inputs, inputs_copy), "the caller's tensor was modified"
+    assert not model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
+    assert all(p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_same_seed_same_output_and_no_global_rng(name: str, setting) -> None:
+    model, inputs, labels = setting
+    state = torch.get_rng_state()
+    first = call(name, model, inputs, labels, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(torch.get_rng_state(), state), "the attack drew from the global RNG"
+    second = call(name, model, inputs, labels, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(first, second)
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_sample_alone_equals_sample_in_batch(name: str, setting) -> None:
+    model, inputs, labels = setting
+    together = call(name, model, inputs, labels)
+    alone = call(name, model, inputs[2:3], labels[2:3])
+    torch.testing.assert_close(alone[0], together[2], atol=2e-3, rtol=0)
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_unknown_keyword_is_a_type_error(name: str, setting) -> None:
+    model, inputs, labels = setting
+    with pytest.raises(TypeError, match="no_such_option"):
+        call(name, model, inputs, labels, no_such_option=1)
+
+
+@pytest.mark.parametrize("name", ["ddn"])
+def test_budget_is_steps_forwards_and_backwards(name: str, setting) -> None:
+    model, inputs, labels = setting
+    counting = CountingModel(model)
+    call(name, counting, inputs, labels)
+    assert counting.forwards == STEPS * len(inputs) and counting.backwards == STEPS * len(inputs)
