@@ -114,6 +114,8 @@ def train(config: TrainConfig, train_set: tuple[torch.Tensor, torch.Tensor],
     metrics: list[dict[str, float]] = []
     start_epoch = 0
     checkpoint_path = out / "checkpoint.pt"
+    # The global RNG drives dropout during training: seed it, and restore its state when resuming.
+    torch.manual_seed(config.seed)
     if resume and checkpoint_path.is_file():
         state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
