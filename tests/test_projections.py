@@ -9,7 +9,7 @@ import pytest
 import torch
 from scipy.optimize import minimize
 
-from edgewise.projections import project, simplex
+from edgewise.projections import project, project_box, simplex
 
 NORMS = ("l0", "l1", "l2", "linf")
 EPS = {"l0": 3.0, "l1": 0.9, "l2": 0.6, "linf": 0.25}
@@ -197,3 +197,12 @@ def test_simplex_idempotent_and_shift_invariant() -> None:
 def test_simplex_bad_input() -> None:
     with pytest.raises(TypeError, match="w must be a floating-point tensor"):
         simplex(torch.ones(3, dtype=torch.int64))
+
+
+def test_project_box_with_a_loose_box_is_the_ball_projection() -> None:
+    delta, _ = _cases(10, batch=8, dim=30)
+    wide = torch.full_like(delta, 100.0)
+    norms = delta.norm(dim=1, keepdim=True)
+    expected = delta * (0.5 / norms).clamp_max(1)  # closed-form ℓ2-ball projection
+    torch.testing.assert_close(project_box(delta, -wide, wide, norm="l2", eps=0.5), expected)
+    torch.testing.assert_close(project_box(delta, -wide, wide, norm="linf", eps=0.5), delta.clamp(-0.5, 0.5))

@@ -64,14 +64,26 @@ def project(delta: torch.Tensor, x: torch.Tensor, *, norm: str, eps: float | tor
     Returns:
         δ* with the shape and dtype of ``delta``.
     """
-    check_choice("norm", norm, NORMS)
     if not isinstance(delta, torch.Tensor) or not delta.is_floating_point():
         raise TypeError(f"delta must be a floating-point tensor, got {_describe(delta)}")
     if not isinstance(x, torch.Tensor) or x.shape != delta.shape or delta.dim() < 1:
         raise ValueError(f"x must be a tensor of the shape of delta {tuple(delta.shape)}, got {_describe(x)}")
+    return project_box(delta, -x.to(delta.dtype), 1 - x.to(delta.dtype), norm=norm, eps=eps)
+
+
+def project_box(delta: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, *, norm: str,
+                eps: float | torch.Tensor) -> torch.Tensor:
+    """Projection of ``delta`` onto {δ : ‖δ‖p ≤ ε, lower ≤ δ ≤ upper}; the box must contain 0 (not checked).
+
+    ``project`` is this with lower = −x, upper = 1 − x; a perturbation shared by several inputs (universal
+    attacks) uses lower = −1, upper = 1 and clips each x + δ to [0, 1] afterwards.
+    """
+    check_choice("norm", norm, NORMS)
+    if not isinstance(delta, torch.Tensor) or not delta.is_floating_point() or delta.dim() < 1:
+        raise TypeError(f"delta must be a floating-point tensor, got {_describe(delta)}")
     radius = _radius(eps, delta)
     a = delta.flatten(1)
-    lower, upper = -x.flatten(1).to(a.dtype), 1 - x.flatten(1).to(a.dtype)
+    lower, upper = torch.broadcast_to(lower, delta.shape).flatten(1), torch.broadcast_to(upper, delta.shape).flatten(1)
     solvers: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]] = {
         "l0": _l0, "l1": _l1, "l2": _l2, "linf": _linf,
     }
@@ -90,14 +102,14 @@ def _radius(eps: float | torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     if isinstance(eps, torch.Tensor):
         if eps.shape not in ((), (batch,)):
             raise ValueError(f"eps must be a number or a tensor of shape ({batch},), got {tuple(eps.shape)}")
-        radius = eps.to(delta.dtype).expand(batch)
-    elif isinstance(eps, (int, float)) and not isinstance(eps, bool):
-        radius = torch.full((batch,), float(eps), dtype=delta.dtype, device=delta.device)
-    else:
+        if not bool(torch.isfinite(eps).all()) or bool((eps < 0).any()):
+            raise ValueError(f"eps must be finite and >= 0, got min {float(eps.min()):.4g}")
+        return eps.to(device=delta.device, dtype=delta.dtype).expand(batch).unsqueeze(1)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
         raise TypeError(f"eps must be a number or a tensor, got {type(eps).__name__}")
-    if not bool(torch.isfinite(radius).all()) or bool((radius < 0).any()):
-        raise ValueError(f"eps must be finite and >= 0, got min {float(radius.min()):.4g}")
-    return radius.to(delta.device).unsqueeze(1)
+    if not math.isfinite(eps) or eps < 0:  # checked in Python: no device sync for a number
+        raise ValueError(f"eps must be finite and >= 0, got {eps}")
+    return torch.full((batch, 1), float(eps), dtype=delta.dtype, device=delta.device)
 
 
 def _bisection_steps(dtype: torch.dtype) -> int:
