@@ -27,7 +27,7 @@ def asr_all(fooled: torch.Tensor, clean_fooled: torch.Tensor) -> float:
     The transformation and universal tables call the same quantity ASR_gp (group success); see ``asr_gp``.
     """
     valid = ~clean_fooled.any(1)
-    return float((fooled.all(1) & valid).sum() / valid.sum().clamp_min(1))
+    return float((fooled.all(1) & valid).sum().double() / valid.sum().clamp_min(1))
 
 
 asr_gp = asr_all

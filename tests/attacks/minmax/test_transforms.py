@@ -1,0 +1,103 @@
+"""Transformations of D.3 against independent computations, gradcheck, and the transformation attack."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from edgewise.attacks.minmax import TRANSFORMS, apply_transform, transform_attack
+
+
+def _images(dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    return torch.rand(3, 1, 9, 9, generator=torch.Generator().manual_seed(0), dtype=dtype)
+
+
+def test_deterministic_pixel_transforms() -> None:
+    x = _images()
+    torch.testing.assert_close(apply_transform("hflip", x), x.flip(-1))
+    torch.testing.assert_close(apply_transform("vflip", x), x.flip(-2))
+    torch.testing.assert_close(apply_transform("brightness", x), (x + 0.1).clamp(0, 1))
+    torch.testing.assert_close(apply_transform("gamma", x), x**1.3)
+    torch.testing.assert_close(apply_transform("identity", x), x)
+
+
+def test_center_crop_of_a_ramp() -> None:
+    # I(row, col) = col: the central 0.8 resized back is the affine map col -> c + 0.8 (col − c), c = (W − 1)/2.
+    width = 9
+    ramp = torch.arange(width, dtype=torch.float64).expand(1, 1, width, width).contiguous() / (width - 1)
+    centre = (width - 1) / 2
+    expected = (centre + 0.8 * (torch.arange(width, dtype=torch.float64) - centre)) / (width - 1)
+    torch.testing.assert_close(apply_transform("crop", ramp)[0, 0], expected.expand(width, width))
+
+
+def test_rotation_is_thirty_degrees_clockwise() -> None:
+    # A dot above the centre: 30° clockwise (y axis down) moves it right by r sin 30° and down by r (1 − cos 30°).
+    size, radius = 41, 12
+    image = torch.zeros(1, 1, size, size, dtype=torch.float64)
+    image[0, 0, 20 - radius, 20] = 1.0
+    rotated = apply_transform("rotation", image)[0, 0]
+    rows, cols = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    mass = rotated.sum()
+    col = float((rotated * cols).sum() / mass) - 20
+    row = float((rotated * rows).sum() / mass) - 20
+    assert math.isclose(col, radius * math.sin(math.radians(30)), abs_tol=0.3)
+    assert math.isclose(row, -radius * math.cos(math.radians(30)), abs_tol=0.3)
+
+
+@pytest.mark.parametrize("name", sorted(TRANSFORMS))
+def test_transforms_are_differentiable(name: str) -> None:
+    x = (0.1 + 0.8 * _images(torch.float64)[:1, :, :5, :5]).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda v: apply_transform(name, v), (x,))
+
+
+def test_random_transforms_follow_the_generator() -> None:
+    x = _images()
+    for name in ("hflip", "crop", "rotation"):
+        first = apply_transform(name, x, random=True, generator=torch.Generator().manual_seed(3))
+        second = apply_transform(name, x, random=True, generator=torch.Generator().manual_seed(3))
+        assert torch.equal(first, second)
+    flips = [apply_transform("hflip", x[:1], random=True, generator=torch.Generator().manual_seed(s)) for s in
+             range(40)]
+    flipped = sum(bool(torch.equal(f, x[:1].flip(-1))) for f in flips)
+    assert 20 <= flipped <= 40  # probability 0.8
+
+
+def _model() -> nn.Module:
+    generator = torch.Generator().manual_seed(1)
+    layer = nn.Linear(81, 4)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(4, 81, generator=generator))
+        layer.bias.zero_()
+    return nn.Sequential(nn.Flatten(), layer).eval()
+
+
+@pytest.mark.parametrize("strategy", ["minmax", "average"])
+def test_transform_attack_fooled_is_reverified(strategy: str) -> None:
+    x, model = _images(), _model()
+    y = torch.tensor([0, 1, 2])
+    names = ["identity", "hflip", "crop", "rotation"]
+    result = transform_attack(model, x, y, transforms=names, norm="linf", eps=0.05, steps=5, strategy=strategy)
+    with torch.no_grad():
+        fooled = torch.stack([model(apply_transform(n, result.adv)).argmax(1) != y for n in names], 1)
+    assert torch.equal(result.fooled, fooled) and result.weights.shape == (3, 4)
+    assert float((result.adv - x).abs().max()) <= 0.05 + 1e-6
+
+
+def test_random_transform_attack_is_reproducible() -> None:
+    x, model, y = _images(), _model(), torch.tensor([0, 1, 2])
+    runs = [transform_attack(model, x, y, transforms=["crop", "rotation"], random=True, steps=3,
+                             generator=torch.Generator().manual_seed(7)) for _ in range(2)]
+    assert torch.equal(runs[0].adv, runs[1].adv)
+
+
+def test_bad_transforms() -> None:
+    x, model, y = _images(), _model(), torch.tensor([0, 1, 2])
+    with pytest.raises(ValueError, match="transforms must be names among"):
+        transform_attack(model, x, y, transforms=["shear"])
+    with pytest.raises(TypeError, match="transforms must be a non-empty list"):
+        transform_attack(model, x, y, transforms="hflip")
+    with pytest.raises(ValueError, match=r"inputs must be images \(B, C, H, W\)"):
+        transform_attack(nn.Flatten(), x.flatten(1), y)
