@@ -11,7 +11,7 @@ from torch import nn
 
 @dataclass
 class LinearOracle:
-    """A binary linear classifier logits = [0, w·x + b] and inputs whose minimal perturbations are interior.
+    """A linear classifier, logits [0, w·x, -0.1, ...], and inputs whose minimal perturbations are interior.
 
     For f(x) = w·x + b, the smallest ℓp perturbation that flips sign(f) is |f(x)| / ‖w‖_q with q the dual
     norm: ℓ2 -> ‖w‖₂, ℓ1 -> ‖w‖∞ (move the single coordinate of largest |w|), ℓ∞ -> ‖w‖₁. The inputs are
@@ -26,7 +26,8 @@ class LinearOracle:
     linf: torch.Tensor
 
 
-def make_linear_oracle(batch: int = 8, shape: tuple[int, ...] = (1, 8, 8), *, seed: int = 0) -> LinearOracle:
+def make_linear_oracle(batch: int = 8, shape: tuple[int, ...] = (1, 8, 8), *, seed: int = 0,
+                       classes: int = 2) -> LinearOracle:
     generator = torch.Generator().manual_seed(seed)
     dim = int(torch.tensor(shape).prod())
     w = torch.randn(dim, generator=generator, dtype=torch.float64)
@@ -37,9 +38,14 @@ def make_linear_oracle(batch: int = 8, shape: tuple[int, ...] = (1, 8, 8), *, se
     margin = (0.02 + 0.08 * torch.rand(batch, generator=generator, dtype=torch.float64)) * w.abs().max()
     sign = torch.where(torch.arange(batch) % 2 == 0, 1.0, -1.0).double()
     inputs = inputs + (sign * margin - inputs @ w).unsqueeze(1) * w
-    layer = nn.Linear(dim, 2, bias=False)
+    # Classes beyond the first two have a constant logit of -0.1 < max(0, w·x): they never win, so the decision
+    # boundary and the optima stay those of the binary model (DLR⁺ needs 3 classes, tDLR⁺ 4).
+    layer = nn.Linear(dim, classes)
     with torch.no_grad():
-        layer.weight.copy_(torch.stack([torch.zeros_like(w), w]))
+        layer.weight.zero_()
+        layer.weight[1] = w.float()
+        layer.bias.zero_()
+        layer.bias[2:] = -0.1
     f = (inputs @ w).abs()
     return LinearOracle(
         model=nn.Sequential(nn.Flatten(), layer).eval(),
@@ -54,3 +60,9 @@ def make_linear_oracle(batch: int = 8, shape: tuple[int, ...] = (1, 8, 8), *, se
 @pytest.fixture
 def linear_oracle() -> LinearOracle:
     return make_linear_oracle()
+
+
+@pytest.fixture
+def oracle_factory():
+    """``make_linear_oracle`` itself, for tests that need other sizes or more classes."""
+    return make_linear_oracle

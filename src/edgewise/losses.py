@@ -28,3 +28,26 @@ def is_adversarial(logits: torch.Tensor, labels: torch.Tensor, *, targeted: bool
     """Boolean (B,): predicted class differs from ``labels`` (untargeted) or equals it (targeted)."""
     predicted = logits.argmax(1)
     return predicted == labels if targeted else predicted != labels
+
+
+def _sorted_logits(logits: torch.Tensor, *, minimum: int, name: str) -> torch.Tensor:
+    classes = logits.shape[1]
+    if classes < minimum:
+        raise ValueError(f"{name} needs a model with at least {minimum} classes, got {classes}")
+    return logits.sort(dim=1, descending=True).values
+
+
+def dlr_plus(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """DLR⁺ (ALMA eq. 4): (z_y − max_{i≠y} z_i) / (z_π1 − z_π3); negative iff misclassified. Needs 3 classes."""
+    ordered = _sorted_logits(logits, minimum=3, name="DLR+")
+    return logit_margin(logits, labels) / (ordered[:, 0] - ordered[:, 2] + 1e-12)
+
+
+def targeted_dlr_plus(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """tDLR⁺ (ALMA eq. 18): (max_{i≠t} z_i − z_t) / (z_π1 − (z_π3 + z_π4)/2); negative iff classified as t.
+
+    Needs 4 classes.
+    """
+    ordered = _sorted_logits(logits, minimum=4, name="tDLR+")
+    scale = ordered[:, 0] - (ordered[:, 2] + ordered[:, 3]) / 2
+    return logit_margin(logits, targets, targeted=True) / (scale + 1e-12)

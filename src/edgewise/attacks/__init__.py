@@ -7,10 +7,12 @@ from collections.abc import Callable
 
 import torch
 
+from edgewise.attacks.alma import alma
 from edgewise.attacks.ddn import ddn
 
 ATTACKS: dict[str, Callable[..., torch.Tensor]] = {
+    "alma": alma,
     "ddn": ddn,
 }
 
-__all__ = ["ATTACKS", "ddn"]
+__all__ = ["ATTACKS", "alma", "ddn"]

@@ -1,0 +1,87 @@
+import pytest
+import torch
+
+from edgewise.attacks import alma
+from edgewise.attacks.alma import default_alpha, initial_step_size
+from edgewise.distances import get as get_distance
+from edgewise.models import CountingModel
+
+# Appendix F's rule for ε: about a tenth of the expected distances. The oracle's optima are ~0.01-0.03 (ℓ2) and
+# ~0.03-0.1 (ℓ1), so the MNIST-scale defaults (0.1 and 0.5) are replaced by values on the oracle's scale.
+ORACLE_INIT = {"l2": 0.002, "l1": 0.01}
+
+
+@pytest.mark.parametrize("distance", ["l2", "l1"])
+@pytest.mark.parametrize("targeted", [False, True])
+def test_oracle_within_2_percent_after_1000_steps(oracle_factory, distance: str, targeted: bool) -> None:
+    o = oracle_factory(classes=4)
+    labels = 1 - o.labels if targeted else o.labels
+    adv = alma(o.model, o.inputs, labels, distance=distance, steps=1000, targeted=targeted,
+               init_distance=ORACLE_INIT[distance])
+    predicted = o.model(adv).argmax(1)
+    assert bool((predicted == labels).all() if targeted else (predicted != labels).all())
+    optimum = o.l2 if distance == "l2" else o.l1
+    ratio = (adv - o.inputs).flatten(1).norm(p=2 if distance == "l2" else 1, dim=1) / optimum
+    assert float(ratio.min()) >= 1 - 1e-3 and float(ratio.max()) <= 1.02
+
+
+def test_budget_is_steps_plus_one_for_the_step_size_search(oracle_factory) -> None:
+    o = oracle_factory(classes=3)
+    counting = CountingModel(o.model)
+    alma(counting, o.inputs, o.labels, steps=30, init_distance=0.002)
+    assert counting.forwards == 31 * 8 and counting.backwards == 31 * 8
+
+
+def test_initial_step_size_hits_the_requested_distance() -> None:
+    inputs = torch.rand(5, 1, 6, 6, generator=torch.Generator().manual_seed(0)) * 0.5 + 0.25
+    grad = torch.randn(5, 1, 6, 6, generator=torch.Generator().manual_seed(1))
+    distance = get_distance("l2")(inputs)
+    eta = initial_step_size(distance, inputs, grad, 0.1)
+    reached = distance((inputs - eta.view(-1, 1, 1, 1) * grad).clamp(0, 1))
+    torch.testing.assert_close(reached, torch.full_like(reached, 0.1), atol=1e-5, rtol=0)
+
+
+def test_callback_reports_the_multipliers(oracle_factory) -> None:
+    o = oracle_factory(classes=3)
+    seen: list[dict[str, torch.Tensor]] = []
+    alma(o.model, o.inputs, o.labels, steps=40, init_distance=0.002, callback=lambda step, state: seen.append(state))
+    assert len(seen) == 40
+    assert {"mu", "rho", "lr", "constraint", "distance", "best_distance"} <= set(seen[0])
+    assert all(bool(((s["mu"] >= 1e-6) & (s["mu"] <= 1e12)).all()) for s in seen)
+    assert bool((seen[-1]["best_distance"] < float("inf")).all())
+
+
+def test_user_distance_factory(oracle_factory) -> None:
+    o = oracle_factory(classes=3)
+
+    def weighted_l2(reference: torch.Tensor):
+        return lambda perturbed: (perturbed - reference).flatten(1).square().sum(1)
+
+    adv = alma(o.model, o.inputs, o.labels, distance=weighted_l2, steps=300, init_distance=1e-5)
+    assert bool((o.model(adv).argmax(1) != o.labels).all())
+
+
+def test_default_alpha_follows_the_paper() -> None:
+    assert default_alpha(100) == 0.5 and default_alpha(1000) == 0.9 and default_alpha(5000) == 0.9
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"penalty": "p7"}, ValueError, "penalty must be one of"),
+        ({"alpha": 1.0}, ValueError, r"alpha must be in \[0, 1\)"),
+        ({"distance": "nope"}, ValueError, "init_distance must be given"),
+        ({"distance": "nope", "init_distance": 0.1}, ValueError, "distance must be one of"),
+        ({"rho_growth": 1.0}, ValueError, "rho_growth must be > 1"),
+        ({"steps": -1}, ValueError, "steps must be > 0"),
+    ],
+)
+def test_bad_options(oracle_factory, kwargs, error, match) -> None:
+    o = oracle_factory(classes=3)
+    with pytest.raises(error, match=match):
+        alma(o.model, o.inputs, o.labels, **kwargs)
+
+
+def test_two_class_model_is_a_clear_error(linear_oracle) -> None:
+    with pytest.raises(ValueError, match="at least 3 classes, got 2"):
+        alma(linear_oracle.model, linear_oracle.inputs, linear_oracle.labels, steps=5)
