@@ -9,10 +9,12 @@ import torch
 
 from edgewise.attacks.alma import alma
 from edgewise.attacks.ddn import ddn
+from edgewise.attacks.fmn import fmn
 
 ATTACKS: dict[str, Callable[..., torch.Tensor]] = {
     "alma": alma,
     "ddn": ddn,
+    "fmn": fmn,
 }
 
-__all__ = ["ATTACKS", "alma", "ddn"]
+__all__ = ["ATTACKS", "alma", "ddn", "fmn"]
