@@ -1,0 +1,63 @@
+import importlib.util
+import sys
+
+import pytest
+import torch
+
+from edgewise.eval import run_attack
+from edgewise.eval.baselines import BASELINES, MissingLibraryError, load_baseline
+from edgewise.models import load_model
+
+SLOW = {"torchattacks:deepfool", "torchattacks:fab-l2", "foolbox:cw-l2", "foolbox:ead"}
+
+
+def installed(name: str) -> bool:
+    return importlib.util.find_spec(BASELINES[name].library) is not None
+
+
+@pytest.fixture(scope="module")
+def setting():
+    from edgewise.data import sample
+
+    inputs, labels = sample()
+    return load_model("smallcnn-fmnist"), inputs[:4], labels[:4]
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
+                                  for n in sorted(BASELINES)])
+def test_adapter_returns_checked_examples_and_leaves_model_and_rng_alone(name: str, setting) -> None:
+    if not installed(name):
+        pytest.skip(f"{BASELINES[name].library} not installed (pip install edgewise[baselines])")
+    model, inputs, labels = setting
+    state = torch.get_rng_state()
+    result = run_attack(model, inputs, labels, load_baseline(name, steps=10), progress=False)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert not model.training and all(p.requires_grad and p.grad is None for p in model.parameters())
+    assert result.adversarial.shape == inputs.shape and result.forwards.min() > 0
+    distance = result.distances[BASELINES[name].distance]
+    assert bool(torch.isfinite(distance[result.success]).all()) and bool(torch.isinf(distance[~result.success]).all())
+
+
+def test_torchattacks_cannot_switch_the_model_to_training_mode(setting) -> None:
+    # torchattacks' Attack calls model.train() after an attack on a model whose `training` flag is True
+    # (the CountingModel of run_attack is such a module): the adapter must shield the user's model from it.
+    if not installed("torchattacks:cw-l2"):
+        pytest.skip("torchattacks not installed")
+    model, inputs, labels = setting
+    run_attack(model, inputs, labels, load_baseline("torchattacks:cw-l2", steps=2), progress=False)
+    assert not model.training and not any(m.training for m in model.modules())
+
+
+def test_missing_library_is_one_clear_line(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "foolbox", None)
+    with pytest.raises(MissingLibraryError, match=r"^foolbox is not installed .*install foolbox==3\.3\.4$"):
+        load_baseline("foolbox:ddn", steps=10)
+
+
+def test_unknown_baseline() -> None:
+    with pytest.raises(ValueError, match=r"baseline must be one of .* got 'foolbox:nope'"):
+        load_baseline("foolbox:nope", steps=10)
+
+
+def test_budgets_follow_the_paper() -> None:
+    assert BASELINES["foolbox:cw-l2"].budget(100) == "9×100" and BASELINES["adv-lib:ddn"].budget(100) == "100"
