@@ -1,0 +1,153 @@
+import json
+import math
+import statistics
+import sys
+from functools import partial
+
+import pytest
+import torch
+
+from edgewise.attacks import ddn, fmn
+from edgewise.cli import main
+from edgewise.eval import run_attack
+from edgewise.eval.benchmark import AttackSpec, benchmark, geometric_mean, resolve, write_report
+from edgewise.losses import logit_margin
+
+from ..conftest import make_linear_oracle  # type: ignore[import-not-found]
+
+
+@pytest.fixture(scope="module")
+def oracles():
+    return {"linear-a": make_linear_oracle(batch=12, seed=1), "linear-b": make_linear_oracle(batch=12, seed=2)}
+
+
+def closed_form(model, inputs, labels):
+    """The exact minimal ℓ2 adversarial of a linear model, a hair past the boundary: x − (1 + 1e-4) m ∇m / ‖∇m‖²
+    with m the logit margin (one linearization is exact): the best attack on the oracles."""
+    x = inputs.clone().requires_grad_(True)
+    margin = logit_margin(model(x), labels)
+    (grad,) = torch.autograd.grad(margin.sum(), x)
+    step = (margin / grad.flatten(1).square().sum(1)).detach().view(-1, 1, 1, 1)
+    return (inputs - (1 + 1e-4) * step * grad).clamp(0, 1)
+
+
+def specs(calls: dict[str, int] | None = None, fail_on: int | None = None) -> list[AttackSpec]:
+    """ddn, fmn and the closed form; ``calls`` counts the batches each attack runs; the fmn attack raises on
+    its ``fail_on``-th batch (to interrupt a benchmark mid-way)."""
+    def counted(name, function):
+        def run(model, inputs, labels):
+            calls[name] = calls.get(name, 0) + 1
+            if name == "fmn" and fail_on is not None and calls[name] == fail_on:
+                raise RuntimeError("interrupted")
+            return function(model, inputs, labels)
+        return run if calls is not None else function
+
+    return [
+        AttackSpec("ddn", lambda steps: counted("ddn", partial(ddn, steps=steps, levels=None))),
+        AttackSpec("fmn", lambda steps: counted("fmn", partial(fmn, steps=steps))),
+        AttackSpec("exact", lambda steps: counted("exact", closed_form)),
+    ]
+
+
+def run(oracles, out, calls=None, fail_on=None):
+    models = {name: o.model for name, o in oracles.items()}
+    data = {name: (o.inputs, o.labels) for name, o in oracles.items()}
+    return benchmark(models, data, specs(calls, fail_on), [3, 10], distance="l2", out=out, batch_size=5)
+
+
+def numbers(report):
+    return {m: [{k: v for k, v in r.items() if k != "seconds" and k != "ms_per_sample_iteration"}
+                for r in e["rows"]] for m, e in report["models"].items()}
+
+
+def test_cells_agree_with_run_attack_alone(oracles, tmp_path) -> None:
+    report = run(oracles, tmp_path)
+    o = oracles["linear-b"]
+    alone = run_attack(o.model, o.inputs, o.labels, partial(ddn, steps=10, levels=None), batch_size=5,
+                       progress=False).summary(distance="l2")
+    row = next(r for r in report["models"]["linear-b"]["rows"] if r["attack"] == "ddn" and r["steps"] == 10)
+    assert row["median_distance"] == alone["median_distance"] and row["success_rate"] == alone["success_rate"]
+    assert row["forwards_per_sample"] == 10 and row["backwards_per_sample"] == 10
+
+
+def test_best_of_all_optimality_and_geometric_mean(oracles, tmp_path) -> None:
+    report = run(oracles, tmp_path)
+    for name, entry in report["models"].items():
+        rows = {(r["attack"], r["steps"]): r for r in entry["rows"]}
+        # The closed form is the per-sample optimum: the best of all equals it and its optimality is 1.
+        assert rows[("exact", 3)]["optimality"] == pytest.approx(1.0, rel=1e-3)
+        assert entry["best_median_distance"] == pytest.approx(rows[("exact", 3)]["median_distance"], rel=1e-3)
+        assert entry["best_median_distance"] == pytest.approx(float(oracles[name].l2.double().median()), rel=1e-3)
+        assert rows[("ddn", 3)]["optimality"] < 0.99  # 3 DDN steps are far from the optimum
+        assert all(r["optimality"] <= 1 + 1e-9 for r in entry["rows"])
+    for summary in report["summary"]:
+        medians = [next(r for r in e["rows"] if (r["attack"], r["steps"]) == (summary["attack"], summary["steps"]))
+                   ["median_distance"] for e in report["models"].values()]
+        expected = statistics.geometric_mean(medians) if all(map(math.isfinite, medians)) else None
+        assert summary["geometric_mean_median_distance"] == pytest.approx(expected)
+
+
+def test_geometric_mean() -> None:
+    assert geometric_mean([1.0, 4.0]) == pytest.approx(2.0)
+    assert geometric_mean([1.0, math.inf]) is None
+    assert geometric_mean([0.0, 4.0]) == 0.0
+
+
+def test_interrupted_benchmark_resumes_without_redoing_finished_work(oracles, tmp_path) -> None:
+    calls: dict[str, int] = {}
+    with pytest.raises(RuntimeError, match="interrupted"):  # fmn fails on its 5th batch: cell (linear-a, 10)
+        run(oracles, tmp_path / "resumed", calls, fail_on=5)
+    assert calls == {"ddn": 6, "fmn": 5}  # ddn: 2 cells × 3 batches; fmn: 3 batches + 1 of its second cell
+    calls.clear()
+    resumed = run(oracles, tmp_path / "resumed", calls)
+    # linear-a: ddn's cells and fmn's first cell are loaded, fmn's second resumes after its first batch.
+    assert calls == {"fmn": 2 + 6, "exact": 3 * 2 + 3 * 2, "ddn": 6}
+    calls.clear()
+    again = run(oracles, tmp_path / "resumed", calls)
+    assert calls == {}
+    fresh = run(oracles, tmp_path / "fresh")
+    assert numbers(resumed) == numbers(again) == numbers(fresh)
+
+
+def test_report_files(oracles, tmp_path) -> None:
+    report = run(oracles, tmp_path)
+    env = {"torch": torch.__version__, "device": "cpu", "threads": 1, "git_commit": None}
+    written = write_report(report, tmp_path, arguments={"n": 12, "data": "oracle"}, env=env)
+    assert {p.name for p in written} == {"report.md", "report.json", "robust_accuracy-linear-a.png",
+                                        "robust_accuracy-linear-b.png"}
+    numbers_json = json.loads((tmp_path / "report.json").read_text())
+    assert numbers_json["models"]["linear-a"]["rows"][0]["attack"] == "ddn"
+    assert (tmp_path / "robust_accuracy-linear-a.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| exact | 3 | 100.00 |" in (tmp_path / "report.md").read_text()
+
+
+def test_attack_names() -> None:
+    assert resolve("fmn-l1", distance="l1").build(5).keywords == {"steps": 5, "norm": "l1"}
+    assert resolve("fmn", distance="l2").build(5).keywords == {"steps": 5, "norm": "l2"}
+    with pytest.raises(ValueError, match="attack 'nosuch-l2' is not in the registry"):
+        resolve("nosuch-l2", distance="l2")
+    with pytest.raises(ValueError, match="minimizes 'l1' but the benchmark's distance is 'l2'"):
+        resolve("fmn-l1", distance="l2")
+    with pytest.raises(ValueError, match="'ddn' minimizes a fixed distance"):
+        resolve("ddn-l1", distance="l2")
+
+
+def test_cli_bad_names_are_one_line_exit_2(capsys) -> None:
+    assert main(["benchmark", "--models", "nosuch-fmnist", "--attacks", "ddn"]) == 2
+    assert main(["benchmark", "--attacks", "nosuch-l2"]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2 and "'nosuch-fmnist'] not in the zoo" in errors[0]
+    assert "attack 'nosuch-l2' is not in the registry" in errors[1]
+
+
+def test_cli_end_to_end_skips_a_missing_library(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "foolbox", None)
+    args = ["benchmark", "--models", "smallcnn-fmnist", "--attacks", "ddn,foolbox:ddn", "--steps", "2",
+            "--n", "6", "--out", str(tmp_path), "--no-progress"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("skipping foolbox:ddn: foolbox is not installed") == 1
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert [r["attack"] for r in report["models"]["smallcnn-fmnist"]["rows"]] == ["ddn"]
+    assert main(args) == 0
+    assert "ddn 2: loaded" in capsys.readouterr().out
