@@ -5,7 +5,8 @@ Lift), with the learned weights w plotted.
 
     .venv/bin/python benchmarks/minmax_tables.py            # writes benchmarks/results/minmax_tables.{md,json}
 
-Each configuration is saved as soon as it finishes; a rerun skips the finished ones (delete the JSON to redo).
+Each configuration is saved (JSON and markdown) as soon as it finishes; a rerun skips the finished ones and
+rewrites the report (delete the JSON to redo them).
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ TRANSFORMS = {
 TRANSFORM_BUDGET = {"norm": "linf", "eps": 0.1}
 
 
-def _store(path: Path, state: dict[str, Any]) -> None:
+def _store(path: Path, state: dict[str, Any], n: int) -> None:
     write_text_atomic(path, json.dumps(state, indent=1))
+    write_text_atomic(path.with_suffix(".md"), render(state, n))
 
 
 def main() -> None:
@@ -87,10 +89,9 @@ def main() -> None:
                                          "steps": config["steps"], "options": config["options"],
                                          "domains": domains, "plot": picture.name, **summary,
                                          "seconds": time.perf_counter() - start}
-        _store(path, state)
+        _store(path, state, args.n)
         print(format_table(name, summary, domains, kind=kind), flush=True)
-    _store(path, state)
-    write_text_atomic(RESULTS / "minmax_tables.md", render(state, args.n))
+    _store(path, state, args.n)
 
 
 def render(state: dict[str, Any], n: int) -> str:
