@@ -132,10 +132,12 @@ def _pretrained(checkpoint: str, net: str, calibrated: bool, dtype: torch.dtype,
         raise RuntimeError("LPIPS with net='alex' or 'vgg' needs torchvision: `pip install torchvision`")
     import torchvision
 
-    model = getattr(torchvision.models, _TORCHVISION_BUILDERS[net])(weights=None)
-    model.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
+    features = getattr(torchvision.models, _TORCHVISION_BUILDERS[net])(weights=None).features
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    # Only the convolutional part is used: load the "features." entries (strict: a wrong file fails here).
+    features.load_state_dict({k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")})
     heads = _lpips_heads(net) if calibrated else None
-    network = LPIPSNetwork(list(model.features), TAPS[net], heads).to(dtype=dtype, device=device).eval()
+    network = LPIPSNetwork(list(features), TAPS[net], heads).to(dtype=dtype, device=device).eval()
     return network.requires_grad_(False)
 
 
