@@ -140,3 +140,12 @@ def test_feature_model_errors():
         get("lpips", net="resnet")(torch.rand(1, 3, 64, 64))
     with pytest.raises(TypeError):
         get("lpips", spatial=True)(torch.rand(1, 3, 64, 64))
+
+
+def test_gradcheck_alexnet_both_variants():
+    reference = reference_lpips("alex").double()
+    heads = [head.model[-1].weight for head in reference.lins]
+    x, y = (t.double() for t in pair(32))
+    for variant in (heads, None):
+        network = LPIPSNetwork(slices(reference), TAPS["alex"], variant)
+        assert torch.autograd.gradcheck(network.bind(x), (y.requires_grad_(True),), fast_mode=True)
