@@ -70,7 +70,7 @@ def test_unknown_keyword_is_a_type_error(name: str, setting) -> None:
         call(name, model, inputs, labels, no_such_option=1)
 
 
-@pytest.mark.parametrize("name", ["ddn"])
+@pytest.mark.parametrize("name", ["alma", "ddn", "fmn"])
 def test_budget_is_steps_forwards_and_backwards(name: str, setting) -> None:
     model, inputs, labels = setting
     counting = CountingModel(model)
