@@ -14,10 +14,15 @@ from typing import Any
 import torch
 from torch import nn
 
+from edgewise.distances import DistanceFn
+from edgewise.distances import get as get_distance
 from edgewise.validation import check_generator, check_inputs
 
 Callback = Callable[[int, dict[str, torch.Tensor]], None]
 """``callback(step, state)``: per-step diagnostics; ``state`` maps names to per-sample tensors (detached)."""
+
+DistanceSpec = str | Callable[[torch.Tensor], DistanceFn]
+"""A distance of the registry (``edgewise.distances``) by name, or a factory ``reference -> (perturbed -> (B,))``."""
 
 
 def batch_view(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -46,3 +51,22 @@ def quantize(inputs: torch.Tensor, levels: int | None) -> torch.Tensor:
 def check_levels(levels: Any) -> None:
     if levels is not None and (isinstance(levels, bool) or not isinstance(levels, int) or levels < 2):
         raise ValueError(f"levels must be an int >= 2 or None, got {levels!r}")
+
+
+def steepest_direction(gradient: torch.Tensor, norm: str) -> torch.Tensor:
+    """PGD's steepest-ascent direction of ``gradient`` per sample: sign(g) for "linf", g/‖g‖₂ otherwise (0 where
+    g = 0). Madry et al. (2018) for ℓ∞; the normalized gradient for ℓ0/ℓ1/ℓ2, whose step is then projected."""
+    if norm == "linf":
+        return gradient.sign()
+    length = gradient.flatten(1).norm(dim=1).clamp_min(torch.finfo(gradient.dtype).tiny)
+    return gradient / batch_view(length, gradient)
+
+
+def bind_distance(distance: DistanceSpec, inputs: torch.Tensor, options: dict[str, Any]) -> DistanceFn:
+    """The distance ``perturbed -> (B,)`` to ``inputs``: a registry name (``options`` go to its factory) or a
+    user factory."""
+    if isinstance(distance, str):
+        return get_distance(distance, **options)(inputs)
+    if callable(distance):
+        return distance(inputs)
+    raise TypeError(f"distance must be a registry name or a factory reference -> distance, got {distance!r}")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from edgewise.attacks.base import Callback
+from edgewise.attacks.base import Callback, steepest_direction
 from edgewise.losses import is_adversarial, logit_margin
 from edgewise.projections import NORMS, simplex
 from edgewise.validation import check_choice, check_positive
@@ -100,14 +100,6 @@ def check_minmax_options(*, norm: str, eps: float, steps: int, strategy: str, lo
             check_positive(name, value, allow_zero=name == "gamma")
 
 
-def _direction(gradient: torch.Tensor, norm: str) -> torch.Tensor:
-    """PGD's steepest-descent direction: sign(g) for ℓ∞, g/‖g‖₂ per group otherwise (0 where g = 0)."""
-    if norm == "linf":
-        return gradient.sign()
-    length = gradient.flatten(1).norm(dim=1).clamp_min(torch.finfo(gradient.dtype).tiny)
-    return gradient / length.view(-1, *([1] * (gradient.dim() - 1)))
-
-
 def apgda(
     domains: Sequence[Domain],
     delta: torch.Tensor,
@@ -167,7 +159,7 @@ def apgda(
     for step in range(1, steps + 1):
         # Descent on δ at (δₜ₋₁, wₜ₋₁): ∇δ Σᵢ wᵢ fᵢ(δ) (groups are independent, so their sum is differentiated).
         (gradient,) = torch.autograd.grad((weights * losses).sum(), point)
-        delta = constraint(point.detach() - length * _direction(gradient, norm))
+        delta = constraint(point.detach() - length * steepest_direction(gradient, norm))
         point, losses, fooled = evaluate(delta.clone())
         if strategy == "minmax":
             # Ascent on w at (δₜ, wₜ₋₁): ∇w F = f(δₜ) − γ (w − 1/K), then projection onto the simplex.
