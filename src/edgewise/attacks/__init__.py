@@ -21,4 +21,4 @@ ATTACKS: dict[str, Callable[..., torch.Tensor]] = {
     "pgd": pgd,
 }
 
-__all__ = ["ATTACKS", "alma", "ddn", "fmn", "pgd"]
+__all__ = ["ATTACKS", "alma", "cw", "ddn", "fmn", "pgd"]

@@ -6,15 +6,13 @@ Minimal adversarial examples for any differentiable distance D: min D(x + δ, x)
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
-from edgewise.attacks.base import Callback, batch_view, check_attack_call
+from edgewise.attacks.base import Callback, DistanceSpec, batch_view, bind_distance, check_attack_call
 from edgewise.distances import DistanceFn
-from edgewise.distances import get as get_distance
 from edgewise.losses import dlr_plus, is_adversarial, targeted_dlr_plus
 from edgewise.penalties import get as get_penalty
 from edgewise.validation import check_fraction, check_logits, check_positive
@@ -23,20 +21,10 @@ from edgewise.validation import check_fraction, check_logits, check_positive
 # expected distances).
 INIT_DISTANCE = {"l1": 0.5, "l2": 0.1, "ssim": 3e-5, "ciede2000": 0.05, "lpips": 1e-3}
 
-DistanceSpec = str | Callable[[torch.Tensor], DistanceFn]
-
 
 def default_alpha(steps: int) -> float:
     """EMA coefficient α (sec. 4 and Appendix E): 0.5 for 100 steps, 0.9 from 1,000, linear in between."""
     return float(min(0.9, max(0.5, 0.5 + 0.4 * (steps - 100) / 900)))
-
-
-def _bind_distance(distance: DistanceSpec, inputs: torch.Tensor, options: dict[str, Any]) -> DistanceFn:
-    if isinstance(distance, str):
-        return get_distance(distance, **options)(inputs)
-    if callable(distance):
-        return distance(inputs)
-    raise TypeError(f"distance must be a registry name or a factory reference -> distance, got {distance!r}")
 
 
 def initial_step_size(distance: DistanceFn, inputs: torch.Tensor, grad: torch.Tensor, target: float,
@@ -141,7 +129,7 @@ def alma(
     if rho_growth <= 1:
         raise ValueError(f"rho_growth must be > 1, got {rho_growth}")
     penalty_function, penalty_derivative = get_penalty(penalty)
-    distance_fn = _bind_distance(distance, inputs, distance_options or {})
+    distance_fn = bind_distance(distance, inputs, distance_options or {})
     constraint = targeted_dlr_plus if targeted else dlr_plus
 
     batch = inputs.shape[0]
