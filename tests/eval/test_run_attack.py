@@ -114,3 +114,29 @@ def test_bad_arguments(linear_oracle) -> None:
         run_attack(o.model, o.inputs, o.labels, "ddn")
     with pytest.raises(ValueError, match="attack must return a tensor of shape"):
         run_attack(o.model, o.inputs, o.labels, lambda m, x, y: x[:2], progress=False)
+
+
+def test_failure_indicators(linear_oracle) -> None:
+    o = linear_oracle
+
+    def queries_nan(model, inputs, labels):
+        model(inputs * float("nan"))
+        return inputs.clone()
+
+    def returns_nan(model, inputs, labels):
+        model(inputs)
+        return inputs * float("nan")
+
+    found = run_attack(o.model, o.inputs, o.labels, functools.partial(ddn, steps=20, levels=None), progress=False)
+    summary = found.summary()
+    assert (summary["no_adversarial"], summary["non_finite"], summary["stalled"]) == (0, 0, 0)
+    for attack, non_finite in ((queries_nan, 8), (returns_nan, 8), (identity_attack, 0)):
+        summary = run_attack(o.model, o.inputs, o.labels, attack, progress=False, checks=False).summary()
+        assert summary["non_finite"] == non_finite
+        assert summary["stalled"] == 8
+    assert summary["no_adversarial"] == 0, "identity_attack makes no query: no budget was spent"
+    wrong = o.labels.clone()
+    wrong[:3] = 1 - wrong[:3]
+    spent = run_attack(o.model, o.inputs, wrong, returns_nan, progress=False, checks=False)
+    assert spent.stalled.tolist() == [False] * 3 + [True] * 5
+    assert spent.summary()["no_adversarial"] == 5 and spent.summary()["failed_verification"] == 5

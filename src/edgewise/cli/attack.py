@@ -16,7 +16,9 @@ from edgewise.attacks import ATTACKS
 from edgewise.cli import csv
 from edgewise.data import CLASSES, fashion_mnist, sample
 from edgewise.eval import AttackResult, run_attack
-from edgewise.eval.report import environment, plot_curves, plot_examples, write_results
+from edgewise.eval.distributed import gather, shard_positions, start, stop
+from edgewise.eval.report import environment, plot_curves, plot_examples, write_results, write_text_atomic
+from edgewise.eval.sanity import check_evaluation
 from edgewise.models import list_models, load_model
 
 DEFAULT_EPS = {"l0": (5.0, 10.0, 20.0), "l1": (2.0, 5.0, 10.0), "l2": (0.25, 0.5, 1.0, 1.5),
@@ -43,6 +45,9 @@ def register(commands: Any) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default=None, help="output folder (default results/MODEL-ATTACK)")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-checks", dest="checks", action="store_false",
+                        help="skip the sanity checks of the model before the attack (probabilities, train mode, "
+                             "non-determinism, masked gradients)")
     parser.set_defaults(run=run)
 
 
@@ -89,10 +94,34 @@ def summary_table(summary: dict[str, Any]) -> str:
         ("forwards / backwards per sample",
          f"{summary['forwards_per_sample']:.1f} / {summary['backwards_per_sample']:.1f}"),
         ("failed re-verification", str(summary["failed_verification"])),
+        ("no adversarial (budget spent)", str(summary["no_adversarial"])),
+        ("NaN/inf during the attack", str(summary["non_finite"])),
+        ("margin never decreased", str(summary["stalled"])),
+        ("sanity checks", sanity_line(summary.get("sanity"))),
         ("attack wall time", f"{summary['seconds']:.1f} s"),
     ]
     width = max(len(key) for key, _ in lines)
     return "\n".join(f"  {key.ljust(width)}  {value}" for key, value in lines)
+
+
+def sanity_line(findings: list[dict[str, str]] | None) -> str:
+    if findings is None:
+        return "skipped (--no-checks)"
+    return "passed" if not findings else "WARNING " + ", ".join(finding["check"] for finding in findings)
+
+
+RESUME_IRRELEVANT = ("out", "no_progress", "checks")
+
+
+def claim_batches(folder: Path, arguments: dict[str, Any]) -> None:
+    """Record the arguments of the run owning ``folder``; finished batches of other arguments are never reused."""
+    relevant = {k: v for k, v in arguments.items() if k not in RESUME_IRRELEVANT}
+    record = folder / "arguments.json"
+    if record.is_file() and json.loads(record.read_text()) != relevant:
+        raise ValueError(f"--out {folder.parent} holds batches of a run with other arguments ({record}); "
+                         "use another --out or delete that folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(record, json.dumps(relevant, sort_keys=True) + "\n")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -108,22 +137,35 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     attack = bind_attack(args.attack, steps=args.steps, distance=args.distance, options=options)
     inputs, labels = load_data(args.data, args.data_root, args.n)
-    model = load_model(args.model, device=args.device)
+    process = start(args.device)
+    model = load_model(args.model, device=process.device)
     channels = list_models()[args.model]["in_channels"]
-    inputs, labels = inputs.expand(-1, channels, -1, -1).contiguous().to(args.device), labels.to(args.device)
+    inputs, labels = inputs.expand(-1, channels, -1, -1).contiguous().to(process.device), labels.to(process.device)
     if args.targeted:
         labels = (labels + 1) % 10
     out = Path(args.out or f"results/{args.model}-{args.attack}")
+    arguments = {k: v for k, v in vars(args).items() if k != "run"}
+    if process.rank == 0:
+        claim_batches(out / "batches", arguments)
     started = time.perf_counter()
-    result: AttackResult = run_attack(model, inputs, labels, attack, batch_size=args.batch_size,
-                                      targeted=args.targeted, levels=args.levels, seed=args.seed,
-                                      resume_dir=out / "batches", progress=not args.no_progress)
+    findings = check_evaluation(model, inputs, labels) if args.checks and process.rank == 0 else []
+    positions = shard_positions(len(inputs), args.batch_size, process)
+    shard = run_attack(model, inputs[positions], labels[positions], attack, batch_size=args.batch_size,
+                       targeted=args.targeted, levels=args.levels, seed=args.seed, indices=positions,
+                       resume_dir=out / "batches", progress=not args.no_progress and process.rank == 0,
+                       checks=False)
+    gathered = gather(shard, out / "shards", process, count=len(inputs))
+    stop(process)
+    if gathered is None:
+        return 0
+    result: AttackResult = gathered
     distance = args.distance if args.distance in result.distances else "l2"
     eps = tuple(args.eps) if args.eps else DEFAULT_EPS[distance]
     summary = result.summary(distance=distance, eps=eps)
     summary["total_seconds"] = time.perf_counter() - started
-    arguments = {k: v for k, v in vars(args).items() if k != "run"}
-    write_results(out, result, summary, arguments, environment(args.device, args.seed))
+    summary["processes"] = process.world
+    summary["sanity"] = [vars(finding) for finding in findings] if args.checks else None
+    write_results(out, result, summary, arguments, environment(str(process.device), args.seed))
     plot_curves(out / "robust_accuracy.png", {args.attack: result.distances[distance]}, distance=distance,
                 title=f"{args.model}: {args.attack}")
     plot_examples(out / "examples.png", inputs, result, classes=CLASSES)

@@ -21,6 +21,13 @@ class AttackResult:
     ``forwards`` / ``backwards``: model passes per sample spent by the attack. ``first_adversarial``: 1-based
     index of the first forward at which the sample was adversarial (0 = never). ``seconds``: wall time per
     sample (the batch's time divided by its size).
+
+    Failure indicators (reasons an evaluation may overestimate robustness): ``verified`` is False where the
+    attack changed the input but the returned point failed re-verification (NaN/inf, outside [0, 1], not
+    adversarial after quantization); ``non_finite``: the model returned NaN/inf during the attack or the attack
+    returned NaN/inf; ``stalled``: on a clean-correct sample, no query of the attack lowered the logit margin
+    below that of its first query (a proxy measured by the counting wrapper, the same for every attack, not
+    the attack's own objective, which may trade the margin against the distance).
     """
 
     adversarial: torch.Tensor
@@ -35,6 +42,8 @@ class AttackResult:
     backwards: torch.Tensor
     first_adversarial: torch.Tensor
     seconds: torch.Tensor
+    non_finite: torch.Tensor
+    stalled: torch.Tensor
     indices: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.long))
 
     def __len__(self) -> int:
@@ -57,8 +66,17 @@ class AttackResult:
             "forwards_per_sample": float(self.forwards.double().mean()),
             "backwards_per_sample": float(self.backwards.double().mean()),
             "failed_verification": int((~self.verified).sum()),
+            "no_adversarial": int((attacked & ~self.success & (self.forwards > 0)).sum()),
+            "non_finite": int(self.non_finite.sum()),
+            "stalled": int(self.stalled.sum()),
             "seconds": float(self.seconds.double().sum()),
         }
+
+    def take(self, order: torch.Tensor) -> AttackResult:
+        """The samples at positions ``order``, in that order."""
+        names = [n for n in AttackResult.__dataclass_fields__ if n != "distances"]
+        picked = {name: getattr(self, name)[order] for name in names}
+        return AttackResult(distances={k: v[order] for k, v in self.distances.items()}, **picked)
 
     @staticmethod
     def concatenate(parts: list[AttackResult]) -> AttackResult:

@@ -16,6 +16,7 @@ from tqdm import tqdm
 from edgewise.attacks.base import check_levels, quantize
 from edgewise.distances import get as get_distance
 from edgewise.eval.result import DISTANCES, AttackResult
+from edgewise.eval.sanity import check_evaluation
 from edgewise.losses import is_adversarial
 from edgewise.models.wrappers import CountingModel
 from edgewise.validation import check_inputs, check_logits, check_positive
@@ -75,6 +76,8 @@ def _attack_batch(model: nn.Module, attack: Attack, inputs: torch.Tensor, labels
     distances = {name: torch.where(success, value, torch.full_like(value, float("inf")))
                  for name, value in measured.items()}
     changed = returned.detach().ne(inputs).flatten(1).any(1)
+    returned_finite = torch.isfinite(returned.detach()).flatten(1).all(1)
+    decreased = counting.lowest_margin < counting.first_margin
     batch = inputs.shape[0]
     return AttackResult(
         adversarial=adversarial.cpu(), labels=labels.cpu(), clean_prediction=clean_prediction.cpu(),
@@ -85,6 +88,7 @@ def _attack_batch(model: nn.Module, attack: Attack, inputs: torch.Tensor, labels
         backwards=torch.full((batch,), counting.backwards / batch, dtype=torch.float64),
         first_adversarial=counting.first_adversarial.cpu(),
         seconds=torch.full((batch,), seconds / batch, dtype=torch.float64),
+        non_finite=(counting.non_finite | ~returned_finite).cpu(), stalled=(~already & ~decreased).cpu(),
     )
 
 
@@ -97,14 +101,19 @@ def _save_atomic(obj: Any, path: Path) -> None:
 def run_attack(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, attack: Attack, *,
                batch_size: int = 256, targeted: bool = False, levels: int | None = None,
                distances: Sequence[str] = DISTANCES, seed: int = 0, indices: torch.Tensor | None = None,
-               resume_dir: str | Path | None = None, progress: bool = True) -> AttackResult:
+               resume_dir: str | Path | None = None, progress: bool = True, checks: bool = True) -> AttackResult:
     """Attack ``inputs`` batch by batch and return re-verified per-sample results.
 
     The model is wrapped in a :class:`CountingModel` per batch (nothing is registered on ``model``). An attack
     that takes ``generator`` gets one seeded with ``seed`` and the batch's first index, so results do not depend
     on which batches ran before. With ``resume_dir`` every finished batch is written there atomically (write
     then rename) and skipped when the same call runs again. ``indices`` are the samples' dataset indices
-    (default 0..N-1), kept in the result.
+    (default 0..N-1), kept in the result. With ``checks`` the sanity checks of :mod:`edgewise.eval.sanity`
+    run first (a :class:`~edgewise.eval.sanity.SanityWarning` per finding).
+
+    Sample i's result does not depend on the other batches. It can depend on its batch's members (floating-point
+    reductions over a batch; an attack's random draws of shape (B, ...)), so a sharded run keeps whole batches
+    together (:mod:`edgewise.eval.distributed`).
     """
     check_inputs(inputs, labels)
     check_positive("batch_size", batch_size, integer=True)
@@ -112,8 +121,11 @@ def run_attack(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, att
     if not callable(attack):
         raise TypeError(f"attack must be callable, got {type(attack).__name__}")
     indices = torch.arange(len(inputs)) if indices is None else indices
-    if indices.shape != labels.shape:
-        raise ValueError(f"indices must have shape {tuple(labels.shape)}, got {tuple(indices.shape)}")
+    if not isinstance(indices, torch.Tensor) or indices.shape != labels.shape:
+        shape = tuple(indices.shape) if isinstance(indices, torch.Tensor) else type(indices).__name__
+        raise ValueError(f"indices must be a tensor of shape {tuple(labels.shape)}, got {shape}")
+    if checks:
+        check_evaluation(model, inputs, labels)
     folder = Path(resume_dir) if resume_dir is not None else None
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)

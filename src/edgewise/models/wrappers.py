@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from edgewise.losses import logit_margin
+
 
 class Normalize(nn.Module):
     """``(inputs - mean) / std`` per channel, so that models take inputs in [0, 1] (DESIGN.md)."""
@@ -63,6 +65,9 @@ class CountingModel(nn.Module):
     With ``labels`` (the batch's true classes, or targets with ``targeted``), every full-batch forward also
     records per sample the index (1-based) of the first forward whose input was in [0, 1] and adversarial:
     ``first_adversarial`` (0 = never; empty without ``labels``). A tensor operation, no host synchronization.
+    It also keeps, per sample, whether any forward returned NaN/inf (``non_finite``) and the logit margin of
+    the first forward and the lowest one seen (``first_margin``, ``lowest_margin``): the margin decreased iff
+    ``lowest_margin < first_margin`` (the failure indicators of :mod:`edgewise.eval`).
     """
 
     def __init__(self, model: nn.Module, *, labels: torch.Tensor | None = None, targeted: bool = False) -> None:
@@ -75,6 +80,10 @@ class CountingModel(nn.Module):
         self.calls = 0
         empty = torch.zeros(0, dtype=torch.long)
         self.first_adversarial = empty if labels is None else torch.zeros_like(labels)
+        self.non_finite = torch.zeros(0 if labels is None else len(labels), dtype=torch.bool,
+                                      device=None if labels is None else labels.device)
+        self.first_margin = torch.full(self.non_finite.shape, float("nan"), device=self.non_finite.device)
+        self.lowest_margin = torch.full(self.non_finite.shape, float("inf"), device=self.non_finite.device)
 
     def _record(self, inputs: torch.Tensor, logits: torch.Tensor) -> None:
         if self.labels is None or logits.shape[0] != self.labels.shape[0]:
@@ -84,6 +93,11 @@ class CountingModel(nn.Module):
         inside = ((inputs >= 0) & (inputs <= 1)).flatten(1).all(1)
         new = adversarial & inside & (self.first_adversarial == 0)
         self.first_adversarial = torch.where(new, self.calls, self.first_adversarial)
+        detached = logits.detach()
+        self.non_finite = self.non_finite | ~torch.isfinite(detached).all(1)
+        margin = logit_margin(detached, self.labels, targeted=self.targeted).float()
+        self.first_margin = torch.where(self.first_margin.isnan(), margin, self.first_margin)
+        self.lowest_margin = torch.fmin(self.lowest_margin, margin)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         batch = inputs.shape[0]
