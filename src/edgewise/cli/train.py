@@ -33,6 +33,9 @@ def register(commands: Any) -> None:
                         help="3: train on gray images repeated to 3 channels (a color-input model)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--recipe-options", default="{}", help="JSON object of recipe keyword arguments")
+    parser.add_argument("--init", default=None, help="zoo model whose weights start the run (fine-tuning)")
+    parser.add_argument("--train-samples", type=int, default=None,
+                        help="train on this many images of a seeded random subset of the training set")
     parser.add_argument("--name", default=None, help="zoo name of the result (default: MODEL-RECIPE-DATASET)")
     parser.add_argument("--out", default=None, help="run folder (checkpoints, metrics, weights)")
     parser.add_argument("--no-resume", action="store_true", help="start afresh even if a checkpoint exists")
@@ -53,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         architecture=args.model, dataset=args.dataset, recipe=args.recipe, epochs=args.epochs,
         batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
         lr_milestones=milestones, in_channels=args.in_channels, seed=args.seed, recipe_options=options,
+        init=args.init, train_samples=args.train_samples,
     )
     config.validate()
     name = args.name or f"{args.model}-{args.recipe}-{args.dataset}"

@@ -23,8 +23,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from tqdm import tqdm
 
-from edgewise.models.zoo import build_model, sha256_file
-from edgewise.training.recipes import RECIPES
+from edgewise.models.zoo import build_model, load_model, sha256_file
+from edgewise.training.recipes import make_recipe
 
 
 @dataclass
@@ -47,16 +47,19 @@ class TrainConfig:
     std: float = 0.3530
     seed: int = 0
     recipe_options: dict[str, Any] = field(default_factory=dict)
+    init: str | None = None
+    train_samples: int | None = None
 
     def validate(self) -> None:
-        if self.recipe not in RECIPES:
-            raise ValueError(f"recipe must be one of {sorted(RECIPES)}, got {self.recipe!r}")
+        make_recipe(self.recipe, self.recipe_options)
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
         if self.in_channels not in (1, 3):
             raise ValueError(f"in_channels must be 1 or 3, got {self.in_channels}")
+        if self.train_samples is not None and self.train_samples < self.batch_size:
+            raise ValueError(f"train_samples must be >= batch_size {self.batch_size}, got {self.train_samples}")
 
 
 def _world() -> tuple[int, int]:
@@ -108,9 +111,11 @@ def train(config: TrainConfig, train_set: tuple[torch.Tensor, torch.Tensor],
         torch.manual_seed(config.seed)
         model = build_model(config.architecture, in_channels=config.in_channels, mean=config.mean,
                             std=config.std)
+    if config.init is not None:
+        model.load_state_dict(load_model(config.init).state_dict())
     optimizer = _make_optimizer(config, model)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, config.lr_milestones, config.lr_gamma)
-    recipe = RECIPES[config.recipe]
+    recipe = make_recipe(config.recipe, config.recipe_options)
     metrics: list[dict[str, float]] = []
     start_epoch = 0
     checkpoint_path = out / "checkpoint.pt"
@@ -124,6 +129,10 @@ def train(config: TrainConfig, train_set: tuple[torch.Tensor, torch.Tensor],
         torch.set_rng_state(state["rng"])
         metrics, start_epoch = state["metrics"], state["epoch"]
     repeat = (lambda t: t.expand(-1, 3, -1, -1)) if config.in_channels == 3 else (lambda t: t)
+    if config.train_samples is not None:
+        # A fixed, seeded subset of the training set (recorded in the recipe): adversarial recipes cost steps×.
+        subset = torch.randperm(len(train_set[0]), generator=torch.Generator().manual_seed(config.seed))
+        train_set = (train_set[0][subset[:config.train_samples]], train_set[1][subset[:config.train_samples]])
     dataset = TensorDataset(*train_set)
     sampler: DistributedSampler[tuple[torch.Tensor, ...]] = DistributedSampler(
         dataset, num_replicas=world, rank=rank, shuffle=True, seed=config.seed, drop_last=True)
@@ -134,19 +143,24 @@ def train(config: TrainConfig, train_set: tuple[torch.Tensor, torch.Tensor],
         sampler.set_epoch(epoch)
         generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch * world + rank)
         model.train()
-        started, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0
+        started, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0.0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress or rank != 0,
                    leave=False)
         for inputs, labels in bar:
-            batch_inputs, batch_labels = recipe(net, repeat(inputs), labels, generator)
-            logits = net(batch_inputs)
-            loss = nn.functional.cross_entropy(logits, batch_labels)
+            # The adversaries see the network in eval mode, the outer step trains it (recipes' docstring).
+            model.eval()
+            batch = recipe(model, repeat(inputs), labels, generator=generator)
+            model.train()
+            logits = net(batch.inputs)
+            losses = nn.functional.cross_entropy(logits, batch.labels, reduction="none")
+            loss = (batch.weights * losses).sum() / len(labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            seen += len(batch_labels)
-            loss_sum += float(loss) * len(batch_labels)
-            correct += int((logits.argmax(1) == batch_labels).sum())
+            seen += len(labels)
+            loss_sum += float(loss) * len(labels)
+            # accuracy on what the model is trained on (clean or adversarial inputs), per clean sample
+            correct += float((logits.argmax(1) == batch.labels).double().mean()) * len(labels)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
             steps += 1
             if max_steps is not None and steps >= max_steps:
