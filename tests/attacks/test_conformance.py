@@ -70,9 +70,11 @@ def test_unknown_keyword_is_a_type_error(name: str, setting) -> None:
         call(name, model, inputs, labels, no_such_option=1)
 
 
-@pytest.mark.parametrize("name", ["alma", "ddn", "fmn"])
-def test_budget_is_steps_forwards_and_backwards(name: str, setting) -> None:
+@pytest.mark.parametrize(("name", "rounds"), [("alma", 1), ("ddn", 1), ("fmn", 1), ("cw", 9)])
+def test_budget_is_steps_forwards_and_backwards(name: str, rounds: int, setting) -> None:
+    """The declared budget: ``steps`` per sample, times the 9 rounds of C&W's binary search over c."""
     model, inputs, labels = setting
     counting = CountingModel(model)
     call(name, counting, inputs, labels)
-    assert counting.forwards == STEPS * len(inputs) and counting.backwards == STEPS * len(inputs)
+    budget = rounds * STEPS * len(inputs)
+    assert counting.forwards == budget and counting.backwards == budget
