@@ -103,7 +103,8 @@ def render(state: dict[str, Any]) -> str:
              "Acc: accuracy (%) of each model / on each image position / under each transformation on the "
              "adversarial inputs (all n inputs). ASR_all (ASR_gp): % of the inputs (groups) correct on every "
              "domain when clean that fool every domain. ASR_avg: per-domain success rate, averaged. Lift: relative "
-             "gain of min-max ASR_all over average. C&W loss (κ = 50), D.2 hyper-parameters.", ""]
+             "gain of min-max ASR_all over average. C&W loss (κ = 50); α, β, γ of D.2 (Table 1 set) for ensembles and "
+             "universal perturbations, of Tables A4/A5 (α = 1/2, β = 1/100, γ = 10) for transformations.", ""]
     configurations = state["configurations"]
     ensemble = {k: v for k, v in configurations.items() if v["kind"] == "ensemble"}
     if ensemble:

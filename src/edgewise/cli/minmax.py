@@ -50,9 +50,10 @@ def register(commands: Any) -> None:
     parser.add_argument("--norm", default="linf", choices=("l0", "l1", "l2", "linf"))
     parser.add_argument("--eps", type=float, default=0.2)
     parser.add_argument("--steps", type=int, default=None, help="default: 50 (ensemble) or 20 (D.2)")
-    parser.add_argument("--step-size", type=float, default=None, help="α as a fraction of ε (default: D.2)")
-    parser.add_argument("--weight-step", type=float, default=None, help="β (default: D.2)")
-    parser.add_argument("--gamma", type=float, default=None, help="γ (default: D.2)")
+    parser.add_argument("--step-size", type=float, default=None,
+                        help="α as a fraction of ε (default: D.2; transform linf: Tables A4/A5)")
+    parser.add_argument("--weight-step", type=float, default=None, help="β (default: as --step-size)")
+    parser.add_argument("--gamma", type=float, default=None, help="γ (default: as --step-size)")
     parser.add_argument("--group-size", type=int, default=5, help="universal: images sharing one perturbation")
     parser.add_argument("--transforms", type=csv(str), default=list(TRANSFORM_NAMES))
     parser.add_argument("--random", action="store_true", help="transform: random transformations (Table A4)")

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from edgewise.attacks.minmax import TRANSFORMS, apply_transform, transform_attack
+from edgewise.attacks.minmax import DEFAULTS, TRANSFORMS, apply_transform, transform_attack
 
 
 def _images(dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -91,6 +91,18 @@ def test_random_transform_attack_is_reproducible() -> None:
     runs = [transform_attack(model, x, y, transforms=["crop", "rotation"], random=True, steps=3,
                              generator=torch.Generator().manual_seed(7)) for _ in range(2)]
     assert torch.equal(runs[0].adv, runs[1].adv)
+
+
+def test_linf_defaults_are_those_of_tables_a4_a5() -> None:
+    # 20-step ℓ∞-APGDA over transformations: α = 1/2, β = 1/100, γ = 10, not the ensemble values of D.2.
+    x, model, y = _images(), _model(), torch.tensor([0, 1, 2])
+    names = ["identity", "hflip", "crop"]
+    default = transform_attack(model, x, y, transforms=names, eps=0.05, steps=4)
+    explicit = transform_attack(model, x, y, transforms=names, eps=0.05, steps=4, step_size=1 / 2,
+                                weight_step=1 / 100, gamma=10.0)
+    assert torch.equal(default.history, explicit.history) and torch.equal(default.adv, explicit.adv)
+    ensemble = transform_attack(model, x, y, transforms=names, eps=0.05, steps=4, **DEFAULTS["linf"])
+    assert not torch.equal(default.history, ensemble.history)
 
 
 def test_bad_transforms() -> None:

@@ -28,6 +28,10 @@ from edgewise.validation import check_generator
 PROBABILITY = 0.8
 """Probability of applying a random flip, brightness or gamma transformation (Table A4)."""
 
+# Tables A4 / A5 of the supplement (20-step ℓ∞-APGDA over transformations): α = 1/2, β = 1/100, γ = 10. The
+# supplement gives no other norm for these attacks; they take the ensemble values of D.2 (``DEFAULTS``).
+TRANSFORM_DEFAULTS: dict[str, dict[str, float]] = {"linf": {"step_size": 1 / 2, "weight_step": 1 / 100, "gamma": 10.0}}
+
 
 def _uniform(images: torch.Tensor, low: float, high: float, generator: torch.Generator | None) -> torch.Tensor:
     draw = torch.rand(images.shape[0], generator=generator, device=images.device, dtype=images.dtype)
@@ -129,7 +133,8 @@ def transform_attack(
         model: M. transforms: names of ``TRANSFORMS`` (T₁..T_K). random: draw the transformations (Table A4).
         generator: the source of the random draws (``random=True``).
         norm / eps / steps / step_size / weight_step / gamma / strategy / loss / kappa / targeted / callback:
-            as in ``ensemble_attack`` (20 steps by default, D.2); "average" is EOT.
+            as in ``ensemble_attack`` (20 steps by default, D.2); "average" is EOT. For ℓ∞, None takes
+            α = 1/2, β = 1/100, γ = 10 (``TRANSFORM_DEFAULTS``, Tables A4/A5).
 
     Returns:
         ``MinMaxResult``: ``adv`` (B, ...), ``weights`` (B, K), ``history`` (T + 1, B, K), ``fooled`` (B, K).
@@ -145,6 +150,10 @@ def transform_attack(
         raise ValueError(f"inputs must be images (B, C, H, W), got shape {tuple(inputs.shape)}")
     check_minmax_options(norm=norm, eps=eps, steps=steps, strategy=strategy, loss=loss, kappa=kappa,
                          step_size=step_size, weight_step=weight_step, gamma=gamma)
+    table = TRANSFORM_DEFAULTS.get(norm, {})
+    step_size = table.get("step_size") if step_size is None else step_size
+    weight_step = table.get("weight_step") if weight_step is None else weight_step
+    gamma = table.get("gamma") if gamma is None else gamma
 
     def view(name: str, delta: torch.Tensor) -> torch.Tensor:
         return apply_transform(name, inputs + delta, random=random, generator=generator)
