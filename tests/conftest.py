@@ -66,3 +66,13 @@ def linear_oracle() -> LinearOracle:
 def oracle_factory():
     """``make_linear_oracle`` itself, for tests that need other sizes or more classes."""
     return make_linear_oracle
+
+
+@pytest.fixture
+def single_thread():
+    """One intra-op thread: on the shared, overloaded CPU of the project machine two spinning threads make small
+    convolutions up to 1000x slower (and a run of the command line about 7x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

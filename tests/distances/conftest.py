@@ -2,12 +2,8 @@
 project machine two spinning threads make a small float64 conv2d about 1000x slower (70 ms instead of 20 µs)."""
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True)
-def single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(single_thread):
     yield
-    torch.set_num_threads(threads)

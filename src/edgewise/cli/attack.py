@@ -19,6 +19,7 @@ from edgewise.eval import AttackResult, run_attack
 from edgewise.eval.distributed import gather, shard_positions, start, stop
 from edgewise.eval.report import environment, plot_curves, plot_examples, write_results, write_text_atomic
 from edgewise.eval.sanity import check_evaluation
+from edgewise.eval.trace import Trace, write_trace
 from edgewise.models import list_models, load_model
 
 DEFAULT_EPS = {"l0": (5.0, 10.0, 20.0), "l1": (2.0, 5.0, 10.0), "l2": (0.25, 0.5, 1.0, 1.5),
@@ -35,7 +36,9 @@ def register(commands: Any) -> None:
     parser.add_argument("--data", default="sample", choices=("sample", "fmnist-test"),
                         help="the shipped 1,000-image sample, or the full Fashion-MNIST test set")
     parser.add_argument("--data-root", default=None, help="folder with the Fashion-MNIST IDX files")
-    parser.add_argument("--n", type=int, default=1000, help="number of samples (the first n)")
+    parser.add_argument("--n", "--samples", dest="n", type=int, default=1000,
+                        help="number of samples (the first n); under torchrun write --samples (torchrun takes "
+                             "--n for an abbreviation of its own options)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--levels", type=int, default=None,
                         help="quantize returned examples to this many levels before verification (256: 8 bits)")
@@ -45,6 +48,10 @@ def register(commands: Any) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default=None, help="output folder (default results/MODEL-ATTACK)")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--trace", action="store_true",
+                        help="for attacks that take a callback (alma, cw, ddn, fmn, pgd): write trace.json and "
+                             "trace.png, the median over samples, per step, of what the attack reports (alma: mu, "
+                             "rho, lr, distance, best distance); batches resumed from --out are not traced")
     parser.add_argument("--no-checks", dest="checks", action="store_false",
                         help="skip the sanity checks of the model before the attack (probabilities, train mode, "
                              "non-determinism, masked gradients)")
@@ -135,6 +142,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--attack-options must be a JSON object, got {args.attack_options!r}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    trace = Trace() if args.trace else None
+    if trace is not None:
+        options = {**options, "callback": trace}
     attack = bind_attack(args.attack, steps=args.steps, distance=args.distance, options=options)
     inputs, labels = load_data(args.data, args.data_root, args.n)
     process = start(args.device)
@@ -172,4 +182,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.attack} on {args.model} ({args.data}, n={args.n})")
     print(summary_table(summary))
     print(f"wrote {out}/results.json, samples.jsonl, robust_accuracy.png, examples.png")
+    if trace is not None:
+        write_trace(out, trace, title=f"{args.model}: {args.attack}")
+        print(f"wrote {out}/trace.json, trace.png")
     return 0
