@@ -1,4 +1,5 @@
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -55,3 +56,20 @@ def test_version_and_module_entry_point() -> None:
 def test_models_lists_the_zoo(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models"]) == 0
     assert "smallcnn-fmnist" in capsys.readouterr().out
+
+
+def test_trace_writes_the_per_step_medians(tmp_path: Path) -> None:
+    out = tmp_path / "alma"
+    status = main(["attack", "--attack", "alma", "--distance", "l2", "--steps", "12", "--n", "6", "--out", str(out),
+                   "--no-progress", "--trace"])
+    assert status == 0
+    trace = json.loads((out / "trace.json").read_text())
+    assert trace["steps"] == 12 and trace["samples"] == 6
+    for key in ("mu", "rho", "lr", "distance"):
+        values = trace["median"][key]
+        assert len(values) == 12 and all(v is not None and math.isfinite(v) for v in values), key
+    assert trace["median"]["mu"][0] == 1.0 and trace["median"]["rho"][0] == 1.0  # μ⁽⁰⁾ = ρ⁽⁰⁾ = 1 (Algorithm 2)
+    best = trace["median"]["best_distance"]
+    assert len(best) == 12 and best[-1] is not None and math.isfinite(best[-1])
+    assert (out / "trace.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
