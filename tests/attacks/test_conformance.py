@@ -9,6 +9,7 @@ import torch
 
 from edgewise.attacks import ATTACKS
 from edgewise.data import sample
+from edgewise.eval import AttackResult, run_attack
 from edgewise.models import CountingModel, load_model
 
 STEPS = 8
@@ -78,3 +79,34 @@ def test_budget_is_steps_forwards_and_backwards(name: str, rounds: int, setting)
     call(name, counting, inputs, labels)
     budget = rounds * STEPS * len(inputs)
     assert counting.forwards == budget and counting.backwards == budget
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_generator_is_a_keyword_only_option(name: str) -> None:
+    parameter = inspect.signature(ATTACKS[name]).parameters.get("generator")
+    assert parameter is not None and parameter.kind is inspect.Parameter.KEYWORD_ONLY and parameter.default is None
+
+
+def _bound(name: str):
+    def attack(model, inputs, labels, *, generator=None):
+        return call(name, model, inputs, labels, generator=generator)
+
+    return attack
+
+
+@pytest.mark.usefixtures("single_thread")
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_run_attack_is_bit_identical_and_batches_are_independent(name: str, setting) -> None:
+    """Same seed, same bits; a batch's results do not depend on the batches before it (what resume and
+    sharding rely on: the generator is seeded from the seed and the batch's first index)."""
+    model, inputs, labels = setting
+    first, second = (run_attack(model, inputs[:4], labels[:4], _bound(name), batch_size=2, seed=7, progress=False,
+                                checks=False) for _ in range(2))
+    alone = run_attack(model, inputs[2:4], labels[2:4], _bound(name), batch_size=2, seed=7, progress=False,
+                       checks=False, indices=torch.tensor([2, 3]))
+    for field in AttackResult.__dataclass_fields__:
+        if field not in ("distances", "seconds"):
+            assert torch.equal(getattr(first, field), getattr(second, field)), field
+            assert torch.equal(getattr(first, field)[2:], getattr(alone, field)), field
+    for key, value in first.distances.items():
+        assert torch.equal(value, second.distances[key]) and torch.equal(value[2:], alone.distances[key]), key
