@@ -132,6 +132,13 @@ def test_attack_names() -> None:
         resolve("ddn-l1", distance="l2")
 
 
+def test_cw_budget_is_search_rounds_times_steps() -> None:
+    spec = resolve("cw-l2", distance="l2")
+    assert spec.build(5).keywords == {"steps": 5, "distance": "l2"}
+    assert spec.budget(100) == "9×100" and spec.iterations(100) == 900
+    assert resolve("alma-l2", distance="l2").iterations(100) == 100
+
+
 def test_cli_bad_names_are_one_line_exit_2(capsys) -> None:
     assert main(["benchmark", "--models", "nosuch-fmnist", "--attacks", "ddn"]) == 2
     assert main(["benchmark", "--attacks", "nosuch-l2"]) == 2

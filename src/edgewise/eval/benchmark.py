@@ -51,8 +51,9 @@ class AttackSpec:
 
 
 def edgewise_attack(spec: str, *, distance: str) -> AttackSpec:
-    """``"ddn"``, ``"fmn-l2"``, ``"alma-l1"``: an attack of the registry, the suffix bound to the ``distance``
-    or ``norm`` it takes. Without a suffix, an attack that takes one gets ``distance``.
+    """``"ddn"``, ``"fmn-l2"``, ``"alma-l1"``, ``"cw-l2"``: an attack of the registry, the suffix bound to the
+    ``distance`` or ``norm`` it takes. Without a suffix, an attack that takes one gets ``distance``. C&W's budget
+    is its ``binary_search_steps`` (9) × steps, labelled "9×steps" like the baselines with a search.
     """
     name, _, suffix = spec.partition("-")
     if name not in ATTACKS:
@@ -67,7 +68,13 @@ def edgewise_attack(spec: str, *, distance: str) -> AttackSpec:
     if keyword is not None and chosen != distance:
         raise ValueError(f"attack {spec!r} minimizes {chosen!r} but the benchmark's distance is {distance!r}")
     bound = {keyword: chosen} if keyword is not None else {}
-    return AttackSpec(spec, lambda steps: partial(function, steps=steps, **bound))
+    # An attack with a search over its penalty weight (C&W) runs ``steps`` per round: its budget is rounds × steps.
+    search = parameters.get("binary_search_steps")
+    rounds = int(search.default) if search is not None else 1
+    if rounds == 1:
+        return AttackSpec(spec, lambda steps: partial(function, steps=steps, **bound))
+    return AttackSpec(spec, lambda steps: partial(function, steps=steps, **bound),
+                      lambda steps: f"{rounds}×{steps}", lambda steps: rounds * steps)
 
 
 def baseline_attack(spec: str, *, distance: str) -> AttackSpec:
