@@ -1,11 +1,12 @@
 """edgewise ALMA vs the ALMA authors' implementation (adv-lib 0.2.8), same model, samples and settings.
 
-    python benchmarks/alma_vs_adv_lib.py [--steps 100,1000] [--n 1000] [--distances l2,l1]
+    python benchmarks/alma_vs_adv_lib.py [--steps 100,1000] [--n 1000] [--distances l2,l1] [--attacks ...]
+                                         [--name alma_vs_adv_lib]
 
 Every attack runs through edgewise.eval.run_attack (same counting, same re-verification). Settings shared by both
 implementations: α = 0.5 at 100 steps and 0.9 at 1,000 (sec. 4), ε per distance (Appendix F), P2, μ⁽⁰⁾ = ρ⁽⁰⁾ = 1,
 γ = 1.2, τ = 0.95, M = 10. adv-lib's DDN (ℓ2) and FMN are extra columns. Writes
-benchmarks/results/alma_vs_adv_lib.{md,json}.
+benchmarks/results/NAME.{md,json}; finished rows are kept there and not recomputed.
 """
 
 from __future__ import annotations
@@ -48,16 +49,20 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--distances", default="l2,l1")
     parser.add_argument("--model", default="smallcnn-fmnist")
+    parser.add_argument("--attacks", default=None, help="comma-separated columns, e.g. 'edgewise alma,adv-lib alma'")
+    parser.add_argument("--name", default="alma_vs_adv_lib", help="results file name (one per concurrent run)")
     args = parser.parse_args()
     model = load_model(args.model)
     inputs, labels = sample()
     inputs, labels = inputs[: args.n], labels[: args.n]
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / "alma_vs_adv_lib.json"
+    path = RESULTS / f"{args.name}.json"
     rows: dict[str, dict[str, float]] = json.loads(path.read_text()) if path.is_file() else {}
     for distance in args.distances.split(","):
         for steps in (int(s) for s in args.steps.split(",")):
             for name, attack in attacks_for(distance, steps).items():
+                if args.attacks is not None and name not in args.attacks.split(","):
+                    continue
                 key = f"{distance} | {steps} | {name} | n={args.n}"
                 if key in rows:
                     continue
@@ -76,7 +81,7 @@ def main() -> None:
         lines.append(f"| {distance} | {steps} | {name} | {n[2:]} | {100 * r['success_rate_on_correct']:.1f}% | "
                      f"{r['median_distance_on_correct']:.4f} | {r['forwards_per_sample']:.0f} | "
                      f"{r['backwards_per_sample']:.0f} | {r['seconds']:.0f} |")
-    (RESULTS / "alma_vs_adv_lib.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
