@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from edgewise.attacks.minmax import plot_weights
+from edgewise.attacks.minmax import plot_group_weights, plot_weights
 from edgewise.cli.minmax import ZOO, compare, format_table
 from edgewise.data import sample
 from edgewise.eval.report import environment, write_text_atomic
@@ -86,9 +86,15 @@ def main() -> None:
         picture = RESULTS / f"minmax_weights_{name.replace(' ', '_').replace('(', '').replace(')', '')}.png"
         plot_weights([(s, results[s]) for s in ("minmax",)], domains, picture,
                      title=f"learned w: {name}, {config['norm']} eps={config['eps']:g}")
+        extra = {}
+        if kind == "universal":  # the images of each group with their w (Tables A7/A8 of the supplement)
+            groups = picture.with_name(picture.name.replace("weights", "groups"))
+            plot_group_weights(inputs, results["minmax"], groups,
+                               title=f"min-max w per image, one shared δ per row: {name}")
+            extra["groups_plot"] = groups.name
         state["configurations"][name] = {"kind": kind, "n": args.n, "norm": config["norm"], "eps": config["eps"],
                                          "steps": config["steps"], "options": config["options"],
-                                         "domains": domains, "plot": picture.name, **summary,
+                                         "domains": domains, "plot": picture.name, **extra, **summary,
                                          "seconds": time.perf_counter() - start}
         _store(path, state)
         print(format_table(name, summary, domains, kind=kind), flush=True)
@@ -133,6 +139,8 @@ def render(state: dict[str, Any]) -> str:
             title = f"{name}: {row['norm']} ε = {row['eps']:g}, {row['steps']} steps, n = {row.get('n', 1000)} " \
                     f"({correct} groups correct on every domain when clean)"
             lines += [format_table(title, row, row["domains"], kind=family), "", f"![weights]({row['plot']})", ""]
+            if "groups_plot" in row:
+                lines += [f"![images and weights per group]({row['groups_plot']})", ""]
     return "\n".join(lines) + "\n"
 
 

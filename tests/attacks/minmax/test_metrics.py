@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pytest
 import torch
 
-from edgewise.attacks.minmax import asr_all, asr_avg, asr_gp, lift, plot_weights
+from edgewise.attacks.minmax import asr_all, asr_avg, asr_gp, lift, plot_group_weights, plot_weights
 from edgewise.attacks.minmax.apgda import MinMaxResult
 from edgewise.attacks.minmax.metrics import accuracy
 
@@ -41,3 +42,14 @@ def test_plot_weights_writes_a_png(tmp_path: Path) -> None:
     path = tmp_path / "weights.png"
     plot_weights([("minmax", result)], ["A", "B"], path, title="test")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_group_weights_writes_a_png_and_checks_the_images(tmp_path: Path) -> None:
+    weights = torch.tensor([[0.2, 0.8], [0.5, 0.5]])
+    result = MinMaxResult(adv=torch.zeros(4, 1, 5, 5), weights=weights, history=weights.unsqueeze(0),
+                          fooled=FOOLED[:2], clean_fooled=CLEAN[:2])
+    path = tmp_path / "groups.png"
+    plot_group_weights(torch.rand(4, 1, 5, 5), result, path, title="test")
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match=r"inputs must be images \(N, C, H, W\) holding 2 groups of 2"):
+        plot_group_weights(torch.rand(3, 1, 5, 5), result, path, title="test")

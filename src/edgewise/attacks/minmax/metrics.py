@@ -69,3 +69,34 @@ def plot_weights(results: Sequence[tuple[str, MinMaxResult]], domains: Sequence[
     figure.suptitle(title)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
+
+
+def plot_group_weights(inputs: torch.Tensor, result: MinMaxResult, path: str | Path, *, title: str,
+                       groups: int = 6) -> None:
+    """Universal perturbations as Tables A7/A8 of the supplement show them: the images of the first ``groups``
+    groups (one row each) with the weight wᵢ each image received and whether the shared δ fooled it.
+
+    ``inputs`` (N, C, H, W) in the order given to ``universal_attack`` (consecutive groups of K = weights.shape[1]);
+    a large wᵢ marks the image of its group that is hardest to attack.
+    """
+    size = result.weights.shape[1]
+    rows = min(groups, result.weights.shape[0])
+    if rows == 0 or inputs.dim() != 4 or inputs.shape[0] < rows * size:
+        raise ValueError(f"inputs must be images (N, C, H, W) holding {rows} groups of {size}, "
+                         f"got shape {tuple(inputs.shape)}")
+    figure = Figure(figsize=(1.6 * size, 1.9 * rows))
+    axes = figure.subplots(rows, size, squeeze=False)
+    for g in range(rows):
+        for i in range(size):
+            image = inputs[g * size + i].detach().cpu().double().permute(1, 2, 0)
+            axis = axes[g][i]
+            axis.imshow(image.squeeze(-1).numpy() if image.shape[-1] == 1 else image.numpy(), cmap="gray",
+                        vmin=0, vmax=1)
+            fooled = "fooled" if bool(result.fooled[g, i]) else "not fooled"
+            axis.set_title(f"w = {float(result.weights[g, i]):.2f}\n{fooled}", fontsize=8)
+            axis.set_xticks([])
+            axis.set_yticks([])
+        axes[g][0].set_ylabel(f"group {g + 1}", fontsize=8)
+    figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
