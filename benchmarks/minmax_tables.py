@@ -115,8 +115,10 @@ def render(state: dict[str, Any]) -> str:
     ensemble = {k: v for k, v in configurations.items() if v["kind"] == "ensemble"}
     if ensemble:
         sizes = sorted({row.get("n", 1000) for row in ensemble.values()})
+        correct = sorted({row["minmax"]["groups_correct_when_clean"] for row in ensemble.values()})
         lines += ["## Ensemble attack over models A, B, C, D (Table 1 / A3)", "",
-                  f"n = {', '.join(map(str, sizes))}, 50 steps.", "",
+                  f"n = {', '.join(map(str, sizes))} ({', '.join(map(str, correct))} correct on all four models "
+                  "when clean: the inputs ASR_all counts), 50 steps.", "",
                   "| norm (ε) | strategy | Acc A | Acc B | Acc C | Acc D | ASR_all | Lift (↑) |",
                   "|---|---|---|---|---|---|---|---|"]
         for row in ensemble.values():
