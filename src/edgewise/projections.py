@@ -26,11 +26,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
 
 import torch
 
-from edgewise.validation import check_choice
+from edgewise.validation import check_batch, check_choice, describe
 
 NORMS = ("l0", "l1", "l2", "linf")
 
@@ -42,7 +41,7 @@ def simplex(w: torch.Tensor) -> torch.Tensor:
     ρ = max{j : u_j − (Σ_{i≤j} u_i − 1)/j > 0}, θ = (Σ_{i≤ρ} u_i − 1)/ρ and w* = max(w − θ, 0).
     """
     if not isinstance(w, torch.Tensor) or not w.is_floating_point() or w.dim() < 1 or w.shape[-1] == 0:
-        raise TypeError(f"w must be a floating-point tensor (..., K) with K >= 1, got {_describe(w)}")
+        raise TypeError(f"w must be a floating-point tensor (..., K) with K >= 1, got {describe(w)}")
     u = w.sort(dim=-1, descending=True).values
     cumulative = u.cumsum(-1) - 1
     j = torch.arange(1, w.shape[-1] + 1, dtype=w.dtype, device=w.device)
@@ -64,10 +63,9 @@ def project(delta: torch.Tensor, x: torch.Tensor, *, norm: str, eps: float | tor
     Returns:
         δ* with the shape and dtype of ``delta``.
     """
-    if not isinstance(delta, torch.Tensor) or not delta.is_floating_point():
-        raise TypeError(f"delta must be a floating-point tensor, got {_describe(delta)}")
-    if not isinstance(x, torch.Tensor) or x.shape != delta.shape or delta.dim() < 1:
-        raise ValueError(f"x must be a tensor of the shape of delta {tuple(delta.shape)}, got {_describe(x)}")
+    check_batch("delta", delta)
+    if not isinstance(x, torch.Tensor) or x.shape != delta.shape:
+        raise ValueError(f"x must be a tensor of the shape of delta {tuple(delta.shape)}, got {describe(x)}")
     return project_box(delta, -x.to(delta.dtype), 1 - x.to(delta.dtype), norm=norm, eps=eps)
 
 
@@ -79,8 +77,7 @@ def project_box(delta: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, *
     attacks) uses lower = −1, upper = 1 and clips each x + δ to [0, 1] afterwards.
     """
     check_choice("norm", norm, NORMS)
-    if not isinstance(delta, torch.Tensor) or not delta.is_floating_point() or delta.dim() < 1:
-        raise TypeError(f"delta must be a floating-point tensor, got {_describe(delta)}")
+    check_batch("delta", delta)
     radius = _radius(eps, delta)
     a = delta.flatten(1)
     lower, upper = torch.broadcast_to(lower, delta.shape).flatten(1), torch.broadcast_to(upper, delta.shape).flatten(1)
@@ -88,12 +85,6 @@ def project_box(delta: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, *
         "l0": _l0, "l1": _l1, "l2": _l2, "linf": _linf,
     }
     return solvers[norm](a, lower, upper, radius).view_as(delta)
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
-    return type(value).__name__
 
 
 def _radius(eps: float | torch.Tensor, delta: torch.Tensor) -> torch.Tensor:

@@ -74,3 +74,46 @@ def check_generator(generator: Any, device: torch.device) -> None:
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
     if generator is not None and generator.device.type != device.type:
         raise ValueError(f"generator must be on device type {device.type!r}, got {generator.device.type!r}")
+
+
+def describe(value: Any) -> str:
+    """A short description of a received value for error messages: a tensor's shape and dtype, else its type."""
+    if isinstance(value, torch.Tensor):
+        return f"tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
+    return type(value).__name__
+
+
+def check_batch(name: str, value: Any) -> None:
+    """``value`` must be a floating-point tensor of shape (B, ...), at least 2 dimensions."""
+    if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {describe(value)}")
+    if value.dim() < 2:
+        raise ValueError(f"{name} must have shape (B, ...) with at least 2 dimensions, got {tuple(value.shape)}")
+
+
+def check_like(name: str, value: Any, reference: torch.Tensor, reference_name: str) -> None:
+    """``value`` must be a floating-point tensor of the shape of ``reference``."""
+    if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {describe(value)}")
+    if value.shape != reference.shape:
+        raise ValueError(f"{name} must have the shape of {reference_name} {tuple(reference.shape)}, "
+                         f"got {tuple(value.shape)}")
+
+
+def check_device(device: Any) -> torch.device:
+    """``device``: a torch.device or its name (``"cpu"``, ``"cuda:1"``) that this machine has."""
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a str or torch.device, got {type(device).__name__}")
+    try:
+        chosen = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda:0', got {device!r}") from error
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asks for CUDA, which this machine does not have")
+    if chosen.type == "cuda" and chosen.index is not None and chosen.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
+    if chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} asks for MPS, which this machine does not have")
+    if chosen.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device must be a cpu, cuda or mps device, got {device!r}")
+    return chosen

@@ -53,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ValueError, TypeError, DataFileError) as error:
         print(f"edgewise: error: {error}".replace("edgewise: error: edgewise", "edgewise"), file=sys.stderr)
         return 2
+    except OSError as error:
+        print(f"edgewise: error: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("edgewise: interrupted; finished work is saved, run the same command again to resume",
               file=sys.stderr)

@@ -13,8 +13,10 @@ from typing import Any
 import torch
 
 from edgewise.attacks import ATTACKS
+from edgewise.attacks.base import check_levels
 from edgewise.cli import csv
 from edgewise.data import CLASSES, fashion_mnist, sample
+from edgewise.distances import names as distance_names
 from edgewise.eval import AttackResult, run_attack
 from edgewise.eval.distributed import gather, shard_positions, start, stop
 from edgewise.eval.report import environment, plot_curves, plot_examples, write_results, write_text_atomic
@@ -71,6 +73,8 @@ def bind_attack(name: str, *, steps: int | None, distance: str | None,
     if distance is not None:
         if "distance" not in parameters:
             raise ValueError(f"--distance does not apply to attack {name!r}, which minimizes a fixed distance")
+        if distance not in distance_names():
+            raise ValueError(f"--distance must be one of {distance_names()}, got {distance!r}")
         kwargs["distance"] = distance
     unknown = sorted(set(kwargs) - set(parameters))
     if unknown:
@@ -124,7 +128,8 @@ def claim_batches(folder: Path, arguments: dict[str, Any]) -> None:
     """Record the arguments of the run owning ``folder``; finished batches of other arguments are never reused."""
     relevant = {k: v for k, v in arguments.items() if k not in RESUME_IRRELEVANT}
     record = folder / "arguments.json"
-    if record.is_file() and json.loads(record.read_text()) != relevant:
+    finished = any(folder.glob("batch-*.pt"))
+    if finished and record.is_file() and json.loads(record.read_text()) != relevant:
         raise ValueError(f"--out {folder.parent} holds batches of a run with other arguments ({record}); "
                          "use another --out or delete that folder")
     folder.mkdir(parents=True, exist_ok=True)
@@ -142,6 +147,11 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--attack-options must be a JSON object, got {args.attack_options!r}")
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    check_levels(args.levels)
+    if args.steps is not None and args.steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    if any(not eps >= 0 for eps in args.eps or ()):
+        raise ValueError(f"--eps must be numbers >= 0, got {args.eps}")
     trace = Trace() if args.trace else None
     if trace is not None:
         options = {**options, "callback": trace}

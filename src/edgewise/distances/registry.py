@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from edgewise.validation import check_batch, check_like
+
 DistanceFn = Callable[[torch.Tensor], torch.Tensor]
 Factory = Callable[..., DistanceFn]
 PairDistance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -55,7 +57,14 @@ def get(name: str, **options: Any) -> Callable[[torch.Tensor], DistanceFn]:
     factory = entry(name).factory
 
     def bound(reference: torch.Tensor) -> DistanceFn:
-        return factory(reference, **options)
+        check_batch("reference", reference)
+        measure = factory(reference, **options)
+
+        def distance(perturbed: torch.Tensor) -> torch.Tensor:
+            check_like("perturbed", perturbed, reference, "reference")
+            return measure(perturbed)
+
+        return distance
 
     return bound
 

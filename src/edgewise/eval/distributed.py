@@ -21,6 +21,7 @@ import torch.distributed as dist
 
 from edgewise.eval.result import AttackResult
 from edgewise.eval.run import _save_atomic
+from edgewise.validation import check_device
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ def start(device: str | torch.device) -> Process:
 
     Without a launcher: rank 0 of 1 on ``device``.
     """
-    chosen = torch.device(device)
+    chosen = check_device(device)
     if not launched():
         return Process(0, 1, chosen)
     if chosen.type == "cuda":

@@ -118,6 +118,8 @@ def run_attack(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, att
     check_inputs(inputs, labels)
     check_positive("batch_size", batch_size, integer=True)
     check_levels(levels)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     if not callable(attack):
         raise TypeError(f"attack must be callable, got {type(attack).__name__}")
     indices = torch.arange(len(inputs)) if indices is None else indices

@@ -17,6 +17,7 @@ from torch import nn
 
 from edgewise.models.architectures import ARCHITECTURES
 from edgewise.models.wrappers import Normalize
+from edgewise.validation import check_device
 
 WEIGHTS = resources.files("edgewise.models") / "weights"
 
@@ -52,6 +53,7 @@ def sha256_file(path: str | Path) -> str:
 
 def load_model(name: str, *, device: str | torch.device = "cpu") -> nn.Module:
     """The zoo model ``name`` in eval mode on ``device``, its weights checked against the recorded sha256."""
+    chosen = check_device(device)
     zoo = list_models()
     if name not in zoo:
         raise ValueError(f"model must be one of {sorted(zoo)}, got {name!r}")
@@ -65,4 +67,4 @@ def load_model(name: str, *, device: str | torch.device = "cpu") -> nn.Module:
             raise ValueError(f"weights file {path} is corrupt: sha256 {digest}, expected {meta['sha256']}")
         state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
-    return model.to(device).eval()
+    return model.to(chosen).eval()
