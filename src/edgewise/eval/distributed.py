@@ -47,7 +47,7 @@ def start(device: str | torch.device) -> Process:
     if not launched():
         return Process(0, 1, chosen)
     if chosen.type == "cuda":
-        chosen = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        chosen = check_device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
         torch.cuda.set_device(chosen)
     dist.init_process_group("nccl" if chosen.type == "cuda" else "gloo")
     return Process(dist.get_rank(), dist.get_world_size(), chosen)
