@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from tqdm import tqdm
 
-from edgewise.models.zoo import build_model, load_model, sha256_file
+from edgewise.models.zoo import build_model, list_models, load_model, sha256_file
 from edgewise.training.recipes import make_recipe
 
 
@@ -58,6 +58,12 @@ class TrainConfig:
             raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
         if self.in_channels not in (1, 3):
             raise ValueError(f"in_channels must be 1 or 3, got {self.in_channels}")
+        if self.init is not None:
+            meta = list_models().get(self.init)
+            if meta is None or (meta["architecture"], meta.get("in_channels", 1)) != (self.architecture,
+                                                                                      self.in_channels):
+                raise ValueError(f"init must be a zoo model with architecture {self.architecture!r} and "
+                                 f"{self.in_channels} input channel(s), got {self.init!r}")
         if self.train_samples is not None and self.train_samples < self.batch_size:
             raise ValueError(f"train_samples must be >= batch_size {self.batch_size}, got {self.train_samples}")
 
@@ -158,7 +164,7 @@ def train(config: TrainConfig, train_set: tuple[torch.Tensor, torch.Tensor],
             loss.backward()
             optimizer.step()
             seen += len(labels)
-            loss_sum += float(loss) * len(labels)
+            loss_sum += float(loss.detach()) * len(labels)
             # accuracy on what the model is trained on (clean or adversarial inputs), per clean sample
             correct += float((logits.argmax(1) == batch.labels).double().mean()) * len(labels)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}")
