@@ -9,8 +9,7 @@ import shlex
 import sys
 from typing import Any
 
-import torch.distributed as dist
-
+from edgewise.eval.distributed import start, stop
 from edgewise.training import RECIPES, TrainConfig, train
 
 DATASETS = ("fmnist",)
@@ -39,6 +38,8 @@ def register(commands: Any) -> None:
     parser.add_argument("--name", default=None, help="zoo name of the result (default: MODEL-RECIPE-DATASET)")
     parser.add_argument("--out", default=None, help="run folder (checkpoints, metrics, weights)")
     parser.add_argument("--no-resume", action="store_true", help="start afresh even if a checkpoint exists")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu or cuda; under torchrun each process takes cuda:LOCAL_RANK (nccl) or the CPU (gloo)")
     parser.set_defaults(run=run)
 
 
@@ -61,14 +62,12 @@ def run(args: argparse.Namespace) -> int:
     config.validate()
     name = args.name or f"{args.model}-{args.recipe}-{args.dataset}"
     out = args.out or os.path.join("runs", name)
-    distributed = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
-    if distributed:
-        dist.init_process_group("gloo")
+    process = start(args.device)
     try:
         train(config, fashion_mnist("train", args.data_root), fashion_mnist("test", args.data_root), out=out,
-              name=name, command=shlex.join(["edgewise", *sys.argv[1:]]), resume=not args.no_resume)
+              name=name, command=shlex.join(["edgewise", *sys.argv[1:]]), resume=not args.no_resume,
+              device=process.device, progress=process.rank == 0)
     finally:
-        if distributed:
-            dist.destroy_process_group()
+        stop(process)
     print(f"weights and metadata written to {out}/{name}.pt and {out}/{name}.json")
     return 0

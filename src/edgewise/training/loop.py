@@ -90,8 +90,9 @@ def _make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimi
 @torch.no_grad()
 def accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 1000) -> float:
     """Top-1 accuracy of ``model`` (put in eval mode by the caller) on a dataset held in memory."""
+    device = next(model.parameters()).device
     correct = sum(
-        int((model(inputs[i:i + batch_size]).argmax(1) == labels[i:i + batch_size]).sum())
+        int((model(inputs[i:i + batch_size].to(device)).argmax(1).cpu() == labels[i:i + batch_size]).sum())
         for i in range(0, len(inputs), batch_size)
     )
     return correct / len(inputs)
@@ -100,12 +101,13 @@ def accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, ba
 def train(config: TrainConfig, train_set: tuple[torch.Tensor, torch.Tensor],
           test_set: tuple[torch.Tensor, torch.Tensor], *, out: str | Path, name: str,
           command: str = "", resume: bool = True, max_steps: int | None = None,
-          progress: bool = True) -> nn.Module:
+          progress: bool = True, device: str | torch.device = "cpu") -> nn.Module:
     """Train ``config`` on ``train_set``; write checkpoints, ``metrics.json`` and ``NAME.pt``/``NAME.json``.
 
     Every epoch ends with an atomic checkpoint (model, optimizer, scheduler, RNG state) in ``out``; with
     ``resume`` a run restarted with the same arguments continues from the last finished epoch and ends with
     the same weights as an uninterrupted run. ``max_steps`` stops after that many optimizer steps (tests).
+    ``device``: where the model and the batches live (under torchrun: this process's device).
     """
     config.validate()
     rank, world = _world()
@@ -119,6 +121,8 @@ def train(config: TrainConfig, train_set: tuple[torch.Tensor, torch.Tensor],
                             std=config.std)
     if config.init is not None:
         model.load_state_dict(load_model(config.init).state_dict())
+    device = torch.device(device)
+    model.to(device)
     optimizer = _make_optimizer(config, model)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, config.lr_milestones, config.lr_gamma)
     recipe = make_recipe(config.recipe, config.recipe_options)
@@ -128,11 +132,11 @@ def train(config: TrainConfig, train_set: tuple[torch.Tensor, torch.Tensor],
     # The global RNG drives dropout during training: seed it, and restore its state when resuming.
     torch.manual_seed(config.seed)
     if resume and checkpoint_path.is_file():
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"])
+        torch.set_rng_state(state["rng"].cpu())
         metrics, start_epoch = state["metrics"], state["epoch"]
     repeat = (lambda t: t.expand(-1, 3, -1, -1)) if config.in_channels == 3 else (lambda t: t)
     if config.train_samples is not None:
@@ -143,16 +147,19 @@ def train(config: TrainConfig, train_set: tuple[torch.Tensor, torch.Tensor],
     sampler: DistributedSampler[tuple[torch.Tensor, ...]] = DistributedSampler(
         dataset, num_replicas=world, rank=rank, shuffle=True, seed=config.seed, drop_last=True)
     loader = DataLoader(dataset, batch_size=config.batch_size // world, sampler=sampler, drop_last=True)
-    net: nn.Module = DistributedDataParallel(model) if world > 1 else model
+    net: nn.Module = model
+    if world > 1:
+        net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     steps = 0
     for epoch in range(start_epoch, config.epochs):
         sampler.set_epoch(epoch)
-        generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch * world + rank)
+        generator = torch.Generator(device).manual_seed(config.seed * 100_003 + epoch * world + rank)
         model.train()
         started, seen, loss_sum, correct = time.perf_counter(), 0, 0.0, 0.0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress or rank != 0,
                    leave=False)
-        for inputs, labels in bar:
+        for cpu_inputs, cpu_labels in bar:
+            inputs, labels = cpu_inputs.to(device), cpu_labels.to(device)
             # The adversaries see the network in eval mode, the outer step trains it (recipes' docstring).
             model.eval()
             batch = recipe(model, repeat(inputs), labels, generator=generator)
@@ -191,7 +198,7 @@ def write_zoo_entry(model: nn.Module, config: TrainConfig, *, out: Path, name: s
                     metrics: list[dict[str, float]], extra: dict[str, Any] | None = None) -> None:
     """Write ``NAME.pt`` (state dict) and ``NAME.json`` (the zoo's metadata record) into ``out``."""
     weights = out / f"{name}.pt"
-    _atomic_save(model.state_dict(), weights)
+    _atomic_save({key: value.cpu() for key, value in model.state_dict().items()}, weights)
     meta = {
         "name": name, "architecture": config.architecture, "dataset": config.dataset,
         "input_shape": [config.in_channels, 28, 28], "in_channels": config.in_channels, "num_classes": 10,
