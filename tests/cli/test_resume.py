@@ -1,4 +1,7 @@
-"""An `edgewise attack` killed mid-way (SIGTERM) and started again equals an uninterrupted run."""
+"""An `edgewise attack` killed mid-way (SIGTERM) and started again equals an uninterrupted run.
+
+pgd draws a random start per batch: a generator carried from batch to batch instead of seeded per batch would
+make the resumed run differ."""
 
 import json
 import os
@@ -12,7 +15,7 @@ import pytest
 
 from edgewise.cli import main
 
-ARGUMENTS = ["attack", "--attack", "ddn", "--steps", "60", "--n", "48", "--batch-size", "4", "--no-progress"]
+ARGUMENTS = ["attack", "--attack", "pgd", "--steps", "60", "--n", "48", "--batch-size", "4", "--no-progress"]
 
 
 def _samples(folder: Path) -> list[dict[str, object]]:
