@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import os
 import subprocess
 import sys
@@ -51,7 +52,10 @@ def test_resumed_run_ends_with_the_uninterrupted_weights(tmp_path: Path, monkeyp
     resumed = train(_config(), train_set, test_set, out=tmp_path / "b", name="m", progress=False)
     for (name, expected), actual in zip(reference.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.equal(expected, actual), name
-    assert (tmp_path / "b" / "m.json").is_file() and (tmp_path / "b" / "metrics.json").is_file()
+    assert (tmp_path / "b" / "metrics.json").is_file()
+    meta = json.loads((tmp_path / "b" / "m.json").read_text())
+    (key, value), = meta["final_robust_accuracy"].items()
+    assert key == "linf eps 0.1 (PGD-20, first 16 test images)" and 0 <= value <= 1
 
 
 def test_two_processes_give_the_weights_of_one(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from torch.nn import functional as F
 from edgewise.attacks.pgd import pgd, pgd_step, random_start
 from edgewise.models.zoo import build_model
 from edgewise.projections import simplex
-from edgewise.training.recipes import RECIPES, make_recipe
+from edgewise.training.recipes import RECIPES, make_recipe, threat_models
 
 NORMS = ("linf", "l2", "l1")
 EPS = (0.1, 1.5, 10.0)
@@ -130,3 +130,12 @@ def test_multinorm_threats_are_checked(batch) -> None:
         make_recipe("msd", {"norms": ["linf"], "eps": [0.1]})(model, x, y, generator=torch.Generator())
     with pytest.raises(ValueError, match="norms must be one of"):
         make_recipe("avg", {"norms": ["l3", "l2"], "eps": [0.1, 1.0]})(model, x, y, generator=torch.Generator())
+
+
+def test_threat_models_follow_the_recipe_defaults_and_options() -> None:
+    assert threat_models("standard", {}) == []
+    assert threat_models("pgd", {}) == [("linf", 0.1)]
+    assert threat_models("pgd", {"norm": "l2", "eps": 0.5}) == [("l2", 0.5)]
+    assert threat_models("ddn", {}) == [("l2", 2.4)]
+    assert threat_models("ampgd", {}) == [("linf", 0.1), ("l2", 1.5), ("l1", 10.0)]
+    assert threat_models("msd", {"norms": ["l2", "l1"], "eps": [1.0, 5.0]}) == [("l2", 1.0), ("l1", 5.0)]

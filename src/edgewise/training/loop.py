@@ -23,8 +23,11 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from tqdm import tqdm
 
+from edgewise.attacks.pgd import pgd
 from edgewise.models.zoo import build_model, list_models, load_model, sha256_file
-from edgewise.training.recipes import make_recipe
+from edgewise.training.recipes import make_recipe, threat_models
+
+ROBUST_SAMPLES = 1000
 
 
 @dataclass
@@ -190,8 +193,32 @@ def train(config: TrainConfig, train_set: tuple[torch.Tensor, torch.Tensor],
                           "metrics": metrics, "epoch": epoch + 1}, checkpoint_path)
             (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     if rank == 0:
-        write_zoo_entry(model, config, out=out, name=name, command=command, metrics=metrics)
+        robust = robust_accuracy(model, repeat(test_set[0][:ROBUST_SAMPLES]), test_set[1][:ROBUST_SAMPLES],
+                                 threat_models(config.recipe, config.recipe_options), seed=config.seed)
+        write_zoo_entry(model, config, out=out, name=name, command=command, metrics=metrics,
+                        extra={"final_robust_accuracy": robust} if robust else None)
     return model.eval()
+
+
+def robust_accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
+                    threats: list[tuple[str, float]], *, seed: int, steps: int = 20,
+                    batch_size: int = 500) -> dict[str, float]:
+    """Accuracy under a ``steps``-step PGD (random start) for each (norm, ε) of ``threats``, on a dataset in memory.
+
+    A quick end-of-training check, not an evaluation: ``benchmarks/robust_training.py`` adds the minimal attacks.
+    """
+    device = next(model.parameters()).device
+    results = {}
+    for norm, eps in threats:
+        generator = torch.Generator(device).manual_seed(seed)
+        correct = 0
+        for start in range(0, len(inputs), batch_size):
+            x, y = inputs[start:start + batch_size].to(device), labels[start:start + batch_size].to(device)
+            adv = pgd(model, x, y, norm=norm, eps=eps, steps=steps, generator=generator)
+            with torch.no_grad():
+                correct += int((model(adv).argmax(1) == y).sum())
+        results[f"{norm} eps {eps:g} (PGD-{steps}, first {len(inputs)} test images)"] = correct / len(inputs)
+    return results
 
 
 def write_zoo_entry(model: nn.Module, config: TrainConfig, *, out: Path, name: str, command: str,

@@ -116,6 +116,21 @@ RECIPES: dict[str, Recipe] = {
 }
 
 
+def threat_models(name: str, options: dict[str, Any]) -> list[tuple[str, float]]:
+    """The (norm, ε) threat models recipe ``name`` trains against with ``options`` (none for ``standard``)."""
+    parameters = inspect.signature(RECIPES[name]).parameters
+    bound = {key: p.default for key, p in parameters.items() if p.default is not p.empty} | options
+    if "norms" in bound:
+        norms = tuple(bound["norms"])
+        radii = tuple(DEFAULT_EPS[norm] for norm in norms) if bound["eps"] is None else tuple(bound["eps"])
+        return list(zip(norms, radii, strict=True))
+    if name == "ddn":
+        return [("l2", float(bound["eps"]))]
+    if "norm" in bound:
+        return [(bound["norm"], DEFAULT_EPS[bound["norm"]] if bound["eps"] is None else float(bound["eps"]))]
+    return []
+
+
 def make_recipe(name: str, options: dict[str, Any]) -> Callable[..., TrainingBatch]:
     """The recipe ``name`` with ``options`` bound; unknown names are a ValueError, unknown options a TypeError."""
     if name not in RECIPES:
