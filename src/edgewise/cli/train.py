@@ -69,5 +69,6 @@ def run(args: argparse.Namespace) -> int:
               device=process.device, progress=process.rank == 0)
     finally:
         stop(process)
-    print(f"weights and metadata written to {out}/{name}.pt and {out}/{name}.json")
+    if process.rank == 0:
+        print(f"weights and metadata written to {out}/{name}.pt and {out}/{name}.json")
     return 0
