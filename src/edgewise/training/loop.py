@@ -4,7 +4,9 @@ Under ``torchrun`` (``torch.distributed`` initialized) the model is wrapped in D
 process reads its share of every global batch through a DistributedSampler. The sampler draws the same
 permutation for any number of processes and rank r takes positions r, r + W, ...; with a per-process batch of
 ``batch_size / W`` the union of the ranks' batches is exactly the single-process batch, so the averaged
-gradients, and the weights, do not depend on the number of processes beyond floating-point noise.
+gradients, and the weights, do not depend on the number of processes beyond floating-point noise. Recipes that
+draw random numbers (PGD's random start) use one generator per process and epoch: their draws, not their
+distribution, change with the number of processes.
 """
 
 from __future__ import annotations
