@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import inspect
 import io
 import shutil
 import tempfile
@@ -101,6 +102,23 @@ def test_attacks_reject_unknown_keywords(name: str, keyword: str) -> None:
         return
     inputs, labels = torch.rand(2, 1, 4, 4), torch.tensor([0, 1])
     expect(TypeError, keyword, lambda: ATTACKS[name](MODEL, inputs, labels, **budget(name), **{keyword: 1}))
+
+
+def numeric_options(name: str) -> list[str]:
+    """The keyword-only numeric hyper-parameters of attack ``name`` (``eps`` included when it has no default)."""
+    return [p.name for p in inspect.signature(ATTACKS[name]).parameters.values()
+            if p.kind is p.KEYWORD_ONLY and (p.name == "eps" or (isinstance(p.default, (int, float))
+                                                                 and not isinstance(p.default, bool)))]
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+@SETTINGS
+@given(data=st.data())
+def test_attacks_reject_non_finite_or_non_numeric_options(name: str, data: st.DataObject) -> None:
+    option = data.draw(st.sampled_from(numeric_options(name)))
+    value = data.draw(st.one_of(st.sampled_from([float("nan"), float("inf"), -float("inf")]), st.text(max_size=3)))
+    inputs, labels = torch.rand(2, 1, 4, 4), torch.tensor([0, 1])
+    expect(Exception, option, lambda: ATTACKS[name](MODEL, inputs, labels, **{**budget(name), option: value}))
 
 
 @SETTINGS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from typing import Any, cast
 
@@ -51,8 +52,8 @@ def check_positive(name: str, value: Any, *, integer: bool = False, allow_zero: 
     if isinstance(value, bool) or not isinstance(value, kinds):
         raise TypeError(f"{name} must be {'an int' if integer else 'a number'}, got {type(value).__name__}")
     number = float(cast(float, value))
-    if number != number:
-        raise ValueError(f"{name} must be a number, got nan")
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, got {value}")
     if number < 0 or (number == 0 and not allow_zero):
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
 

@@ -126,6 +126,7 @@ def alma(
         raise ValueError(f"square_avg_decay must be in [0, 1), got {square_avg_decay}")
     if not 0 <= momentum < 1:
         raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+    check_positive("rho_growth", rho_growth)
     if rho_growth <= 1:
         raise ValueError(f"rho_growth must be > 1, got {rho_growth}")
     penalty_function, penalty_derivative = get_penalty(penalty)
