@@ -293,3 +293,37 @@ def test_cli_truncated_data_files(tmp_path: Path, cut: float, capsys: pytest.Cap
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "t10k-images-idx3-ubyte.gz" in err[0]
     assert not out.exists()
+
+
+OTHER_COMMANDS = {
+    "benchmark": {"--models": "name", "--attacks": "name", "--distance": "name", "--steps": "list", "--n": "count",
+                  "--batch-size": "count", "--device": "name"},
+    "minmax": {"--kind": "name", "--models": "name", "--norm": "name", "--eps": "number", "--steps": "count",
+               "--step-size": "number", "--weight-step": "number", "--gamma": "number", "--n": "count",
+               "--batch-size": "count"},
+    "train": {"--model": "name", "--dataset": "name", "--recipe": "name", "--epochs": "count", "--batch-size": "count",
+              "--optimizer": "name", "--lr": "number", "--weight-decay": "number", "--lr-milestones": "list",
+              "--in-channels": "count", "--recipe-options": "name", "--train-samples": "count", "--device": "name"},
+}
+SMALL = {"benchmark": ["--n", "4", "--steps", "1"], "minmax": ["--n", "4", "--steps", "1"],
+         "train": ["--epochs", "1", "--train-samples", "8"]}
+BAD_VALUES = {
+    "name": st.text("qxz", min_size=1, max_size=4),
+    "count": st.one_of(st.integers(-10**6, 0).map(str), st.text("abc.", min_size=1, max_size=3)),
+    "number": st.sampled_from(["-1", "nan", "inf", "x"]),
+    "list": st.sampled_from(["a,b", "-1", "0,x"]),
+}
+
+
+@SETTINGS
+@given(data=st.data())
+def test_other_commands_bad_arguments_exit_2_with_one_line(data: st.DataObject) -> None:
+    command = data.draw(st.sampled_from(sorted(OTHER_COMMANDS)))
+    option, kind = data.draw(st.sampled_from(sorted(OTHER_COMMANDS[command].items())))
+    with tempfile.TemporaryDirectory() as folder:
+        argv = [command, *SMALL[command], "--out", str(Path(folder) / "out"), option, data.draw(BAD_VALUES[kind])]
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            status = main(argv)
+        lines = err.getvalue().strip().splitlines()
+        assert status == 2 and len(lines) == 1 and "Traceback" not in lines[0], (argv, lines)
