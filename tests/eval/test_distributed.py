@@ -48,6 +48,8 @@ def test_merge_orders_by_index_and_checks_coverage() -> None:
         merge([_result([2, 3]), _result([0, 1])], count=5)
     with pytest.raises(ValueError, match=r"missing \[\], duplicated \[1\]"):
         merge([_result([2, 3, 1]), _result([0, 1, 4])], count=5)
+    with pytest.raises(ValueError, match=r"missing \[0\], duplicated \[\], out of range \[-1, 5\]"):
+        merge([_result([2, 3, -1]), _result([5, 1, 4])], count=5)
 
 
 def _samples(folder: Path) -> list[dict[str, object]]:

@@ -63,8 +63,8 @@ def shard_positions(count: int, batch_size: int, process: Process) -> torch.Tens
     """Positions (0..count-1) of the samples of ``process``'s shard: the global batches ``k % world == rank``."""
     batches = torch.arange(count).split(batch_size)
     if len(batches) < process.world:
-        raise ValueError(f"--n {count} with --batch-size {batch_size} gives {len(batches)} batch(es), fewer than "
-                         f"the {process.world} processes; use a smaller --batch-size or fewer processes")
+        raise ValueError(f"count {count} with batch_size {batch_size} gives {len(batches)} batch(es), fewer than "
+                         f"the {process.world} processes: use smaller batches or fewer processes")
     return torch.cat(batches[process.rank::process.world])
 
 
@@ -79,10 +79,11 @@ def merge(parts: list[AttackResult], *, count: int) -> AttackResult:
     merged = joined.take(order)
     expected = torch.arange(count)
     if not torch.equal(merged.indices, expected):
-        seen = torch.bincount(merged.indices.clamp(0, count), minlength=count + 1)[:count]
+        inside = (merged.indices >= 0) & (merged.indices < count)
+        seen = torch.bincount(merged.indices[inside], minlength=count)
         missing = torch.nonzero(seen == 0).flatten().tolist()
         duplicated = torch.nonzero(seen > 1).flatten().tolist()
-        extra = merged.indices[(merged.indices < 0) | (merged.indices >= count)].tolist()
+        extra = merged.indices[~inside].tolist()
         raise ValueError(f"shards must cover samples 0..{count - 1} exactly once, got missing {missing[:10]}, "
                          f"duplicated {duplicated[:10]}, out of range {extra[:10]}")
     return merged
