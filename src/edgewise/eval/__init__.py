@@ -11,12 +11,16 @@ from edgewise.eval.metrics import (
 )
 from edgewise.eval.result import DISTANCES, AttackResult
 from edgewise.eval.run import Attack, run_attack, verify
+from edgewise.eval.sanity import Finding, SanityWarning, check_evaluation
 
 __all__ = [
     "DISTANCES",
     "Attack",
     "AttackResult",
+    "Finding",
+    "SanityWarning",
     "area_under_curve",
+    "check_evaluation",
     "eps_grid_for",
     "mean_distance",
     "median_distance",
