@@ -124,7 +124,7 @@ def render(state: dict[str, Any]) -> str:
         for row in ensemble.values():
             for strategy in ("average", "minmax"):
                 r = row[strategy]
-                lift = f"{100 * r['lift']:+.2f}%" if "lift" in r else "-"
+                lift = f"{100 * r['lift']:+.2f}%" if r.get("lift") is not None else "-"
                 accuracy = " | ".join(f"{100 * r['accuracy'][d]:.2f}" for d in row["domains"])
                 lines.append(f"| {row['norm']} ({row['eps']:g}) | {strategy} | {accuracy} | "
                              f"{100 * r['asr_all']:.2f} | {lift} |")

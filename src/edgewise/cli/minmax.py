@@ -152,7 +152,7 @@ def format_table(title: str, summary: dict[str, Any], domains: Sequence[str], *,
     for strategy in STRATEGIES:
         row = summary[strategy]
         cells = [strategy, *[f"{100 * row['accuracy'][d]:.2f}" for d in domains], f"{100 * row['asr_all']:.2f}",
-                 f"{100 * row['asr_avg']:.2f}", f"{100 * row['lift']:+.2f}%" if "lift" in row else "-"]
+                 f"{100 * row['asr_avg']:.2f}", f"{100 * row['lift']:+.2f}%" if row.get("lift") is not None else "-"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -41,9 +41,10 @@ def asr_avg(fooled: torch.Tensor, clean_fooled: torch.Tensor) -> float:
     return float(per_domain.mean())
 
 
-def lift(minmax: float, average: float) -> float:
-    """Lift (↑): relative gain of min-max over the averaged strategy, (ASR_minmax − ASR_avg) / ASR_avg."""
-    return (minmax - average) / average if average > 0 else float("nan")
+def lift(minmax: float, average: float) -> float | None:
+    """Lift (↑): relative gain of min-max over the averaged strategy, (ASR_minmax − ASR_avg) / ASR_avg; None
+    (undefined, ``null`` in JSON) when ASR_avg = 0."""
+    return (minmax - average) / average if average > 0 else None
 
 
 def plot_weights(results: Sequence[tuple[str, MinMaxResult]], domains: Sequence[str], path: str | Path, *,
