@@ -35,9 +35,9 @@ MODELS = ("smallcnn-fmnist", "smallcnn-pgd-fmnist", "smallcnn-ddn-fmnist", "smal
 THREATS = {"linf": 0.1, "l2": 1.5, "l1": 10.0}
 # attack name -> (norm whose budget it tests, attack)
 ATTACKS: dict[str, tuple[str, Callable[..., torch.Tensor]]] = {
-    "pgd-linf": ("linf", functools.partial(pgd, norm="linf", eps=THREATS["linf"], steps=20)),
-    "pgd-l2": ("l2", functools.partial(pgd, norm="l2", eps=THREATS["l2"], steps=20)),
-    "pgd-l1": ("l1", functools.partial(pgd, norm="l1", eps=THREATS["l1"], steps=20)),
+    "pgd-linf": ("linf", functools.partial(pgd, norm="linf", eps=THREATS["linf"], steps=20, random_init=True)),
+    "pgd-l2": ("l2", functools.partial(pgd, norm="l2", eps=THREATS["l2"], steps=20, random_init=True)),
+    "pgd-l1": ("l1", functools.partial(pgd, norm="l1", eps=THREATS["l1"], steps=20, random_init=True)),
     "ddn": ("l2", functools.partial(ddn, steps=100)),
     "alma-l2": ("l2", functools.partial(alma, distance="l2", steps=100)),
     "alma-l1": ("l1", functools.partial(alma, distance="l1", steps=100)),

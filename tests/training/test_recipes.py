@@ -45,7 +45,7 @@ def test_standard_is_the_clean_batch(batch) -> None:
 def test_pgd_recipe_is_pgd_within_the_ball(batch) -> None:
     model, x, y = batch
     out = make_recipe("pgd", {"eps": 0.1, "steps": 3})(model, x, y, generator=torch.Generator().manual_seed(5))
-    expected = pgd(model, x, y, eps=0.1, steps=3, generator=torch.Generator().manual_seed(5))
+    expected = pgd(model, x, y, eps=0.1, steps=3, random_init=True, generator=torch.Generator().manual_seed(5))
     assert torch.equal(out.inputs, expected)
     assert float((out.inputs - x).abs().max()) <= 0.1 + 1e-6 and out.inputs.min() >= 0 and out.inputs.max() <= 1
 
@@ -96,7 +96,7 @@ def test_max_and_avg_use_the_per_norm_pgd_adversarials(batch) -> None:
     model, x, y = batch
     options = {"norms": NORMS, "eps": EPS, "steps": 2}
     generator = torch.Generator().manual_seed(9)
-    candidates = [pgd(model, x, y, norm=n, eps=e, steps=2, generator=generator)
+    candidates = [pgd(model, x, y, norm=n, eps=e, steps=2, random_init=True, generator=generator)
                   for n, e in zip(NORMS, EPS, strict=True)]
     average = make_recipe("avg", options)(model, x, y, generator=torch.Generator().manual_seed(9))
     torch.testing.assert_close(average.inputs, torch.cat(candidates))

@@ -34,19 +34,36 @@ def ascent_loss(logits: torch.Tensor, labels: torch.Tensor, *, loss: str, target
 def pgd_step(delta: torch.Tensor, inputs: torch.Tensor, gradient: torch.Tensor, *, norm: str,
              eps: float | torch.Tensor, step_size: float) -> torch.Tensor:
     """One projected ascent step: proj(δ + α ε d(g)) onto {‖δ‖p ≤ ε, x + δ ∈ [0, 1]} (α ε = α for ℓ0)."""
-    length = step_size if norm == "l0" else step_size * (batch_view(eps, delta) if isinstance(eps, torch.Tensor)
-                                                         else eps)
+    length = step_size if norm == "l0" else step_size * _per_sample(eps, delta)
     return project(delta + length * steepest_direction(gradient, norm), inputs, norm=norm, eps=eps)
 
 
-def random_start(inputs: torch.Tensor, *, norm: str, eps: float, generator: torch.Generator | None) -> torch.Tensor:
+def _per_sample(eps: float | torch.Tensor, like: torch.Tensor) -> float | torch.Tensor:
+    """ε as a number, or a (B,) tensor reshaped to broadcast against ``like``."""
+    return batch_view(eps, like) if isinstance(eps, torch.Tensor) else eps
+
+
+def check_eps(eps: object, inputs: torch.Tensor) -> None:
+    """``eps``: a positive number or a (B,) floating-point tensor of positive finite values."""
+    if not isinstance(eps, torch.Tensor):
+        check_positive("eps", eps)
+        return
+    if not eps.is_floating_point() or eps.shape != inputs.shape[:1] or eps.device != inputs.device:
+        raise ValueError(f"eps must be a number or a floating-point tensor of shape ({inputs.shape[0]},) on "
+                         f"{inputs.device}, got {eps.dtype} {tuple(eps.shape)} on {eps.device}")
+    if not bool((torch.isfinite(eps) & (eps > 0)).all()):
+        raise ValueError(f"eps must be finite and > 0, got min {float(eps.min()):.4g} max {float(eps.max()):.4g}")
+
+
+def random_start(inputs: torch.Tensor, *, norm: str, eps: float | torch.Tensor,
+                 generator: torch.Generator) -> torch.Tensor:
     """δ₀: uniform in the ℓ∞ ball (Madry et al.); for the other norms a Gaussian direction of length U·ε,
     projected onto the ball ∩ box (ℓ0: zero, a random subset would be arbitrary)."""
     if norm == "l0":
         return torch.zeros_like(inputs)
     if norm == "linf":
         noise = torch.rand(inputs.shape, generator=generator, device=inputs.device, dtype=inputs.dtype)
-        return project((2 * noise - 1) * eps, inputs, norm=norm, eps=eps)
+        return project((2 * noise - 1) * _per_sample(eps, inputs), inputs, norm=norm, eps=eps)
     direction = torch.randn(inputs.shape, generator=generator, device=inputs.device, dtype=inputs.dtype)
     radius = torch.rand(inputs.shape[0], generator=generator, device=inputs.device, dtype=inputs.dtype) * eps
     unit = direction / batch_view(direction.flatten(1).norm(p=1 if norm == "l1" else 2, dim=1), direction)
@@ -59,10 +76,10 @@ def pgd(
     labels: torch.Tensor,
     *,
     norm: str = "linf",
-    eps: float | None = None,
+    eps: float | torch.Tensor | None = None,
     steps: int = 40,
     step_size: float | None = None,
-    random_init: bool = True,
+    random_init: bool = False,
     loss: str = "ce",
     targeted: bool = False,
     generator: torch.Generator | None = None,
@@ -75,23 +92,31 @@ def pgd(
     step, not evaluated: the best guess, re-verified by ``edgewise.eval.run_attack``).
 
     Args:
-        norm: p of the threat model, "linf", "l2", "l1" or "l0". eps: ε (default ``DEFAULT_EPS[norm]``).
+        norm: p of the threat model, "linf", "l2", "l1" or "l0". eps: ε, a number or a (B,) tensor (one
+            budget per sample; default ``DEFAULT_EPS[norm]``).
         steps: the number of iterations. step_size: α as a fraction of ε (α ε per step; for ℓ0 α alone);
             default 2.5 / steps, Madry et al.'s "2.5 ε / steps" rule, which lets the iterate cross the ball.
-        random_init: start from a random point of the ball (Madry et al.) instead of δ = 0.
+        random_init: start from a random point of the ball (Madry et al.; what the training recipes use)
+            instead of δ = 0. Off by default: then PGD is deterministic and a sample's result does not depend on
+            the batch it is in, the evaluation contract of every edgewise attack.
         loss: "ce" (cross-entropy, Madry et al.) or "cw" (C&W logit margin).
         targeted: ``labels`` are targets (the loss is minimized toward them).
-        generator: draws the random start. callback: ``callback(step, {"loss", "adversarial"})`` each step.
+        generator: draws the random start (None: a generator seeded with 0; never the global RNG).
+        callback: ``callback(step, {"loss", "adversarial"})`` each step.
     """
     check_attack_call(model, inputs, labels, generator=generator, callback=callback)
     check_choice("norm", norm, NORMS)
     check_choice("loss", loss, LOSSES)
     eps = DEFAULT_EPS[norm] if eps is None else eps
-    check_positive("eps", eps)
+    check_eps(eps, inputs)
     check_positive("steps", steps, integer=True)
     step_size = 2.5 / steps if step_size is None else step_size
     check_positive("step_size", step_size)
-    delta = random_start(inputs, norm=norm, eps=eps, generator=generator) if random_init else torch.zeros_like(inputs)
+    if random_init:
+        generator = torch.Generator(inputs.device).manual_seed(0) if generator is None else generator
+        delta = random_start(inputs, norm=norm, eps=eps, generator=generator)
+    else:
+        delta = torch.zeros_like(inputs)
     best_loss = torch.full(inputs.shape[:1], -torch.inf, dtype=inputs.dtype, device=inputs.device)
     best_adv = inputs.clone()
     for step in range(steps):

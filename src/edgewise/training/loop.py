@@ -216,7 +216,7 @@ def robust_accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor
         correct = 0
         for start in range(0, len(inputs), batch_size):
             x, y = inputs[start:start + batch_size].to(device), labels[start:start + batch_size].to(device)
-            adv = pgd(model, x, y, norm=norm, eps=eps, steps=steps, generator=generator)
+            adv = pgd(model, x, y, norm=norm, eps=eps, steps=steps, random_init=True, generator=generator)
             with torch.no_grad():
                 correct += int((model(adv).argmax(1) == y).sum())
         results[f"{norm} eps {eps:g} (PGD-{steps}, first {len(inputs)} test images)"] = correct / len(inputs)

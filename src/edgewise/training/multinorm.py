@@ -57,7 +57,7 @@ def _pick(candidates: list[torch.Tensor], choice: torch.Tensor) -> torch.Tensor:
 
 
 def ampgd(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, norms: tuple[str, ...],
-          eps: tuple[float, ...], generator: torch.Generator | None, steps: int = 10, step_size: float | None = None,
+          eps: tuple[float, ...], generator: torch.Generator, steps: int = 10, step_size: float | None = None,
           weight_step: float = 1 / 50, gamma: float = 3.0) -> Adversaries:
     """AMPGD's inner maximization (Algorithm 3, step 4): R = ``steps`` joint ascent steps on w and the δᵢ.
 
@@ -86,15 +86,16 @@ def ampgd(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, norms
 
 
 def _per_norm_pgd(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, norms: tuple[str, ...],
-                  eps: tuple[float, ...], generator: torch.Generator | None, steps: int,
+                  eps: tuple[float, ...], generator: torch.Generator, steps: int,
                   step_size: float | None) -> list[torch.Tensor]:
     check_threats(norms, eps)
-    return [pgd(model, inputs, labels, norm=norm, eps=radius, steps=steps, step_size=step_size, generator=generator)
+    return [pgd(model, inputs, labels, norm=norm, eps=radius, steps=steps, step_size=step_size, random_init=True,
+                generator=generator)
             for norm, radius in zip(norms, eps, strict=True)]
 
 
 def maximum(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, norms: tuple[str, ...],
-            eps: tuple[float, ...], generator: torch.Generator | None, steps: int = 10,
+            eps: tuple[float, ...], generator: torch.Generator, steps: int = 10,
             step_size: float | None = None) -> Adversaries:
     """MAX: one PGD per threat model, then per sample the adversarial of highest cross-entropy."""
     candidates = _per_norm_pgd(model, inputs, labels, norms=norms, eps=eps, generator=generator, steps=steps,
@@ -104,7 +105,7 @@ def maximum(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, nor
 
 
 def average(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, norms: tuple[str, ...],
-            eps: tuple[float, ...], generator: torch.Generator | None, steps: int = 10,
+            eps: tuple[float, ...], generator: torch.Generator, steps: int = 10,
             step_size: float | None = None) -> Adversaries:
     """AVG: one PGD per threat model, all K adversarials in the loss with weight 1/K."""
     candidates = _per_norm_pgd(model, inputs, labels, norms=norms, eps=eps, generator=generator, steps=steps,
@@ -114,7 +115,7 @@ def average(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, nor
 
 
 def msd(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, norms: tuple[str, ...],
-        eps: tuple[float, ...], generator: torch.Generator | None, steps: int = 10,
+        eps: tuple[float, ...], generator: torch.Generator, steps: int = 10,
         step_size: float | None = None) -> Adversaries:
     """MSD: δ = 0; each step, from ∇ CE(x + δ), the steepest ascent step of every ℓp ball (each projected onto its
     own ball), and per sample the candidate of highest CE becomes δ (Maini et al. 2020, Algorithm 2)."""

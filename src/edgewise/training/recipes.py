@@ -63,7 +63,7 @@ def pgd(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, generat
         norm: str = "linf", eps: float | None = None, steps: int = 10, step_size: float | None = None) -> TrainingBatch:
     """PGD adversarial training (Madry et al. 2018): CE of the ``steps``-step PGD adversarial (random start)."""
     adv = pgd_attack(model, inputs, labels, norm=norm, eps=eps, steps=steps, step_size=step_size,
-                     generator=generator)
+                     random_init=True, generator=generator)
     return clean_batch(adv, labels)
 
 

@@ -1,0 +1,72 @@
+"""PGD: inside the ε-ball and the box, succeeds on the linear oracle exactly when ε exceeds the closed-form optimum."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from edgewise.attacks.pgd import pgd
+from edgewise.data import sample
+from edgewise.models import CountingModel, load_model
+
+NORMS = ("linf", "l2", "l1")
+
+
+@pytest.fixture(scope="module")
+def smallcnn() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    inputs, labels = sample()
+    return load_model("smallcnn-fmnist"), inputs[:8], labels[:8]
+
+
+def _norm(delta: torch.Tensor, norm: str) -> torch.Tensor:
+    flat = delta.flatten(1)
+    return {"linf": flat.abs().amax(1), "l2": flat.norm(dim=1), "l1": flat.abs().sum(1), "l0": (flat != 0).sum(1)}[norm]
+
+
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("random_init", [False, True])
+def test_linear_oracle_success_iff_eps_above_the_optimum(linear_oracle, norm: str, random_init: bool) -> None:
+    o = linear_oracle
+    optimum = getattr(o, norm)
+    for factor, should_succeed in ((1.3, True), (0.9, False)):
+        eps = factor * optimum
+        adv = pgd(o.model, o.inputs, o.labels, norm=norm, eps=eps, steps=50, random_init=random_init,
+                  generator=torch.Generator().manual_seed(0))
+        assert bool((_norm(adv - o.inputs, norm) <= eps * (1 + 1e-4)).all())
+        assert adv.min() >= 0 and adv.max() <= 1
+        fooled = o.model(adv).argmax(1) != o.labels
+        assert bool((fooled == should_succeed).all()), (norm, factor, fooled)
+
+
+def test_l0_changes_at_most_eps_pixels(smallcnn) -> None:
+    model, inputs, labels = smallcnn
+    adv = pgd(model, inputs[:8], labels[:8], norm="l0", eps=5, steps=5)
+    assert int(_norm(adv - inputs[:8], "l0").max()) <= 5
+
+
+def test_targeted_reaches_the_target(linear_oracle) -> None:
+    o = linear_oracle
+    targets = 1 - o.labels
+    adv = pgd(o.model, o.inputs, targets, norm="l2", eps=1.3 * o.l2.max().item(), steps=50, targeted=True)
+    assert torch.equal(o.model(adv).argmax(1), targets)
+
+
+def test_budget_and_no_global_rng(smallcnn) -> None:
+    model, inputs, labels = smallcnn
+    counting = CountingModel(model)
+    state = torch.get_rng_state()
+    pgd(counting, inputs[:6], labels[:6], steps=7, random_init=True)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert counting.forwards == 7 * 6 and counting.backwards == 7 * 6
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"norm": "l3"}, ValueError, "norm must be one of"),
+    ({"eps": -0.1}, ValueError, "eps must be > 0"),
+    ({"steps": 0}, ValueError, "steps must be > 0"),
+    ({"loss": "hinge"}, ValueError, "loss must be one of"),
+    ({"step_size": "big"}, TypeError, "step_size must be a number"),
+])
+def test_bad_options(linear_oracle, kwargs, error, match) -> None:
+    with pytest.raises(error, match=match):
+        pgd(linear_oracle.model, linear_oracle.inputs, linear_oracle.labels, **kwargs)
