@@ -2,6 +2,9 @@
 
     python benchmarks/attack_speed.py [--batch-size 256] [--steps 100] [--repeats 3] [--attacks ddn,alma-l2]
 
+``--attacks`` also takes other libraries' attacks by their benchmark name (``adv-lib:ddn``, ``adv-lib:alma-l2``),
+measured the same way, for a per-step comparison in one run.
+
 For each attack, the floor (N forward passes and N input-gradient backward passes on the batch) and the attack are
 timed alternately ``repeats`` times and the median of the per-repeat ratios is reported. Both wall time and the
 process's CPU time are measured: on a machine shared with other work the CPU-time ratio is the meaningful one
@@ -24,6 +27,7 @@ import torch
 
 from edgewise.attacks import ATTACKS
 from edgewise.data import sample
+from edgewise.eval.baselines import MissingLibraryError, load_baseline
 from edgewise.models import CountingModel, load_model
 
 RESULTS = Path(__file__).parent / "results"
@@ -60,11 +64,15 @@ def main() -> None:
     inputs, labels = inputs[: args.batch_size], labels[: args.batch_size]
     rows = []
     for name in args.attacks.split(","):
-        function_name, options = SPECS[name]
-        if function_name not in ATTACKS:
-            print(f"{name}: skipped, attack {function_name!r} is not in edgewise.attacks.ATTACKS")
-            continue
-        attack = functools.partial(ATTACKS[function_name], steps=args.steps, **options)
+        if ":" in name:  # another library's attack, through edgewise's adapter (edgewise.eval.baselines)
+            try:
+                attack = load_baseline(name, steps=args.steps)
+            except MissingLibraryError as error:
+                print(f"{name}: skipped, {error}")
+                continue
+        else:
+            function_name, options = SPECS[name]
+            attack = functools.partial(ATTACKS[function_name], steps=args.steps, **options)
         floor_work(model, inputs, labels, 2)  # warm-up
         floors, attacks = [], []
         for _ in range(args.repeats):

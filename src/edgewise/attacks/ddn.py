@@ -70,6 +70,7 @@ def ddn(
     best_adv = inputs.clone()
     # A zero gradient has no direction (e.g. a saturated softmax): step in a random one instead (drawn once).
     fallback = torch.randn(inputs.shape, generator=generator, device=inputs.device, dtype=inputs.dtype)
+    fallback_norm = fallback.flatten(1).norm(p=2, dim=1)
     for step in range(steps):
         adv.requires_grad_(True)
         logits = model(adv)
@@ -85,8 +86,9 @@ def ddn(
         best_adv = torch.where(batch_view(better, inputs), adv, best_adv)
         alpha = cosine_step_size(step, steps, step_size, final_step_size)
         grad_norm = grad.flatten(1).norm(p=2, dim=1)
-        grad = torch.where(batch_view(grad_norm == 0, grad), fallback, grad)
-        grad_norm = grad.flatten(1).norm(p=2, dim=1)
+        vanished = grad_norm == 0
+        grad = torch.where(batch_view(vanished, grad), fallback, grad)
+        grad_norm = torch.where(vanished, fallback_norm, grad_norm)
         delta = adv - inputs + alpha * grad / batch_view(grad_norm, grad)               # lines 5-6
         norm = torch.where(adversarial, norm * (1 - gamma), norm * (1 + gamma))         # lines 7-11
         norm = torch.minimum(norm, worst_norm)
