@@ -9,7 +9,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from edgewise.attacks.base import Callback, batch_view, check_attack_call, check_levels, quantize
-from edgewise.distances.lp import l2
 from edgewise.losses import is_adversarial
 from edgewise.validation import check_fraction, check_logits, check_positive
 
@@ -80,7 +79,8 @@ def ddn(
         (grad,) = torch.autograd.grad(loss, adv)
         adv = adv.detach()
         adversarial = is_adversarial(logits.detach(), labels, targeted=targeted)
-        distance = l2(inputs, adv)
+        delta = adv - inputs
+        distance = delta.flatten(1).norm(p=2, dim=1)
         better = adversarial & (distance < best_norm)
         best_norm = torch.where(better, distance, best_norm)
         best_adv = torch.where(batch_view(better, inputs), adv, best_adv)
@@ -89,13 +89,13 @@ def ddn(
         vanished = grad_norm == 0
         grad = torch.where(batch_view(vanished, grad), fallback, grad)
         grad_norm = torch.where(vanished, fallback_norm, grad_norm)
-        delta = adv - inputs + alpha * grad / batch_view(grad_norm, grad)               # lines 5-6
+        delta.add_(grad * batch_view(alpha / grad_norm, grad))                          # lines 5-6
         norm = torch.where(adversarial, norm * (1 - gamma), norm * (1 + gamma))         # lines 7-11
         norm = torch.minimum(norm, worst_norm)
         delta_norm = delta.flatten(1).norm(p=2, dim=1).clamp_min(1e-12)
-        delta = delta * batch_view(norm / delta_norm, delta)                             # line 12
+        delta.mul_(batch_view(norm / delta_norm, delta))                                 # line 12
         # line 13, then 8-bit quantization; the iterate itself is kept on the grid, so returned points are too
-        adv = quantize((inputs + delta).clamp(0, 1), levels)
+        adv = quantize(delta.add_(inputs).clamp_(0, 1), levels)
         if callback is not None:
             callback(step, {"norm": norm, "best_distance": best_norm, "step_size": torch.full_like(norm, alpha),
                             "adversarial": adversarial})
