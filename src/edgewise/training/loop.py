@@ -213,13 +213,13 @@ def robust_accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor
     results = {}
     for norm, eps in threats:
         generator = torch.Generator(device).manual_seed(seed)
-        correct = 0
-        for start in range(0, len(inputs), batch_size):
-            x, y = inputs[start:start + batch_size].to(device), labels[start:start + batch_size].to(device)
-            adv = pgd(model, x, y, norm=norm, eps=eps, steps=steps, random_init=True, generator=generator)
-            with torch.no_grad():
-                correct += int((model(adv).argmax(1) == y).sum())
-        results[f"{norm} eps {eps:g} (PGD-{steps}, first {len(inputs)} test images)"] = correct / len(inputs)
+        adversarials = torch.cat([
+            pgd(model, inputs[i:i + batch_size].to(device), labels[i:i + batch_size].to(device), norm=norm, eps=eps,
+                steps=steps, random_init=True, generator=generator).cpu()
+            for i in range(0, len(inputs), batch_size)
+        ])
+        key = f"{norm} eps {eps:g} (PGD-{steps}, first {len(inputs)} test images)"
+        results[key] = accuracy(model, adversarials, labels, batch_size=batch_size)
     return results
 
 
