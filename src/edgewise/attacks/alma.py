@@ -34,8 +34,10 @@ def initial_step_size(distance: DistanceFn, inputs: torch.Tensor, grad: torch.Te
                       *, searches: int = 20) -> torch.Tensor:
     """η⁽⁰⁾ per sample such that D(P[0,1](x − η⁽⁰⁾ g), x) = ε (sec. 3.2.3): a line search, then a binary search.
 
-    The line search doubles η from 1 (or halves it) until the step crosses ε; the binary search then narrows
-    the bracket ``searches`` times. Model-free: it evaluates only the distance.
+    The line search doubles η from 1 until the step crosses ε; the binary search then narrows the bracket
+    ``searches`` times and returns its middle, the estimate of the root whose error is at most half the final
+    bracket (with η⁽⁰⁾ ≈ 0.007 for ℓ1 on Fashion-MNIST, 20 halvings of [0, 1] leave a bracket of 1.4e-4 relative
+    width; the authors' implementation also returns the middle). Model-free: it evaluates only the distance.
     """
 
     def reached(eta: torch.Tensor) -> torch.Tensor:
@@ -52,7 +54,7 @@ def initial_step_size(distance: DistanceFn, inputs: torch.Tensor, grad: torch.Te
         middle = (low + high) / 2
         over = reached(middle)
         low, high = torch.where(over, low, middle), torch.where(over, middle, high)
-    return high
+    return (low + high) / 2
 
 
 def alma(
@@ -139,7 +141,7 @@ def alma(
     batch = inputs.shape[0]
     mu = torch.full((batch,), init_mu, dtype=inputs.dtype, device=inputs.device)
     rho = torch.full_like(mu, init_rho)
-    adv = inputs.clone()
+    adv = inputs.clone().requires_grad_(True)  # x̃⁽⁰⁾ = x (line 1), updated in place below
     square_avg = torch.ones_like(inputs)
     velocity = torch.zeros_like(inputs)
     best_distance = torch.full_like(mu, float("inf"))
@@ -148,7 +150,6 @@ def alma(
     lr_init = torch.ones_like(mu)
     steps_tensor = torch.arange(steps, device=inputs.device)
     for step in range(steps):
-        adv.requires_grad_(True)
         logits = model(adv)                                                               # line 3
         if step == 0:
             check_logits(logits, labels)
@@ -166,7 +167,7 @@ def alma(
         # step as the paper's search on ∇DLR⁺, without an extra forward/backward pass).
         loss = penalty_function(d, rho, mu) + (current_distance if step else 0)
         (grad,) = torch.autograd.grad(loss.sum(), adv)                                    # line 8
-        adv, d, current_distance = adv.detach(), d.detach(), current_distance.detach()
+        d, current_distance = d.detach(), current_distance.detach()
         if step == 0:
             lr_init = initial_step_size(distance_fn, inputs, grad, init_distance)        # sec. 3.2.3
             reference_constraint = d
@@ -174,7 +175,7 @@ def alma(
         adversarial = is_adversarial(logits.detach(), labels, targeted=targeted)
         better = adversarial & (current_distance < best_distance)
         best_distance = torch.where(better, current_distance, best_distance)
-        best_adv = torch.where(batch_view(better, inputs), adv, best_adv)
+        best_adv = torch.where(batch_view(better, inputs), adv.detach(), best_adv)
         found_at = torch.where(adversarial & (found_at < 0), steps_tensor[step], found_at)
 
         # Step size: constant while exploring, exponential decay to lr_init * final_lr_ratio after the first
@@ -184,9 +185,11 @@ def alma(
         lr = lr_init * torch.where(found_at >= 0, final_lr_ratio ** progress, torch.ones_like(progress))
 
         # RMSProp with momentum, square-gradient average initialized at 1 (sec. 3.2.4); line 9 with projection.
-        square_avg = square_avg_decay * square_avg + (1 - square_avg_decay) * grad.square()
-        velocity = momentum * velocity + grad / (square_avg.sqrt() + 1e-8)
-        adv = (adv - batch_view(lr, adv) * velocity).clamp(0, 1)
+        # In place: no full-size temporaries besides the root of the average.
+        square_avg.mul_(square_avg_decay).addcmul_(grad, grad, value=1 - square_avg_decay)
+        velocity.mul_(momentum).addcdiv_(grad, square_avg.sqrt().add_(1e-8))
+        with torch.no_grad():
+            adv.addcmul_(velocity, batch_view(lr, adv), value=-1).clamp_(0, 1)
 
         # Lines 10-14: every M steps, grow ρ where no adversarial was ever found and d did not improve by τ.
         if (step + 1) % rho_period == 0:
