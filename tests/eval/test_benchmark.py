@@ -9,7 +9,7 @@ import torch
 
 from edgewise.attacks import ddn, fmn
 from edgewise.cli import main
-from edgewise.eval import run_attack
+from edgewise.eval import metrics, run_attack
 from edgewise.eval.benchmark import AttackSpec, benchmark, geometric_mean, resolve, write_report
 from edgewise.losses import logit_margin
 
@@ -85,6 +85,38 @@ def test_best_of_all_optimality_and_geometric_mean(oracles, tmp_path) -> None:
                    ["median_distance"] for e in report["models"].values()]
         expected = statistics.geometric_mean(medians) if all(map(math.isfinite, medians)) else None
         assert summary["geometric_mean_median_distance"] == pytest.approx(expected)
+
+
+def test_paired_comparison_with_another_library(oracles, tmp_path) -> None:
+    """A "library" attack that returns the closed form pushed 1.25 times as far: edgewise's counterpart (the
+    closed form itself) has ratio 1 / 1.25 on every sample, per model and pooled."""
+    def farther(model, inputs, labels):
+        return inputs + 1.25 * (closed_form(model, inputs, labels) - inputs)
+
+    models = {name: o.model for name, o in oracles.items()}
+    data = {name: (o.inputs, o.labels) for name, o in oracles.items()}
+    attacks = [*specs(), AttackSpec("lib:exact", lambda steps: farther)]
+    report = benchmark(models, data, attacks, [3], distance="l2", out=tmp_path, batch_size=5)
+    for entry in [*(e["paired"] for e in report["models"].values()), report["paired"]]:
+        assert [(r["attack"], r["baseline"], r["steps"]) for r in entry] == [("exact", "lib:exact", 3)]
+        assert entry[0]["geometric_mean_ratio"] == pytest.approx(0.8, rel=1e-4)
+        assert entry[0]["ci95_low"] <= 0.8 * (1 + 1e-4) and entry[0]["ci95_high"] >= 0.8 * (1 - 1e-4)
+        assert entry[0]["smaller"] == 1.0 and entry[0]["larger"] == 0.0
+    assert report["paired"][0]["pairs"] == sum(e["paired"][0]["pairs"] for e in report["models"].values())
+    env = {"torch": torch.__version__, "device": "cpu", "threads": 1, "git_commit": None}
+    write_report(report, tmp_path, arguments={"n": 12, "data": "oracle"}, env=env)
+    assert "| exact | lib:exact | 3 |" in (tmp_path / "report.md").read_text()
+
+
+def test_paired_ratio_against_a_hand_computation() -> None:
+    mine = torch.tensor([1.0, 2.0, 4.0, math.inf, 0.0, 3.0])
+    theirs = torch.tensor([2.0, 2.0, 2.0, 1.0, 0.0, math.inf])
+    stats = metrics.paired_ratio(mine, theirs)  # pairs: the first three (failures and clean errors left out)
+    logs = [math.log(0.5), 0.0, math.log(2.0)]
+    half = 1.96 * statistics.stdev(logs) / math.sqrt(3)
+    assert stats == pytest.approx({"pairs": 3, "geometric_mean_ratio": 1.0, "ci95_low": math.exp(-half),
+                                   "ci95_high": math.exp(half), "smaller": 1 / 3, "larger": 1 / 3})
+    assert metrics.paired_ratio(mine[3:], theirs[3:]) is None
 
 
 def test_geometric_mean() -> None:

@@ -6,6 +6,13 @@ metric (the paper's summary; a median that is +inf on some model makes the mean 
 Per model: the best of all attacks (per sample, the smallest distance any attack found) and each attack's
 optimality against it, and the robust-accuracy curves of all attacks on one plot.
 
+Paired comparison: every other library's attack ``library:name`` run with edgewise's ``name`` at the same budget
+is compared with it sample by sample (:func:`edgewise.eval.metrics.paired_ratio`: geometric mean of the ratio of
+distances with its 95% interval, fractions smaller / larger), per model and pooled over models. Minimal attacks
+such as ALMA are chaotic (a 10⁻⁴ change of a step size moves a median of 1,000 samples by ±0.5%), so two
+implementations of the same algorithm can swap places in the medians of one run; the paired ratio and its
+interval say whether one finds smaller perturbations than the other.
+
 Optimality of an attack = area under the best-of-all robust-accuracy curve / area under the attack's curve, both
 on the same grid [0, 1.05 × the largest finite distance found on that model]: 1 when the attack matches the best
 at every budget ε, smaller when its curve lies above (distances larger, or failures).
@@ -168,6 +175,19 @@ def model_summary(results: Mapping[tuple[str, int], AttackResult], *, distance: 
     }
 
 
+def paired_rows(distances: Mapping[tuple[str, int], torch.Tensor]) -> list[dict[str, Any]]:
+    """Each library attack ``library:name`` against edgewise's ``name`` at the same steps, sample by sample."""
+    rows = []
+    for (name, steps), theirs in distances.items():
+        ours = name.split(":", 1)[1] if ":" in name else None
+        if ours is None or (ours, steps) not in distances:
+            continue
+        stats = metrics.paired_ratio(distances[(ours, steps)], theirs)
+        if stats is not None:
+            rows.append({"attack": ours, "baseline": name, "steps": steps, **stats})
+    return rows
+
+
 def summarize(rows: Mapping[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """Per (attack, steps): the geometric mean over models of each metric (ALMA paper, Tables 1-2)."""
     keys: dict[tuple[str, int], list[dict[str, Any]]] = {}
@@ -196,6 +216,7 @@ def benchmark(models: Mapping[str, nn.Module], data: Mapping[str, tuple[torch.Te
     out = Path(out)
     report: dict[str, Any] = {"models": {}, "distance": distance}
     all_rows: dict[str, list[dict[str, Any]]] = {}
+    pooled: dict[tuple[str, int], list[torch.Tensor]] = {}
     for model_name, model in models.items():
         inputs, labels = data[model_name]
         results: dict[tuple[str, int], AttackResult] = {}
@@ -220,9 +241,14 @@ def benchmark(models: Mapping[str, nn.Module], data: Mapping[str, tuple[torch.Te
         all_rows[model_name] = rows
         curves = {labels_of[key]: r.distances[distance] for key, r in results.items()}
         curves["best of all"] = best["best"]
-        report["models"][model_name] = {"rows": rows, "best_success_rate": best["best_success_rate"],
-                                        "best_median_distance": best["best_median_distance"], "curves": curves}
+        for key, r in results.items():
+            pooled.setdefault(key, []).append(r.distances[distance])
+        report["models"][model_name] = {
+            "rows": rows, "best_success_rate": best["best_success_rate"],
+            "best_median_distance": best["best_median_distance"], "curves": curves,
+            "paired": paired_rows({key: r.distances[distance] for key, r in results.items()})}
     report["summary"] = summarize(all_rows)
+    report["paired"] = paired_rows({key: torch.cat(parts) for key, parts in pooled.items()})
     return report
 
 
@@ -233,6 +259,14 @@ def _cell(value: float | None, fmt: str) -> str:
 
 def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.2f}"
+
+
+def _paired_table(rows: Sequence[dict[str, Any]]) -> list[str]:
+    lines = ["| edgewise | other library | steps | pairs | distance ratio, geometric mean [95% interval] | "
+             "edgewise smaller | edgewise larger |", "|---|---|---|---|---|---|---|"]
+    return lines + [f"| {r['attack']} | {r['baseline']} | {r['steps']} | {r['pairs']} | "
+                    f"{r['geometric_mean_ratio']:.4f} [{r['ci95_low']:.4f}, {r['ci95_high']:.4f}] | "
+                    f"{_pct(r['smaller'])}% | {_pct(r['larger'])}% |" for r in rows]
 
 
 def markdown(report: dict[str, Any], *, plots: Mapping[str, str], header: str) -> str:
@@ -248,6 +282,10 @@ def markdown(report: dict[str, Any], *, plots: Mapping[str, str], header: str) -
                      f"{_cell(row['geometric_mean_forwards_per_sample'], '.0f')} / "
                      f"{_cell(row['geometric_mean_backwards_per_sample'], '.0f')} | "
                      f"{_cell(row['geometric_mean_ms_per_sample_iteration'], '.3f')} |")
+    if report["paired"]:
+        lines += ["", "Paired with the other libraries, samples of all models pooled (per sample, edgewise's "
+                  "distance / the library's, over the samples both attacked successfully):", "",
+                  *_paired_table(report["paired"])]
     for model_name, entry in report["models"].items():
         rows = entry["rows"]
         lines += ["", f"## {model_name}", "", f"clean accuracy {_pct(rows[0]['clean_accuracy'])}% on n = "
@@ -262,6 +300,8 @@ def markdown(report: dict[str, Any], *, plots: Mapping[str, str], header: str) -
                          f"{row['forwards_per_sample']:.0f} / {row['backwards_per_sample']:.0f} | "
                          f"{row['seconds']:.1f} | {row['ms_per_sample_iteration']:.3f} | "
                          f"{row['optimality']:.3f} | {row['failed_verification']} |")
+        if entry["paired"]:
+            lines += ["", *_paired_table(entry["paired"])]
         lines += ["", f"![robust accuracy, {model_name}]({plots[model_name]})"]
     lines += ["", "ASR: fraction of all n samples with a verified adversarial (clean errors count, at distance 0); "
               "median over all n with failures as +inf (\"–\" when undefined); optimality: area under the "
@@ -287,7 +327,7 @@ def write_report(report: dict[str, Any], out: str | Path, *, arguments: dict[str
     header = (f"n = {arguments.get('n')} samples ({arguments.get('data')}), models {', '.join(report['models'])}; "
               f"torch {env['torch']}, {env['device']}, {env['threads']} thread(s), commit {env['git_commit']}")
     write_text_atomic(out / "report.md", markdown(report, plots=plots, header=header))
-    numbers = {"distance": report["distance"], "summary": report["summary"],
+    numbers = {"distance": report["distance"], "summary": report["summary"], "paired": report["paired"],
                "models": {m: {k: v for k, v in e.items() if k != "curves"} for m, e in report["models"].items()},
                "plots": plots, "arguments": arguments, "environment": env}
     text = json.dumps(numbers, indent=1, default=float).replace("Infinity", "null").replace("NaN", "null")

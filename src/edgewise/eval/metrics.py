@@ -6,6 +6,8 @@ attack failed, so that robust accuracy at ε is the fraction of samples whose di
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -45,3 +47,22 @@ def eps_grid_for(distances: torch.Tensor, points: int = 101) -> torch.Tensor:
 def area_under_curve(eps_grid: torch.Tensor, accuracy: torch.Tensor) -> float:
     """Trapezoidal area under the robust-accuracy curve (in units of ε × accuracy)."""
     return float(torch.trapezoid(accuracy.double(), eps_grid.double()))
+
+
+def paired_ratio(mine: torch.Tensor, theirs: torch.Tensor) -> dict[str, float] | None:
+    """Per-sample comparison of two attacks on the same samples (the test that a median cannot give).
+
+    Over the samples where both found an adversarial at a positive distance (clean errors, at 0, and failures
+    are left out): the geometric mean of ``mine / theirs`` with its 95% confidence interval (normal
+    approximation, mean of the log-ratios ± 1.96 standard errors), and the fractions of those samples where
+    ``mine`` is smaller and where it is larger. None with fewer than 2 such samples.
+    """
+    both = torch.isfinite(mine) & torch.isfinite(theirs) & (mine > 0) & (theirs > 0)
+    pairs = int(both.sum())
+    if pairs < 2:
+        return None
+    log_ratio = (mine[both].double() / theirs[both].double()).log()
+    mean, half_width = float(log_ratio.mean()), 1.96 * float(log_ratio.std()) / pairs ** 0.5
+    return {"pairs": pairs, "geometric_mean_ratio": math.exp(mean), "ci95_low": math.exp(mean - half_width),
+            "ci95_high": math.exp(mean + half_width), "smaller": float((mine[both] < theirs[both]).double().mean()),
+            "larger": float((mine[both] > theirs[both]).double().mean())}
