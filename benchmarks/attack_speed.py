@@ -74,6 +74,8 @@ def main() -> None:
         else:
             function_name, options = SPECS[name]
             attacks[name] = functools.partial(ATTACKS[function_name], steps=args.steps, **options)
+    if not attacks:
+        parser.error(f"none of --attacks {args.attacks!r} can run here")
     floor_work(model, inputs, labels, 2)  # warm-up
     floors: list[tuple[float, float]] = []
     times: dict[str, list[tuple[float, float]]] = {name: [] for name in attacks}

@@ -179,8 +179,8 @@ def paired_rows(distances: Mapping[tuple[str, int], torch.Tensor]) -> list[dict[
     """Each library attack ``library:name`` against edgewise's ``name`` at the same steps, sample by sample."""
     rows = []
     for (name, steps), theirs in distances.items():
-        ours = name.split(":", 1)[1] if ":" in name else None
-        if ours is None or (ours, steps) not in distances:
+        _, separator, ours = name.partition(":")
+        if not separator or (ours, steps) not in distances:
             continue
         stats = metrics.paired_ratio(distances[(ours, steps)], theirs)
         if stats is not None:
@@ -239,14 +239,15 @@ def benchmark(models: Mapping[str, nn.Module], data: Mapping[str, tuple[torch.Te
         for row in rows:
             row["optimality"] = best["optimality"][(row["attack"], row["steps"])]
         all_rows[model_name] = rows
-        curves = {labels_of[key]: r.distances[distance] for key, r in results.items()}
+        distances = {key: r.distances[distance] for key, r in results.items()}
+        curves = {labels_of[key]: values for key, values in distances.items()}
         curves["best of all"] = best["best"]
-        for key, r in results.items():
-            pooled.setdefault(key, []).append(r.distances[distance])
+        for key, values in distances.items():
+            pooled.setdefault(key, []).append(values)
         report["models"][model_name] = {
             "rows": rows, "best_success_rate": best["best_success_rate"],
             "best_median_distance": best["best_median_distance"], "curves": curves,
-            "paired": paired_rows({key: r.distances[distance] for key, r in results.items()})}
+            "paired": paired_rows(distances)}
     report["summary"] = summarize(all_rows)
     report["paired"] = paired_rows({key: torch.cat(parts) for key, parts in pooled.items()})
     return report
