@@ -57,6 +57,44 @@ def make_linear_oracle(batch: int = 8, shape: tuple[int, ...] = (1, 8, 8), *, se
     )
 
 
+def make_box_oracle(batch: int = 8, dim: int = 64, *, seed: int = 1) -> LinearOracle:
+    """A linear oracle whose box constraint is active: the minimal perturbations are those of the free pixels.
+
+    w > 0 everywhere; the first half of the pixels is 0 (black background), so the direction −w that lowers
+    f = w·x + b pushes them below the box and they cannot help. The second half sits at 0.5 + a small move
+    along w_free, so the optimum changes only free pixels and stays inside [0, 1]: |f| / ‖w_free‖_q, larger
+    than the unconstrained |f| / ‖w‖_q. An ℓ2 attack that projects on the ε-ball before clipping to the box
+    spends its radius on the blocked pixels.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    w = torch.rand(dim, generator=generator, dtype=torch.float64) + 0.5
+    w = w / w.norm()
+    free = w[dim // 2:]
+    margin = 0.02 + 0.05 * torch.rand(batch, generator=generator, dtype=torch.float64)
+    inputs = torch.zeros(batch, dim, dtype=torch.float64)
+    inputs[:, dim // 2:] = 0.5 + (margin / free.square().sum()).unsqueeze(1) * free
+    layer = nn.Linear(dim, 3)
+    with torch.no_grad():
+        layer.weight.zero_()
+        layer.weight[1] = w.float()
+        layer.bias.zero_()
+        layer.bias[1] = -0.5 * float(free.sum())  # f = w_free·(x_free − 0.5) = margin
+        layer.bias[2] = -0.1
+    return LinearOracle(
+        model=nn.Sequential(nn.Flatten(), layer).eval(),
+        inputs=inputs.float(),
+        labels=torch.ones(batch, dtype=torch.long),
+        l2=(margin / free.norm(p=2)).float(),
+        l1=(margin / free.abs().max()).float(),
+        linf=(margin / free.abs().sum()).float(),
+    )
+
+
+@pytest.fixture
+def box_oracle() -> LinearOracle:
+    return make_box_oracle()
+
+
 @pytest.fixture
 def linear_oracle() -> LinearOracle:
     return make_linear_oracle()

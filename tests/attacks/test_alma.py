@@ -25,6 +25,17 @@ def test_oracle_within_2_percent_after_1000_steps(oracle_factory, distance: str,
     assert float(ratio.min()) >= 1 - 1e-3 and float(ratio.max()) <= 1.02
 
 
+@pytest.mark.parametrize("distance", ["l2", "l1"])
+def test_box_active_oracle_within_2_percent_after_1000_steps(box_oracle, distance: str) -> None:
+    o = box_oracle  # optima ~0.05 (ℓ2) and ~0.3 (ℓ1): ε a tenth of them
+    adv = alma(o.model, o.inputs, o.labels, distance=distance, steps=1000,
+               init_distance={"l2": 0.005, "l1": 0.03}[distance])
+    assert bool((o.model(adv).argmax(1) != o.labels).all())
+    optimum = o.l2 if distance == "l2" else o.l1
+    ratio = (adv - o.inputs).flatten(1).norm(p=2 if distance == "l2" else 1, dim=1) / optimum
+    assert float(ratio.min()) >= 1 - 1e-3 and float(ratio.max()) <= 1.02
+
+
 def test_budget_is_steps(oracle_factory) -> None:
     o = oracle_factory(classes=3)
     counting = CountingModel(o.model)
