@@ -122,7 +122,9 @@ BASELINES: dict[str, Baseline] = {
 }
 """Name (``library:attack``) -> adapter. torchattacks' CW has a fixed constant c (no binary search); its FAB
 is a budget attack, made minimal with eps = inf (its ℓ1 variant is left out: it raises UnboundLocalError in
-torchattacks 3.5.1)."""
+torchattacks 3.5.1). Run as their libraries ship them, bugs included: foolbox 3.3.4's ``L2FMNAttack.project``
+scales by ``min(1, norms / norms)`` = 1, ignoring ε, so its ℓ2 FMN never shrinks the first adversarial it finds;
+torchattacks' DeepFool can return a point short of the boundary (its overshoot is lost to the clipping)."""
 
 _PIP = {"adv_lib": "adv-lib==0.2.8 (pip install --no-deps; see README)", "foolbox": "foolbox==3.3.4",
         "torchattacks": "torchattacks==3.5.1"}
