@@ -7,7 +7,10 @@ from pathlib import Path
 import pytest
 
 from edgewise import __version__
+from edgewise.attacks import fmn
 from edgewise.cli import main
+from edgewise.data import sample
+from edgewise.models import load_model
 
 
 def test_attack_writes_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -35,6 +38,8 @@ def test_attack_writes_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[
         (["attack", "--attack-options", "[1]"], "--attack-options must be a JSON object"),
         (["attack", "--attack-options", '{"foo": 1}'], r"takes no option\(s\) \['foo'\]"),
         (["attack", "--distance", "l1"], "--distance does not apply"),
+        (["attack", "--attack", "fmn", "--distance", "ciede2000"],
+         r"--distance must be one of \['l0', 'l1', 'l2', 'linf'\] for attack 'fmn'"),
         (["attack", "--steps", "ten"], "invalid int value"),
         (["attack", "--data", "fmnist-test", "--data-root", "/nonexistent"], "does not exist"),
         (["frobnicate"], "invalid choice"),
@@ -45,6 +50,22 @@ def test_bad_arguments_exit_2_with_one_line(argv: list[str], match: str, capsys:
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1
     assert pytest.importorskip("re").search(match, err), err
+
+
+@pytest.mark.parametrize(("argv", "norm"), [(["--distance", "l1"], "l1"), (["--attack-options", '{"norm": "linf"}'],
+                                                                          "linf")])
+def test_fmn_norm_is_bound_and_reported(tmp_path: Path, argv: list[str], norm: str) -> None:
+    # --distance binds FMN's `norm`; the report measures the norm the attack minimized, however it was chosen.
+    out = tmp_path / "fmn"
+    assert main(["attack", "--attack", "fmn", "--steps", "8", "--n", "6", "--out", str(out), "--no-progress",
+                 *argv]) == 0
+    assert json.loads((out / "results.json").read_text())["summary"]["distance"] == norm
+    model, (inputs, labels) = load_model("smallcnn-fmnist"), sample()
+    adv = fmn(model, inputs[:6], labels[:6], norm=norm, steps=8)
+    direct = (adv - inputs[:6]).flatten(1).norm(p={"l1": 1, "linf": math.inf}[norm], dim=1)
+    rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    succeeded = [(row["distances"][norm], float(direct[row["index"]])) for row in rows if row["success"]]
+    assert succeeded and all(reported == pytest.approx(expected, rel=1e-5) for reported, expected in succeeded)
 
 
 def test_version_and_module_entry_point() -> None:

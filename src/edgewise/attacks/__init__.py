@@ -3,6 +3,7 @@
 ``ATTACKS`` maps the names used by the command line and the benchmark to the functions.
 """
 
+import inspect
 from collections.abc import Callable
 
 import torch
@@ -21,4 +22,13 @@ ATTACKS: dict[str, Callable[..., torch.Tensor]] = {
     "pgd": pgd,
 }
 
-__all__ = ["ATTACKS", "alma", "cw", "ddn", "fmn", "pgd"]
+
+
+def distance_keyword(attack: Callable[..., torch.Tensor]) -> str | None:
+    """The keyword that chooses what ``attack`` measures: "distance" (ALMA, C&W: any registry distance), "norm"
+    (FMN, PGD: an ℓp norm) or None (DDN: ℓ2 only)."""
+    parameters = inspect.signature(attack).parameters
+    return next((k for k in ("distance", "norm") if k in parameters), None)
+
+
+__all__ = ["ATTACKS", "alma", "cw", "ddn", "distance_keyword", "fmn", "pgd"]

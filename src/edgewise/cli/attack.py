@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from edgewise.attacks import ATTACKS
+from edgewise.attacks import ATTACKS, distance_keyword
 from edgewise.attacks.base import check_levels
 from edgewise.cli import csv
 from edgewise.data import CLASSES, fashion_mnist, sample
@@ -23,6 +23,7 @@ from edgewise.eval.report import environment, plot_curves, plot_examples, write_
 from edgewise.eval.sanity import check_evaluation
 from edgewise.eval.trace import Trace, write_trace
 from edgewise.models import list_models, load_model
+from edgewise.projections import NORMS
 
 DEFAULT_EPS = {"l0": (5.0, 10.0, 20.0), "l1": (2.0, 5.0, 10.0), "l2": (0.25, 0.5, 1.0, 1.5),
                "linf": (0.05, 0.1, 0.2)}
@@ -33,7 +34,9 @@ def register(commands: Any) -> None:
     parser.add_argument("--model", default="smallcnn-fmnist", help="zoo model (see `edgewise models`)")
     parser.add_argument("--attack", default="ddn", help=f"one of {', '.join(sorted(ATTACKS))}")
     parser.add_argument("--steps", type=int, default=None, help="attack iterations (default: the attack's)")
-    parser.add_argument("--distance", default=None, help="distance the attack minimizes, for attacks that take one")
+    parser.add_argument("--distance", default=None,
+                        help="what the attack minimizes: a registry distance (alma, cw) or the norm l1/l2/linf "
+                        "(fmn; pgd's threat model); ddn is l2 only")
     parser.add_argument("--attack-options", default="{}", help="JSON object of extra keyword arguments")
     parser.add_argument("--data", default="sample", choices=("sample", "fmnist-test"),
                         help="the shipped 1,000-image sample, or the full Fashion-MNIST test set")
@@ -71,15 +74,27 @@ def bind_attack(name: str, *, steps: int | None, distance: str | None,
     if steps is not None:
         kwargs["steps"] = steps
     if distance is not None:
-        if "distance" not in parameters:
+        keyword = distance_keyword(function)
+        if keyword is None:
             raise ValueError(f"--distance does not apply to attack {name!r}, which minimizes a fixed distance")
-        if distance not in distance_names():
-            raise ValueError(f"--distance must be one of {distance_names()}, got {distance!r}")
-        kwargs["distance"] = distance
+        allowed = list(NORMS) if keyword == "norm" else distance_names()
+        if distance not in allowed:
+            raise ValueError(f"--distance must be one of {allowed} for attack {name!r}, got {distance!r}")
+        kwargs[keyword] = distance
     unknown = sorted(set(kwargs) - set(parameters))
     if unknown:
         raise ValueError(f"attack {name!r} takes no option(s) {unknown}; it takes {sorted(parameters)[3:]}")
     return functools.partial(function, **kwargs)
+
+
+def measured_distance(attack: functools.partial[torch.Tensor], result: AttackResult) -> str:
+    """The distance of the report: the one the attack minimizes (bound, or its default) when the harness records
+    it (ℓ0, ℓ1, ℓ2, ℓ∞), else ℓ2 (DDN; ALMA for CIEDE2000, SSIM or LPIPS)."""
+    keyword = distance_keyword(attack.func)
+    if keyword is None:
+        return "l2"
+    chosen = attack.keywords.get(keyword, inspect.signature(attack.func).parameters[keyword].default)
+    return chosen if isinstance(chosen, str) and chosen in result.distances else "l2"
 
 
 def load_data(which: str, root: str | None, n: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -179,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
     if gathered is None:
         return 0
     result: AttackResult = gathered
-    distance = args.distance if args.distance in result.distances else "l2"
+    distance = measured_distance(attack, result)
     eps = tuple(args.eps) if args.eps else DEFAULT_EPS[distance]
     summary = result.summary(distance=distance, eps=eps)
     summary["total_seconds"] = time.perf_counter() - started

@@ -37,7 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgewise.attacks import ATTACKS
+from edgewise.attacks import ATTACKS, distance_keyword
 from edgewise.eval import metrics
 from edgewise.eval.result import AttackResult
 from edgewise.eval.run import Attack, _save_atomic, run_attack
@@ -68,7 +68,7 @@ def edgewise_attack(spec: str, *, distance: str) -> AttackSpec:
                          "'library:attack'); it may not be written yet")
     function = ATTACKS[name]
     parameters = inspect.signature(function).parameters
-    keyword = next((k for k in ("distance", "norm") if k in parameters), None)
+    keyword = distance_keyword(function)
     if suffix and keyword is None:
         raise ValueError(f"attack {spec!r}: {name!r} minimizes a fixed distance and takes no suffix")
     chosen = suffix or distance
