@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from edgewise.attacks import ddn
+from edgewise.attacks import ddn, pgd
 from edgewise.eval import (
     AttackResult,
     area_under_curve,
@@ -85,6 +85,18 @@ def test_metrics_by_hand() -> None:
     grid = torch.tensor([0.0, 0.5, 1.0, 2.0])
     assert robust_accuracy_curve(distances, grid).tolist() == [0.75, 0.5, 0.25, 0.25]
     assert area_under_curve(torch.tensor([0.0, 1.0]), torch.tensor([1.0, 0.0])) == 0.5
+
+
+def test_robust_accuracy_at_the_attacks_own_eps_counts_float32_rounding_as_within(linear_oracle) -> None:
+    # PGD projects onto the ℓ∞ ball of 0.1 exactly; the returned x + δ, rounded to float32, measures up to a
+    # few ulps more than 0.1. Every sample it broke at ε = 0.1 must count as broken at 0.1, not at 0.1000001.
+    o = linear_oracle
+    result = run_attack(o.model, o.inputs, o.labels, functools.partial(pgd, norm="linf", eps=0.1, steps=20),
+                        batch_size=8, progress=False)
+    linf = result.distances["linf"]
+    assert bool(result.success.all()) and float(linf.max()) > 0.1  # the float32 rounding is there
+    assert robust_accuracy(linf, 0.1) == 0.0
+    assert robust_accuracy(torch.tensor([0.1 * (1 + 1e-3)]), 0.1) == 1.0  # a real excess still counts
 
 
 def test_resume_skips_finished_batches(tmp_path: Path, linear_oracle) -> None:
