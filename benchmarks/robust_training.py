@@ -26,6 +26,7 @@ import torch
 from edgewise.attacks import alma, ddn, pgd
 from edgewise.data import sample
 from edgewise.eval import run_attack
+from edgewise.eval.metrics import EPS_TOLERANCE
 from edgewise.models import list_models, load_model
 
 RESULTS = Path(__file__).parent / "results"
@@ -53,8 +54,7 @@ def evaluate(name: str, inputs: torch.Tensor, labels: torch.Tensor, *, batch_siz
         result = run_attack(model, inputs, labels, attack, batch_size=batch_size,
                             resume_dir=RESULTS / "robust_training" / name / attack_name, progress=False)
         distance = result.distances[norm]
-        # within ε up to float32 rounding of the projection
-        robust[norm] &= ~(result.success & (distance <= THREATS[norm] * (1 + 1e-5)))
+        robust[norm] &= ~(result.success & (distance <= THREATS[norm] * (1 + EPS_TOLERANCE)))  # float32 rounding
         clean = float(result.clean_correct.double().mean())
         if not attack_name.startswith("pgd"):
             medians[f"median {norm} ({attack_name})"] = float(distance.median())
