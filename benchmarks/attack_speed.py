@@ -1,6 +1,7 @@
 """Attack time over the floor of an N-step gradient attack: N × (forward + backward) of the model, same run.
 
-    python benchmarks/attack_speed.py [--batch-size 256] [--steps 100] [--repeats 5] [--attacks ddn,alma-l2]
+    python benchmarks/attack_speed.py [--batch-size 256] [--steps 100] [--repeats 5] [--attacks ddn,alma-l2,fmn-l2]
+                                       [--name attack_speed]
 
 ``--attacks`` also takes other libraries' attacks by their benchmark name (``adv-lib:ddn``, ``adv-lib:alma-l2``),
 measured the same way, for a per-step comparison in one run.
@@ -11,13 +12,12 @@ rounds of the per-round ratio attack / floor is reported, and, per attack, the m
 first attack of ``--attacks`` (the direct per-step comparison: < 1 is faster). Both wall time and the process's
 CPU time are measured: on a machine shared with other work the CPU-time ratio is the meaningful one (wall time
 then also counts the other processes' share of the cores).
-Writes benchmarks/results/attack_speed.{md,json}. DESIGN.md target: ratio <= 1.15.
+Writes benchmarks/results/NAME.{md,json} (``--name``, default attack_speed). DESIGN.md target: ratio <= 1.15.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import statistics
@@ -27,16 +27,12 @@ from pathlib import Path
 
 import torch
 
-from edgewise.attacks import ATTACKS
 from edgewise.data import sample
 from edgewise.eval.baselines import MissingLibraryError, load_baseline
+from edgewise.eval.benchmark import edgewise_attack
 from edgewise.models import CountingModel, load_model
 
 RESULTS = Path(__file__).parent / "results"
-SPECS: dict[str, tuple[str, dict[str, object]]] = {
-    "ddn": ("ddn", {}),
-    "alma-l2": ("alma", {"distance": "l2"}),
-}
 
 
 def floor_work(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor, steps: int) -> None:
@@ -60,6 +56,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--attacks", default="ddn,alma-l2")
+    parser.add_argument("--name", default="attack_speed", help="results file name")
     args = parser.parse_args()
     model = load_model("smallcnn-fmnist")
     inputs, labels = sample()
@@ -71,9 +68,8 @@ def main() -> None:
                 attacks[name] = load_baseline(name, steps=args.steps)
             except MissingLibraryError as error:
                 print(f"{name}: skipped, {error}")
-        else:
-            function_name, options = SPECS[name]
-            attacks[name] = functools.partial(ATTACKS[function_name], steps=args.steps, **options)
+        else:  # "ddn", "alma-l2", "fmn-l1": the benchmark's names, the suffix bound to the attack's distance
+            attacks[name] = edgewise_attack(name, distance=name.partition("-")[2] or "l2").build(args.steps)
     if not attacks:
         parser.error(f"none of --attacks {args.attacks!r} can run here")
     floor_work(model, inputs, labels, 2)  # warm-up
@@ -106,7 +102,7 @@ def main() -> None:
               f"{rows[-1]['forwards_per_sample']:.0f}/{rows[-1]['backwards_per_sample']:.0f}; "
               f"load average {rows[-1]['load_average']:.1f}")
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "attack_speed.json").write_text(json.dumps(rows, indent=1) + "\n")
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(rows, indent=1) + "\n")
     lines = ["| attack | batch | steps | fwd / bwd per sample | attack (s) | N×(fwd+bwd) (s) | ratio (wall) | "
              f"ratio (CPU) | CPU time / {first}'s | load |", "|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['attack']} | {r['batch_size']} | {r['steps']} | "
@@ -114,7 +110,7 @@ def main() -> None:
               f"{r['floor_seconds']:.2f} | {r['ratio_wall']:.3f} | {r['ratio_cpu']:.3f} | {r['cpu_relative']:.3f} | "
               f"{r['load_average']:.1f} |"
               for r in rows]
-    (RESULTS / "attack_speed.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
