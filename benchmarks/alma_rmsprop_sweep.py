@@ -86,8 +86,8 @@ def main() -> None:
                 rows[key] = {"success": summary["success_rate_on_correct"],
                              "median": summary["median_distance_on_correct"],
                              "distances": result.distances[distance].tolist()}
-            paired = paired_ratio(torch.tensor(rows[key]["distances"]), torch.tensor(rows[base_key]["distances"]))
-            rows[key]["paired_to_default"] = paired if key != base_key else None
+            rows[key]["paired_to_default"] = None if key == base_key else paired_ratio(
+                torch.tensor(rows[key]["distances"]), torch.tensor(rows[base_key]["distances"]))
             print(key, {k: v for k, v in rows[key].items() if k != "distances"}, flush=True)
             path.write_text(json.dumps(rows, indent=1))
     lines = [f"ALMA on {args.model}, the first n correctly classified Fashion-MNIST test images outside the shipped "
