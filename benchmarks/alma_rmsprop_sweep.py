@@ -48,13 +48,16 @@ def held_out(model: torch.nn.Module, n: int) -> tuple[torch.Tensor, torch.Tensor
     return inputs[correct][:n], labels[correct][:n]
 
 
-def parse_variant(text: str) -> tuple[float, float]:
-    """'MOMENTUM/DECAY' -> (momentum, square_avg_decay)."""
-    momentum, _, decay = text.partition("/")
-    try:
-        return float(momentum), float(decay)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a variant is MOMENTUM/DECAY, e.g. 0.5/0.3, got {text!r}") from None
+def parse_variants(text: str) -> list[tuple[float, float]]:
+    """'M1/D1,M2/D2' -> [(momentum, square_avg_decay), ...]; an argparse type, so a bad value exits with usage."""
+    variants = []
+    for variant in text.split(","):
+        momentum, _, decay = variant.partition("/")
+        try:
+            variants.append((float(momentum), float(decay)))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"a variant is MOMENTUM/DECAY, e.g. 0.5/0.3, got {variant!r}") from None
+    return variants
 
 
 def main() -> None:
@@ -63,12 +66,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--model", default="smallcnn-fmnist")
-    parser.add_argument("--variants", default="0.5/0.3,0.5/0.7,0.3/0.5,0.7/0.5",
+    parser.add_argument("--variants", type=parse_variants, default="0.5/0.3,0.5/0.7,0.3/0.5,0.7/0.5",
                         help="comma-separated MOMENTUM/DECAY pairs, compared with α/α")
     parser.add_argument("--name", default="alma_rmsprop_sweep")
     args = parser.parse_args()
     alpha = default_alpha(args.steps)
-    variants = [(alpha, alpha)] + [parse_variant(v) for v in args.variants.split(",")]
+    variants = [(alpha, alpha), *args.variants]
     model = load_model(args.model)
     inputs, labels = held_out(model, args.n)
     RESULTS.mkdir(exist_ok=True)
