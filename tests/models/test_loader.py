@@ -87,7 +87,7 @@ def test_mean_std_wrap_the_model_in_normalize(net) -> None:
     with torch.no_grad():
         assert torch.allclose(model(inputs), reference((inputs - 0.3) / 0.2))
     assert isinstance(model[0], models.Normalize)
-    rgb = models.load("torchvision:resnet18", num_classes=3, mean=[0.4914, 0.4822, 0.4465],
+    rgb = models.load("torchvision:shufflenet_v2_x0_5", num_classes=3, mean=[0.4914, 0.4822, 0.4465],
                       std=[0.2470, 0.2435, 0.2616])
     assert rgb[0].mean.flatten().tolist() == pytest.approx([0.4914, 0.4822, 0.4465])
 
@@ -118,9 +118,9 @@ def test_torchvision_and_timm_with_weights(tmp_path: Path) -> None:
     inputs = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(first(inputs), again(inputs))
-    timm_model = models.load("timm:resnet18", num_classes=7)
+    timm_model = models.load("timm:test_resnet", num_classes=7)
     torch.save(timm_model.state_dict(), tmp_path / "timm.pt")
-    loaded = models.load("timm:resnet18", num_classes=7, weights=tmp_path / "timm.pt")
+    loaded = models.load("timm:test_resnet", num_classes=7, weights=tmp_path / "timm.pt")
     with torch.no_grad():
         assert loaded(inputs).shape == (2, 7) and torch.equal(loaded(inputs), timm_model(inputs))
 
