@@ -81,4 +81,26 @@ def lenetv2(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
     )
 
 
-ARCHITECTURES = {"smallcnn": smallcnn, "mlp": mlp, "allcnn": allcnn, "lenet": lenet, "lenetv2": lenetv2}
+def tinymlp(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
+    """A 40-20 ReLU MLP small enough for exact minimal distances by mixed-integer programming (edgewise.exact)."""
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(in_channels * 28 * 28, 40), nn.ReLU(),
+        nn.Linear(40, 20), nn.ReLU(),
+        nn.Linear(20, num_classes),
+    )
+
+
+def tinycnn(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
+    """Conv5x5-4 (stride 3), maxpool2, FC20: a CNN small enough for exact minimal distances (edgewise.exact)."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 4, 5, stride=3), nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(4 * 4 * 4, 20), nn.ReLU(),
+        nn.Linear(20, num_classes),
+    )
+
+
+ARCHITECTURES = {"smallcnn": smallcnn, "mlp": mlp, "allcnn": allcnn, "lenet": lenet, "lenetv2": lenetv2,
+                 "tinymlp": tinymlp, "tinycnn": tinycnn}
