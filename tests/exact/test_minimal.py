@@ -72,8 +72,8 @@ def test_linear_model_equals_closed_form(norm: str, dtype: torch.dtype) -> None:
     boxed = 0
     for i in range(len(inputs)):
         x, y = inputs[i].double().numpy(), int(labels[i])
-        expected = min(halfspace_distance(weight[j] - weight[y], bias[y] - bias[j] - (weight[j] - weight[y]) @ x, x, norm)
-                       for j in range(3) if j != y)
+        gaps = {j: bias[y] - bias[j] - (weight[j] - weight[y]) @ x for j in range(3) if j != y}
+        expected = min(halfspace_distance(weight[j] - weight[y], c, x, norm) for j, c in gaps.items())
         free = min((bias[y] - bias[j] - (weight[j] - weight[y]) @ x) / np.linalg.norm(weight[j] - weight[y],
                    ord={"linf": 1, "l1": np.inf, "l2": 2}[norm]) for j in range(3) if j != y)
         boxed += expected > free * (1 + 1e-3)
@@ -117,7 +117,7 @@ def affine_pieces(model: nn.Sequential,
                     new.append((np.vstack([rows, *[e[0][None] for e in extra]]), np.r_[rhs, [e[1] for e in extra]],
                                 lin[list(winners)], off[list(winners)]))
             else:
-                def f(v: torch.Tensor, module: nn.Module = module) -> torch.Tensor:
+                def f(v: torch.Tensor, module: nn.Module = module, shape: tuple[int, ...] = shape) -> torch.Tensor:
                     return module(v.view(1, *shape)).flatten()
                 zero = torch.zeros(int(np.prod(shape)), dtype=torch.float64)
                 jac = torch.autograd.functional.jacobian(f, zero).detach().numpy()

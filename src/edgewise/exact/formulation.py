@@ -182,10 +182,9 @@ def _add_norm(builder: _Builder, inputs: np.ndarray, x: np.ndarray, norm: str, r
     rows = np.arange(size)
     if norm == "linf":
         (t,) = builder.add_cols(np.zeros(1), np.array([radius]), cost=1.0 if objective else 0.0)
-        minus_t = sparse.coo_matrix((np.r_[np.ones(size), -np.ones(size)], (np.r_[rows, rows], np.r_[inputs, [t] * size])),
-                                    shape=(size, t + 1))
-        plus_t = sparse.coo_matrix((np.ones(2 * size), (np.r_[rows, rows], np.r_[inputs, [t] * size])),
-                                   shape=(size, t + 1))
+        where = (np.r_[rows, rows], np.r_[inputs, [t] * size])
+        minus_t = sparse.coo_matrix((np.r_[np.ones(size), -np.ones(size)], where), shape=(size, t + 1))
+        plus_t = sparse.coo_matrix((np.ones(2 * size), where), shape=(size, t + 1))
         builder.add_rows(minus_t, np.full(size, -INF), x)      # x' − t ≤ x
         builder.add_rows(plus_t, x, np.full(size, INF))        # x' + t ≥ x
     elif norm == "l1":
@@ -219,12 +218,12 @@ def _add_relu(builder: _Builder, values: np.ndarray, low: np.ndarray, high: np.n
     """ReLU of the z columns ``values`` with bounds [low, high] (eq. 5); fixed units get no binary."""
     out = np.where(low >= 0, values, -1)
     for i in np.flatnonzero((low < 0) & (high > 0)):
-        l, u = low[i], high[i]
-        (a,) = builder.add_cols(np.zeros(1), np.array([u]))
+        bottom, top = low[i], high[i]
+        (a,) = builder.add_cols(np.zeros(1), np.array([top]))
         (s,) = builder.add_cols(np.zeros(1), np.ones(1), integer=True)
         builder.add_row(np.array([a, values[i]]), np.array([1.0, -1.0]), 0.0, INF)    # a ≥ z
-        builder.add_row(np.array([a, s]), np.array([1.0, -u]), -INF, 0.0)             # a ≤ u s
-        builder.add_row(np.array([a, values[i], s]), np.array([1.0, -1.0, -l]), -INF, -l)  # a ≤ z − l (1 − s)
+        builder.add_row(np.array([a, s]), np.array([1.0, -top]), -INF, 0.0)           # a ≤ u s
+        builder.add_row(np.array([a, values[i], s]), np.array([1.0, -1.0, -bottom]), -INF, -bottom)  # a ≤ z − l (1 − s)
         out[i] = a
     return out
 

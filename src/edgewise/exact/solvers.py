@@ -124,7 +124,8 @@ def _solve_scip(program: Program, *, time_limit: float, gap: float) -> Solution:
         expression = quicksum(v * variables[c] for c, v in zip(matrix.indices[start:stop], matrix.data[start:stop],
                                                                 strict=True))
         lo, hi = program.row_lower[r], program.row_upper[r]
-        model.addCons(ExprCons(expression, lhs=lo if math.isfinite(lo) else None, rhs=hi if math.isfinite(hi) else None))
+        model.addCons(ExprCons(expression, lhs=lo if math.isfinite(lo) else None,
+                               rhs=hi if math.isfinite(hi) else None))
     objective = quicksum(c * variables[i] for i, c in enumerate(program.cost) if c)
     if program.center is not None:
         center = program.center
