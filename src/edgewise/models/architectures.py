@@ -83,6 +83,27 @@ def lenetv2(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
     )
 
 
+def tinymlp(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
+    """A 40-20 ReLU MLP small enough for exact minimal distances by mixed-integer programming (edgewise.exact)."""
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(in_channels * 28 * 28, 40), nn.ReLU(),
+        nn.Linear(40, 20), nn.ReLU(),
+        nn.Linear(20, num_classes),
+    )
+
+
+def tinycnn(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
+    """Conv5x5-4 (stride 3), maxpool2, FC20: a CNN small enough for exact minimal distances (edgewise.exact)."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 4, 5, stride=3), nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(4 * 4 * 4, 20), nn.ReLU(),
+        nn.Linear(20, num_classes),
+    )
+
+
 class KWinnersTakeAll(nn.Module):
     """k-WTA activation (Xiao et al., ICLR 2020, eq. 1): per sample, the k = ⌈γ·N⌉ largest of the layer's N
     activations pass, the others are set to 0; a convolutional layer's C×H×W map is one vector (their sec. 3).
@@ -131,4 +152,5 @@ def smallcnn_quantized(in_channels: int = 1, num_classes: int = 10) -> nn.Sequen
 
 
 ARCHITECTURES = {"smallcnn": smallcnn, "mlp": mlp, "allcnn": allcnn, "lenet": lenet, "lenetv2": lenetv2,
-                 "smallcnn_kwta": smallcnn_kwta, "smallcnn_quantized": smallcnn_quantized}
+                 "smallcnn_kwta": smallcnn_kwta, "smallcnn_quantized": smallcnn_quantized,
+                 "tinymlp": tinymlp, "tinycnn": tinycnn}
