@@ -223,3 +223,14 @@ def test_budget_protocol_local_and_global_optimality(oracles, tmp_path) -> None:
     assert "20 forward + backward passes per sample" in text and "| GO |" in text and "| LO |" in text
     with pytest.raises(ValueError, match="budget"):
         benchmark(models, data, attacks, [10], distance="l2", out=tmp_path, budget=0)
+
+
+def test_cli_budget_sets_the_steps_and_is_recorded(tmp_path, capsys) -> None:
+    assert main(["benchmark", "--budget", "1", "--out", str(tmp_path)]) == 2
+    assert "--budget must be >= 2" in capsys.readouterr().err
+    args = ["benchmark", "--attacks", "ddn", "--budget", "6", "--n", "4", "--out", str(tmp_path), "--no-progress"]
+    assert main(args) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    row = report["models"]["smallcnn-fmnist"]["rows"][0]
+    assert report["budget"] == 6 and row["steps"] == 3 and row["forwards_per_sample"] <= 3 + 1
+    assert "local_optimality" in row and "global_optimality" in report["summary"][0]
