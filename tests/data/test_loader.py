@@ -98,17 +98,12 @@ def files(tmp_path_factory: pytest.TempPathFactory, subset) -> dict[str, tuple[s
     return written
 
 
-def stacked(dataset: data.ImageDataset) -> tuple[torch.Tensor, torch.Tensor]:
-    items = [dataset[i] for i in range(len(dataset))]
-    return torch.stack([image for image, _ in items]), torch.tensor([label for _, label in items])
-
-
 @pytest.mark.parametrize("name", ["folder", "nchw-uint8", "nhwc-uint8", "nchw-float", "nhwc-float",
                                   "npz-compressed", "cifar", "idx"])
 def test_each_format_loads_the_written_images(files, subset, name: str) -> None:
     spec, expected = files[name]
     dataset = data.load(spec)
-    images, labels = stacked(dataset)
+    images, labels = data.stack(dataset, range(len(dataset)))
     assert images.dtype == torch.float32
     assert torch.equal(images, expected)
     assert torch.equal(labels, subset[2])
@@ -156,7 +151,8 @@ def test_resize_and_center_crop_apply_per_item(files) -> None:
 def test_cifar_splits(files) -> None:
     spec, expected = files["cifar"]
     train = data.load(spec, split="train")
-    assert len(train) == 20 and torch.equal(stacked(train)[0], expected)  # data_batch_1..5 in numeric order
+    # data_batch_1..5 in numeric order
+    assert len(train) == 20 and torch.equal(data.stack(train, range(len(train)))[0], expected)
     assert data.load(spec).split == "test"
 
 
@@ -241,8 +237,7 @@ def test_loaded_model_and_data_give_the_results_of_the_same_tensors(files, subse
     model = models.load(model_spec, **kwargs)
     assert not model.training
     assert data.check_compatible(model, dataset) == 10
-    inputs = torch.stack([dataset[int(i)][0] for i in chosen])
-    labels = torch.tensor([dataset[int(i)][1] for i in chosen])
+    inputs, labels = data.stack(dataset, chosen)
     attack = functools.partial(ddn, steps=3)
     options = {"batch_size": 4, "progress": False, "checks": False, "distances": ("l2", "linf")}
     got = run_attack(model, inputs, labels, attack, indices=chosen, **options)

@@ -95,8 +95,8 @@ def test_mean_std_wrap_the_model_in_normalize(net) -> None:
 def test_torchscript_and_export_programs(tmp_path: Path, net) -> None:
     _, reference = net
     torch.jit.save(torch.jit.trace(reference, torch.rand(2, 1, 9, 9)), tmp_path / "net.ts")
-    program = torch.export.export(reference, (torch.rand(2, 1, 9, 9),),
-                                  dynamic_shapes=({0: torch.export.Dim("batch", min=1)},))
+    batch = ({0: torch.export.Dim("batch", min=1)},)
+    program = torch.export.export(reference, (torch.rand(2, 1, 9, 9),), dynamic_shapes=batch)
     torch.export.save(program, tmp_path / "net.pt2")
     scripted, exported = models.load(str(tmp_path / "net.ts")), models.load(str(tmp_path / "net.pt2"))
     assert torch.equal(outputs(scripted), outputs(reference))
@@ -105,9 +105,18 @@ def test_torchscript_and_export_programs(tmp_path: Path, net) -> None:
     assert not any(module.training for module in exported.modules())  # the sanity checks see eval mode
     with pytest.raises(ValueError, match="cannot be put in train mode"):
         exported.train()
-    # weights can be loaded into a saved program too (same keys)
-    torch.save(reference.state_dict(), tmp_path / "w.pt")
-    assert torch.equal(outputs(models.load(str(tmp_path / "net.ts"), weights=tmp_path / "w.pt")), outputs(reference))
+    # weights can be loaded into a saved program too (same keys): the reference's, into a program of other weights
+    state = {key: value.clone() for key, value in reference.state_dict().items()}
+    torch.save(state, tmp_path / "w.pt")
+    with torch.no_grad():
+        reference.head.bias.add_(1)
+    torch.jit.save(torch.jit.trace(reference, torch.rand(2, 1, 9, 9)), tmp_path / "other.ts")
+    torch.export.save(torch.export.export(reference, (torch.rand(2, 1, 9, 9),), dynamic_shapes=batch),
+                      tmp_path / "other.pt2")
+    reference.load_state_dict(state)
+    for other in ("other.ts", "other.pt2"):
+        assert not torch.equal(outputs(models.load(str(tmp_path / other))), outputs(reference))
+        assert torch.equal(outputs(models.load(str(tmp_path / other), weights=tmp_path / "w.pt")), outputs(reference))
 
 
 def test_torchvision_and_timm_with_weights(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 from edgewise.data.dataset import ImageDataset
 from edgewise.data.fashion_mnist import CLASSES, fashion_mnist, sample, sample_indices
 from edgewise.data.idx import DataFileError, read_idx
-from edgewise.data.loader import check_compatible, load, select
+from edgewise.data.loader import check_compatible, load, select, stack
 
 __all__ = [
     "CLASSES",
@@ -16,4 +16,5 @@ __all__ = [
     "sample",
     "sample_indices",
     "select",
+    "stack",
 ]

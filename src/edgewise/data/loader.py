@@ -129,6 +129,12 @@ def select(dataset: Any, *, n: int | None = None, offset: int = 0,
     return torch.arange(offset, offset + count)
 
 
+def stack(dataset: Any, indices: Sequence[int] | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The items ``indices`` of a map-style dataset as one batch: (inputs B×C×H×W, int64 labels B)."""
+    items = [dataset[int(i)] for i in indices]
+    return torch.stack([image for image, _ in items]), torch.tensor([label for _, label in items], dtype=torch.long)
+
+
 def _device(model: nn.Module) -> torch.device:
     tensor = next(iter([*model.parameters(), *model.buffers()]), None)
     return tensor.device if tensor is not None else torch.device("cpu")
@@ -142,7 +148,7 @@ def check_compatible(model: nn.Module, dataset: Any, *, device: str | torch.devi
     it has none). ``--mean``/``--std`` must have one value or one per channel of the data.
     """
     spec = getattr(dataset, "spec", "the data")
-    inputs = torch.stack([dataset[i][0] for i in range(min(2, len(dataset)))])
+    inputs = stack(dataset, range(min(2, len(dataset))))[0]
     channels = inputs.shape[1]
     for module in model.modules():
         if isinstance(module, Normalize) and module.mean.numel() not in (1, channels):

@@ -246,7 +246,7 @@ def _exported(path: Path) -> nn.Module:
     except Exception as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"--model {str(path)!r} is not a readable torch.export program ({first})") from error
-    return ExportedModule(program.module())
+    return program.module()
 
 
 def read_state_dict(weights: str | Path) -> dict[str, torch.Tensor]:
@@ -330,6 +330,8 @@ def load(spec: str, *, weights: str | Path | None = None, model_args: Mapping[st
         model = _torchscript(_file(spec, "--model"))
     if weights is not None:
         load_weights(model, weights)
+    if kind == "export":
+        model = ExportedModule(model)
     if normalization is not None:
         model = nn.Sequential(Normalize(*normalization), model)
     return model.to(chosen).eval()
