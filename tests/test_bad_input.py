@@ -296,12 +296,12 @@ def test_cli_truncated_data_files(tmp_path: Path, cut: float, capsys: pytest.Cap
 
 
 OTHER_COMMANDS = {
-    "benchmark": {"--models": "name", "--attacks": "name", "--distance": "name", "--steps": "list", "--n": "count",
+    "benchmark": {"--model": "name", "--attack": "name", "--distance": "name", "--steps": "list", "--n": "count",
                   "--batch-size": "count", "--device": "name"},
-    "minmax": {"--kind": "name", "--models": "name", "--norm": "name", "--eps": "number", "--steps": "count",
+    "minmax": {"--kind": "name", "--model": "name", "--distance": "name", "--eps": "list", "--steps": "count",
                "--step-size": "number", "--weight-step": "number", "--gamma": "number", "--n": "count",
                "--batch-size": "count"},
-    "train": {"--model": "name", "--dataset": "name", "--recipe": "name", "--epochs": "count", "--batch-size": "count",
+    "train": {"--architecture": "name", "--model": "name", "--data": "name", "--recipe": "name", "--epochs": "count", "--batch-size": "count",
               "--optimizer": "name", "--lr": "number", "--weight-decay": "number", "--lr-milestones": "list",
               "--in-channels": "count", "--recipe-options": "name", "--train-samples": "count", "--device": "name"},
 }

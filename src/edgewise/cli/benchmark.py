@@ -1,6 +1,6 @@
 """``edgewise benchmark``: the ALMA paper's evaluation protocol over zoo models × attacks × budgets.
 
-    edgewise benchmark --models smallcnn-fmnist --attacks alma-l2,ddn,fmn-l2,adv-lib:ddn --distance l2 \\
+    edgewise benchmark --model smallcnn-fmnist --attack alma-l2,ddn,fmn-l2,adv-lib:ddn --distance l2 \\
         --steps 100,1000 --n 1000 --out report/
 
 Writes ``report.md``, ``report.json`` and ``robust_accuracy-MODEL.png`` under --out; finished cells (and
@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from edgewise.cli import csv
-from edgewise.cli.attack import load_data
+from edgewise.cli.attack import claim_batches, remove_outputs
+from edgewise.cli.options import add_data, add_models, add_run, check_applicable, check_positive, load_data, models_of
 from edgewise.eval.baselines import BASELINES, MissingLibraryError
 from edgewise.eval.benchmark import AttackSpec, benchmark, resolve, write_report
 from edgewise.eval.report import environment
@@ -25,24 +27,20 @@ DISTANCES = ("l1", "l2", "linf")
 
 
 def register(commands: Any) -> None:
-    parser = commands.add_parser("benchmark", help="compare minimal attacks on models (ALMA paper protocol)")
-    parser.add_argument("--models", type=csv(str), default=["smallcnn-fmnist"], help="zoo models, comma-separated")
-    parser.add_argument("--attacks", type=csv(str), default=["ddn", "fmn-l2"],
+    parser = commands.add_parser("benchmark", help="compare minimal attacks on models (ALMA paper protocol)",
+                                 description=__doc__)
+    add_models(parser, default=["smallcnn-fmnist"], several=True, help="zoo models (see `edgewise models`)")
+    parser.add_argument("--attack", type=csv(str), action="extend", default=None,
                         help="edgewise attacks (name or name-distance, e.g. fmn-l2) and baselines "
-                             f"(library:attack: {', '.join(sorted(BASELINES))})")
+                             f"(library:attack: {', '.join(sorted(BASELINES))}); a comma list or repeated "
+                             "(default: ddn,fmn-l2)")
     parser.add_argument("--baselines", action="store_true",
                         help="also run every installed baseline that minimizes --distance")
-    parser.add_argument("--distance", default="l2", choices=DISTANCES)
-    parser.add_argument("--steps", type=csv(int), default=[100], help="budgets, e.g. 100,1000")
-    parser.add_argument("--data", default="sample", choices=("sample", "fmnist-test"))
-    parser.add_argument("--data-root", default=None)
-    parser.add_argument("--n", type=int, default=1000, help="number of samples (the first n)")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", default="report")
-    parser.add_argument("--no-progress", action="store_true")
-    parser.set_defaults(run=run)
+    parser.add_argument("--distance", default="l2", choices=DISTANCES, help="what every attack minimizes")
+    parser.add_argument("--steps", type=csv(int), default=[100], help="comma list of budgets, e.g. 100,1000")
+    add_data(parser)
+    add_run(parser, out="report")
+    parser.set_defaults(run=run, attack_default=["ddn", "fmn-l2"])
 
 
 def attack_specs(names: list[str], *, distance: str, baselines: bool) -> list[AttackSpec]:
@@ -60,32 +58,42 @@ def attack_specs(names: list[str], *, distance: str, baselines: bool) -> list[At
     return specs
 
 
+RESUME_IRRELEVANT = ("out", "no_progress", "given", "model", "attack", "baselines", "steps")
+
+
 def run(args: argparse.Namespace) -> int:
+    check_applicable(args)
+    names = models_of(args)
     zoo = list_models()
-    missing = [m for m in args.models if m not in zoo]
+    missing = [m for m in names if m not in zoo]
     if missing:
-        raise ValueError(f"--models: {missing} not in the zoo {sorted(zoo)}; it may not be trained yet")
-    if not args.models or not args.steps:
-        raise ValueError("--models and --steps must each name at least one value")
+        raise ValueError(f"--model: {missing} not in the zoo {sorted(zoo)}; it may not be trained yet")
+    if not args.steps:
+        raise ValueError("--steps must name at least one budget")
     if any(s < 1 for s in args.steps):
         raise ValueError(f"--steps must be positive, got {args.steps}")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    specs = attack_specs(args.attacks, distance=args.distance, baselines=args.baselines)
-    inputs, labels = load_data(args.data, args.data_root, args.n)
+    check_positive("--batch-size", args.batch_size)
+    specs = attack_specs(args.attack or args.attack_default, distance=args.distance, baselines=args.baselines)
+    inputs, labels, _ = load_data(args)
+    out = Path(args.out or "report")
+    arguments = {k: v for k, v in vars(args).items() if k not in ("run", "given", "model_default", "attack_default")}
+    arguments["model"] = names
+    arguments["attack"] = [s.name for s in specs]
+    claim_batches(out / "cells", {k: v for k, v in arguments.items() if k not in RESUME_IRRELEVANT})
+    for stale in out.glob("robust_accuracy-*.png"):
+        stale.unlink()
+    remove_outputs(out, ("report.md", "report.json"))
     models, data = {}, {}
-    for name in args.models:
+    for name in names:
         models[name] = load_model(name, device=args.device)
         channels = zoo[name]["in_channels"]
         data[name] = (inputs.expand(-1, channels, -1, -1).contiguous().to(args.device), labels.to(args.device))
     started = time.perf_counter()
-    report = benchmark(models, data, specs, args.steps, distance=args.distance, out=args.out,
+    report = benchmark(models, data, specs, args.steps, distance=args.distance, out=out,
                        batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress,
                        log=lambda line: print(line, flush=True))
-    arguments = {k: v for k, v in vars(args).items() if k != "run"}
-    arguments["attacks"] = [s.name for s in specs]
     env = environment(args.device, args.seed)
     env["total_seconds"] = time.perf_counter() - started
-    written = write_report(report, args.out, arguments=arguments, env=env)
+    written = write_report(report, out, arguments=arguments, env=env)
     print("wrote " + ", ".join(str(p) for p in written))
     return 0

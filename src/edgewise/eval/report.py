@@ -94,8 +94,9 @@ def plot_curves(path: Path, curves: dict[str, torch.Tensor], *, distance: str, t
 
 
 def plot_examples(path: Path, inputs: torch.Tensor, result: AttackResult, *, classes: Sequence[str],
-                  count: int = 8) -> None:
-    """A grid: originals, adversarials, and perturbations amplified to the full range, with labels/predictions."""
+                  distance: str = "l2", count: int = 8) -> None:
+    """A grid: originals, adversarials (with their ``distance``, the one the attack minimized) and perturbations
+    amplified to the full range, with labels/predictions."""
     chosen = torch.nonzero(result.success & result.clean_correct).flatten()[:count].tolist()
     if not chosen:
         return
@@ -112,8 +113,8 @@ def plot_examples(path: Path, inputs: torch.Tensor, result: AttackResult, *, cla
             axis.set_xticks([])
             axis.set_yticks([])
         axes[0][column].set_title(f"#{int(result.indices[i])}\n{classes[int(result.labels[i])]}", fontsize=7)
-        l2 = float(result.distances["l2"][i]) if "l2" in result.distances else float("nan")
-        axes[1][column].set_title(f"→ {classes[int(result.adversarial_prediction[i])]}\nℓ2 {l2:.3f}",
+        measured = float(result.distances[distance][i]) if distance in result.distances else float("nan")
+        axes[1][column].set_title(f"→ {classes[int(result.adversarial_prediction[i])]}\n{distance} {measured:.3f}",
                                   fontsize=7)
         axes[2][column].set_title(f"δ ×{0.5 / scale:.1f}", fontsize=7)
     axes[0][0].set_ylabel("original")
