@@ -37,7 +37,8 @@ def test_universal_and_transform_runs(tmp_path: Path) -> None:
 @pytest.mark.parametrize("argv,match", [
     (["minmax", "--kind", "pairs"], "invalid choice"),
     (["minmax", "--model", "Z"], "model must be one of"),
-    (["minmax", "--distance", "l2", "--eps", "-1", "--n", "2", "--steps", "1"], "--eps must be a comma list of numbers > 0"),
+    (["minmax", "--distance", "l2", "--eps", "-1", "--n", "2", "--steps", "1"],
+     "--eps must be a comma list of numbers > 0"),
 ])
 def test_bad_arguments_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str],
                               match: str) -> None:

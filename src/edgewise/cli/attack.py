@@ -22,14 +22,17 @@ from edgewise.cli.options import (
     check_applicable,
     check_eps,
     check_positive,
+    claim_out,
     load_data,
+    remove_outputs,
 )
 from edgewise.data import CLASSES
 from edgewise.distances import get as get_distance
 from edgewise.distances import names as distance_names
 from edgewise.eval import DISTANCES, AttackResult, run_attack
 from edgewise.eval.distributed import gather, shard_positions, start, stop
-from edgewise.eval.report import environment, plot_curves, plot_examples, write_results, write_text_atomic
+from edgewise.eval.provenance import describe_attack, fingerprint_model, fingerprint_tensor
+from edgewise.eval.report import environment, plot_curves, plot_examples, write_results
 from edgewise.eval.sanity import check_evaluation
 from edgewise.eval.trace import Trace, write_trace
 from edgewise.models import list_models, load_model
@@ -158,26 +161,7 @@ def sanity_line(findings: list[dict[str, str]] | None) -> str:
     return "passed" if not findings else "WARNING " + ", ".join(finding["check"] for finding in findings)
 
 
-RESUME_IRRELEVANT = ("out", "no_progress", "checks", "eps", "trace", "given")
 OUTPUTS = ("results.json", "samples.jsonl", "robust_accuracy.png", "examples.png", "trace.json", "trace.png")
-
-
-def claim_batches(folder: Path, arguments: dict[str, Any]) -> None:
-    """Record the arguments of the run owning ``folder``; finished batches of other arguments are never reused."""
-    relevant = {k: v for k, v in arguments.items() if k not in RESUME_IRRELEVANT}
-    record = folder / "arguments.json"
-    finished = any(folder.rglob("batch-*.pt"))
-    if finished and record.is_file() and json.loads(record.read_text()) != relevant:
-        raise ValueError(f"--out {folder.parent} holds batches of a run with other arguments ({record}); "
-                         "use another --out or delete that folder")
-    folder.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(record, json.dumps(relevant, sort_keys=True) + "\n")
-
-
-def remove_outputs(out: Path, names: tuple[str, ...]) -> None:
-    """Delete a previous run's report files, so that none is left beside this run's results."""
-    for name in names:
-        (out / name).unlink(missing_ok=True)
 
 
 def parse_options(text: str) -> dict[str, Any]:
@@ -191,6 +175,16 @@ def parse_options(text: str) -> dict[str, Any]:
     return options
 
 
+def evaluated_lines(provenance: dict[str, Any]) -> list[str]:
+    """The top of the printed report: what was evaluated (model, data, attack), from the run's record."""
+    model, data = provenance["model"], provenance["data"]
+    return [f"model   {model['spec']} (sha256 {model['sha256'][:16]}, input {model['input_shape']}, "
+            f"{model['num_classes']} classes, normalization mean {model['mean']} std {model['std']})",
+            f"data    {data['spec']} (n={data['n']}, indices sha256 {data['indices_sha256'][:16]})",
+            f"attack  {provenance['attack_name']}{' targeted' if provenance['targeted'] else ''}, distance "
+            f"{provenance['distance']}, levels {provenance['levels']}, seed {provenance['seed']}"]
+
+
 def run(args: argparse.Namespace) -> int:
     check_applicable(args)
     if args.model not in list_models():
@@ -200,11 +194,10 @@ def run(args: argparse.Namespace) -> int:
     check_positive("--steps", args.steps)
     check_levels(args.levels)
     check_eps(args.eps)
-    trace = Trace() if args.trace else None
-    if trace is not None:
-        options = {**options, "callback": trace}
     attack = bind_attack(args.attack, steps=args.steps, distance=args.distance, options=options,
                          targeted=args.targeted)
+    trace = Trace() if args.trace else None
+    traced = attack if trace is None else functools.partial(attack, callback=trace)
     distance = minimized_distance(attack)
     inputs, labels, indices = load_data(args)
     check_distance(distance, inputs)
@@ -216,15 +209,26 @@ def run(args: argparse.Namespace) -> int:
     if args.targeted:
         labels = (labels + 1) % meta.get("num_classes", len(CLASSES))
     out = Path(args.out or f"results/{args.model}-{args.attack}")
+    measured = tuple(dict.fromkeys((*DISTANCES, distance)))
+    record = {
+        "model": {"spec": args.model, "sha256": fingerprint_model(model), "weights_sha256": meta["sha256"],
+                  "input_shape": list(inputs.shape[1:]), "num_classes": meta.get("num_classes", len(CLASSES)),
+                  "mean": meta.get("mean"), "std": meta.get("std")},
+        "data": {"spec": args.data, "root": args.data_root, "n": len(indices),
+                 "indices_sha256": fingerprint_tensor(indices)},
+        "attack_name": args.attack, "attack": describe_attack(attack), "targeted": args.targeted,
+        "distance": distance, "distances": list(measured), "levels": args.levels, "seed": args.seed,
+        "batch_size": args.batch_size,
+    }
     arguments = {k: v for k, v in vars(args).items() if k not in ("run", "given")}
+    provenance = record
     if process.rank == 0:
-        claim_batches(out / "batches", arguments)
+        provenance = claim_out(out, "attack", record)
         remove_outputs(out, OUTPUTS)
     started = time.perf_counter()
     findings = check_evaluation(model, inputs, labels) if args.checks and process.rank == 0 else []
     positions = shard_positions(len(inputs), args.batch_size, process)
-    measured = tuple(dict.fromkeys((*DISTANCES, distance)))
-    shard = run_attack(model, inputs[positions], labels[positions], attack, batch_size=args.batch_size,
+    shard = run_attack(model, inputs[positions], labels[positions], traced, batch_size=args.batch_size,
                        targeted=args.targeted, levels=args.levels, seed=args.seed, indices=positions,
                        distances=measured, resume_dir=out / "batches",
                        progress=not args.no_progress and process.rank == 0, checks=False)
@@ -239,11 +243,11 @@ def run(args: argparse.Namespace) -> int:
     summary["total_seconds"] = time.perf_counter() - started
     summary["processes"] = process.world
     summary["sanity"] = [vars(finding) for finding in findings] if args.checks else None
-    write_results(out, result, summary, arguments, environment(str(process.device), args.seed))
+    write_results(out, result, summary, arguments, environment(str(process.device), args.seed), provenance)
     plot_curves(out / "robust_accuracy.png", {args.attack: result.distances[distance]}, distance=distance,
                 title=f"{args.model}: {args.attack}")
     plot_examples(out / "examples.png", inputs, result, classes=CLASSES, distance=distance)
-    print(f"{args.attack} on {args.model} ({args.data}, n={len(result)}{', targeted' if args.targeted else ''})")
+    print("\n".join(evaluated_lines(provenance)))
     print(summary_table(summary))
     print(f"wrote {out}/results.json, samples.jsonl, robust_accuracy.png, examples.png")
     if trace is not None:

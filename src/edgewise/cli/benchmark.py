@@ -16,10 +16,20 @@ from pathlib import Path
 from typing import Any
 
 from edgewise.cli import csv
-from edgewise.cli.attack import claim_batches, remove_outputs
-from edgewise.cli.options import add_data, add_models, add_run, check_applicable, check_positive, load_data, models_of
+from edgewise.cli.options import (
+    add_data,
+    add_models,
+    add_run,
+    check_applicable,
+    check_positive,
+    claim_out,
+    load_data,
+    models_of,
+    remove_outputs,
+)
 from edgewise.eval.baselines import BASELINES, MissingLibraryError
 from edgewise.eval.benchmark import AttackSpec, benchmark, resolve, write_report
+from edgewise.eval.provenance import fingerprint_model, fingerprint_tensor
 from edgewise.eval.report import environment
 from edgewise.models import list_models, load_model
 
@@ -58,9 +68,6 @@ def attack_specs(names: list[str], *, distance: str, baselines: bool) -> list[At
     return specs
 
 
-RESUME_IRRELEVANT = ("out", "no_progress", "given", "model", "attack", "baselines", "steps")
-
-
 def run(args: argparse.Namespace) -> int:
     check_applicable(args)
     names = models_of(args)
@@ -74,26 +81,30 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--steps must be positive, got {args.steps}")
     check_positive("--batch-size", args.batch_size)
     specs = attack_specs(args.attack or args.attack_default, distance=args.distance, baselines=args.baselines)
-    inputs, labels, _ = load_data(args)
+    inputs, labels, indices = load_data(args)
     out = Path(args.out or "report")
     arguments = {k: v for k, v in vars(args).items() if k not in ("run", "given", "model_default", "attack_default")}
     arguments["model"] = names
     arguments["attack"] = [s.name for s in specs]
-    claim_batches(out / "cells", {k: v for k, v in arguments.items() if k not in RESUME_IRRELEVANT})
-    for stale in out.glob("robust_accuracy-*.png"):
-        stale.unlink()
-    remove_outputs(out, ("report.md", "report.json"))
     models, data = {}, {}
     for name in names:
         models[name] = load_model(name, device=args.device)
         channels = zoo[name]["in_channels"]
         data[name] = (inputs.expand(-1, channels, -1, -1).contiguous().to(args.device), labels.to(args.device))
+    # Cells are kept per model, attack and budget: adding one of them reuses the others; the record holds what
+    # every cell depends on.
+    record = {"models": {name: {"sha256": fingerprint_model(model)} for name, model in models.items()},
+              "data": {"spec": args.data, "root": args.data_root, "n": len(indices),
+                       "indices_sha256": fingerprint_tensor(indices)},
+              "distance": args.distance, "seed": args.seed, "batch_size": args.batch_size}
+    provenance = claim_out(out, "benchmark", record)
+    remove_outputs(out, ("report.md", "report.json"), ("robust_accuracy-*.png",))
     started = time.perf_counter()
     report = benchmark(models, data, specs, args.steps, distance=args.distance, out=out,
                        batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress,
                        log=lambda line: print(line, flush=True))
     env = environment(args.device, args.seed)
     env["total_seconds"] = time.perf_counter() - started
-    written = write_report(report, out, arguments=arguments, env=env)
+    written = write_report(report, out, arguments={**arguments, "provenance": provenance}, env=env)
     print("wrote " + ", ".join(str(p) for p in written))
     return 0

@@ -32,7 +32,6 @@ from edgewise.attacks.minmax import (
 )
 from edgewise.attacks.minmax.metrics import accuracy
 from edgewise.cli import csv
-from edgewise.cli.attack import claim_batches, remove_outputs
 from edgewise.cli.options import (
     add_data,
     add_models,
@@ -40,9 +39,12 @@ from edgewise.cli.options import (
     check_applicable,
     check_eps,
     check_positive,
+    claim_out,
     load_data,
     models_of,
+    remove_outputs,
 )
+from edgewise.eval.provenance import fingerprint_model
 from edgewise.eval.report import environment, write_text_atomic
 from edgewise.eval.run import _save_atomic as save_atomic
 from edgewise.models import list_models, load_model
@@ -200,25 +202,19 @@ def format_table(title: str, summary: dict[str, Any], domains: Sequence[str], *,
     return "\n".join(lines)
 
 
-RESUME_IRRELEVANT = ("out", "no_progress", "given", "model", "eps", "n", "offset", "indices")
 OUTPUTS = ("results.json", "samples.jsonl", "weights.png")
 
 
-def load_targets(keys: Sequence[str], inputs: torch.Tensor, labels: torch.Tensor, *,
-                 device: torch.device) -> dict[str, nn.Module]:
-    """The models named by ``keys`` (A-D or zoo names), each checked to take ``inputs`` and give logits for
-    ``labels`` (one line naming the model, not a traceback from inside the attack)."""
-    targets = {}
-    for key in keys:
-        model = load_model(model_name(key), device=device)
+def check_targets(targets: dict[str, nn.Module], inputs: torch.Tensor, labels: torch.Tensor) -> None:
+    """Each model must take ``inputs`` and give logits for ``labels``: one line naming the model, not a
+    traceback from inside the attack."""
+    for key, model in targets.items():
         try:
             with torch.no_grad():
                 check_logits(model(inputs[:1]), labels[:1])
         except RuntimeError as error:
             shape = "x".join(map(str, inputs.shape[1:]))
             raise ValueError(f"--model {key} cannot take the data's {shape} inputs: {error}") from error
-        targets[key] = model
-    return targets
 
 
 def run(args: argparse.Namespace) -> int:
@@ -249,14 +245,23 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"results/minmax-{args.kind}-{args.distance}")
     arguments = {k: v for k, v in vars(args).items() if k not in ("run", "given", "model_default")}
     arguments["model"] = keys
-    claim_batches(out / "batches", {k: v for k, v in arguments.items() if k not in RESUME_IRRELEVANT})
+    loaded = {key: load_model(model_name(key), device=device) for key in keys}
+    check_targets(loaded, inputs, labels)
+    # Batches are kept per model set, ε, strategy and dataset indices (a larger --n or another ε reuses the
+    # finished ones); the record holds what every batch depends on.
+    record = {"models": {key: {"spec": model_name(key), "sha256": fingerprint_model(model)}
+                         for key, model in loaded.items()},
+              "data": {"spec": args.data, "root": args.data_root},
+              **{k: arguments[k] for k in ("kind", "distance", "steps", "step_size", "weight_step", "gamma",
+                                            "group_size", "transforms", "random", "seed", "batch_size")}}
+    provenance = claim_out(out, "minmax", record)
     remove_outputs(out, OUTPUTS)
     runs = [list(keys)] if args.kind == "ensemble" else [[key] for key in keys]
     report: dict[str, Any] = {}
     records: list[dict[str, Any]] = []
     plots: list[tuple[str, MinMaxResult]] = []
     for members in runs:
-        targets = load_targets(members, inputs, labels, device=device)
+        targets = {key: loaded[key] for key in members}
         label = ",".join(targets)
         for eps in args.eps:
             summary, results, domains = compare(
@@ -276,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
                                     "clean_fooled": result.clean_fooled[g].tolist()})
     plot_weights([p for p in plots if p[0].endswith("minmax")], domains, out / "weights.png",
                  title=f"learned domain weights w: {args.kind} {args.distance}")
-    results_json = {"arguments": arguments, "models": {key: model_name(key) for key in keys},
+    results_json = {"arguments": arguments, "provenance": provenance, "models": {key: model_name(key) for key in keys},
                     "environment": environment(str(device), args.seed), "results": report}
     write_text_atomic(out / "results.json", json.dumps(results_json, indent=1))
     write_text_atomic(out / "samples.jsonl", "".join(json.dumps(r) + "\n" for r in records))

@@ -11,12 +11,15 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
+from edgewise import __version__
 from edgewise.cli import csv
 from edgewise.data import fashion_mnist, sample
+from edgewise.eval.provenance import check_record
 
 
 @dataclass(frozen=True)
@@ -128,3 +131,26 @@ def check_eps(values: list[Any] | None, *, strict: bool = False) -> None:
     """``--eps``: a list of budgets, each >= 0 (``strict``: > 0)."""
     if values is not None and (not values or any(not (e > 0 if strict else e >= 0) for e in values)):
         raise ValueError(f"--eps must be a comma list of numbers {'>' if strict else '>='} 0, got {values}")
+
+
+def claim_out(out: Path, command: str, record: dict[str, Any]) -> dict[str, Any]:
+    """Make ``out`` this run's folder: refuse a folder written by another command or by a run whose ``record``
+    (what produced its finished work: model, data, attack and options) differs, in one line naming the first
+    differing key; a non-empty folder without edgewise's ``run.json`` is refused too. Returns the full record."""
+    path = out / "run.json"
+    if not path.is_file() and out.is_dir() and any(out.iterdir()):
+        raise ValueError(f"--out {out} is not empty and was not written by edgewise (no run.json): use a new or "
+                         "empty folder")
+    full = {"command": command, "edgewise": __version__, **record}
+    check_record(path, full, label=f"--out {out}")
+    return full
+
+
+def remove_outputs(out: Path, names: tuple[str, ...], patterns: tuple[str, ...] = ()) -> None:
+    """Delete a previous run's report files (``names`` and glob ``patterns``), so that none is left beside this
+    run's results."""
+    for name in names:
+        (out / name).unlink(missing_ok=True)
+    for pattern in patterns:
+        for path in out.glob(pattern):
+            path.unlink()

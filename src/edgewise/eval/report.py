@@ -62,12 +62,15 @@ def sample_records(result: AttackResult) -> list[dict[str, Any]]:
 
 
 def write_results(out: Path, result: AttackResult, summary: dict[str, Any], arguments: dict[str, Any],
-                  env: dict[str, Any]) -> None:
-    """``results.json`` (summary, arguments, environment) and ``samples.jsonl`` (one line per sample)."""
+                  env: dict[str, Any], provenance: dict[str, Any] | None = None) -> None:
+    """``results.json`` (summary, arguments, environment, and what was evaluated: ``provenance``) and
+    ``samples.jsonl`` (one line per sample)."""
     out.mkdir(parents=True, exist_ok=True)
     clean = json.loads(json.dumps(summary, default=float).replace("Infinity", "null").replace("NaN", "null"))
-    write_text_atomic(out / "results.json", json.dumps(
-        {"summary": clean, "arguments": arguments, "environment": env}, indent=1) + "\n")
+    record = {"summary": clean, "arguments": arguments, "environment": env}
+    if provenance is not None:
+        record["provenance"] = provenance
+    write_text_atomic(out / "results.json", json.dumps(record, indent=1) + "\n")
     write_text_atomic(out / "samples.jsonl", "".join(json.dumps(r) + "\n" for r in sample_records(result)))
 
 
