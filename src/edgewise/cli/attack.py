@@ -221,9 +221,9 @@ def run(args: argparse.Namespace) -> int:
         "batch_size": args.batch_size,
     }
     arguments = {k: v for k, v in vars(args).items() if k not in ("run", "given")}
-    provenance = record
+    # Every process claims --out before writing to it (the first one's record is the others' check).
+    provenance = claim_out(out, "attack", record)
     if process.rank == 0:
-        provenance = claim_out(out, "attack", record)
         remove_outputs(out, OUTPUTS)
     started = time.perf_counter()
     findings = check_evaluation(model, inputs, labels) if args.checks and process.rank == 0 else []
