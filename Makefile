@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e '.[test]' foolbox==3.3.4 torchattacks==3.5.1
+	$(PY) -m pip install -q -e '.[test,timm,exact]' foolbox==3.3.4 torchattacks==3.5.1
 	$(PY) -m pip install -q 'setuptools<80' wheel
 	$(PY) -m pip install -q --no-build-isolation visdom
 	$(PY) -m pip install -q --no-deps adv-lib==0.2.8

@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from edgewise.attacks import ddn, pgd
+from edgewise.attacks import alma, ddn, pgd
+from edgewise.data import sample
 from edgewise.eval import (
     AttackResult,
     area_under_curve,
@@ -14,6 +15,7 @@ from edgewise.eval import (
     run_attack,
     verify,
 )
+from edgewise.models import load_model
 
 
 def identity_attack(model, inputs, labels):
@@ -152,3 +154,48 @@ def test_failure_indicators(linear_oracle) -> None:
     spent = run_attack(o.model, o.inputs, wrong, returns_nan, progress=False, checks=False)
     assert spent.stalled.tolist() == [False] * 3 + [True] * 5
     assert spent.summary()["no_adversarial"] == 5 and spent.summary()["failed_verification"] == 5
+
+
+@pytest.fixture(scope="module")
+def zoo_batch() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    inputs, labels = sample()
+    chosen = torch.arange(0, 1000, 125)  # one image of each of 8 classes
+    return load_model("smallcnn-fmnist"), inputs[chosen], labels[chosen]
+
+
+@pytest.mark.parametrize("attack", [functools.partial(ddn, steps=10), functools.partial(alma, steps=20)],
+                         ids=["ddn", "alma"])
+@pytest.mark.usefixtures("single_thread")
+def test_targeted_reaches_the_attack(zoo_batch, attack) -> None:
+    model, inputs, labels = zoo_batch
+    targets = (labels + 1) % 10
+    result = run_attack(model, inputs, targets, attack, targeted=True, progress=False, checks=False)
+    with torch.no_grad():
+        predicted = model(result.adversarial).argmax(1)
+    # Success means the prediction IS the target: checked here on the returned images, independently of the
+    # result's own flags. An attack left untargeted pushes away from the label it is given and reaches the
+    # target rarely.
+    assert int((predicted == targets).sum()) >= 7
+    assert torch.equal(result.success, predicted == targets)
+
+
+def test_targeted_refuses_what_cannot_be_targeted(linear_oracle) -> None:
+    o = linear_oracle
+    with pytest.raises(ValueError, match=r"attack is bound to targeted=False, run_attack has targeted=True"):
+        run_attack(o.model, o.inputs, o.labels, functools.partial(ddn, targeted=False), targeted=True)
+    with pytest.raises(ValueError, match=r"attack is bound to targeted=True, run_attack has targeted=False"):
+        run_attack(o.model, o.inputs, o.labels, functools.partial(functools.partial(ddn, targeted=True), steps=2))
+    with pytest.raises(ValueError, match=r"attack identity_attack takes no targeted keyword, run_attack has "
+                                         r"targeted=True"):
+        run_attack(o.model, o.inputs, o.labels, identity_attack, targeted=True)
+    seen = []
+
+    def spy(model, inputs, labels, *, targeted=False):
+        seen.append(targeted)
+        return inputs.clone()
+
+    run_attack(o.model, o.inputs, o.labels, spy, targeted=True, progress=False, checks=False)
+    run_attack(o.model, o.inputs, o.labels, functools.partial(spy, targeted=True), targeted=True, progress=False,
+               checks=False)
+    run_attack(o.model, o.inputs, o.labels, spy, progress=False, checks=False)
+    assert seen == [True, True, False]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import time
@@ -24,11 +25,37 @@ from edgewise.validation import check_inputs, check_logits, check_positive
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def _takes_generator(attack: Attack) -> bool:
+def _accepts(attack: Attack, keyword: str) -> bool:
     try:
-        return "generator" in inspect.signature(attack).parameters
+        return keyword in inspect.signature(attack).parameters
     except (TypeError, ValueError):
         return False
+
+
+def _name(attack: Attack) -> str:
+    function = attack.func if isinstance(attack, functools.partial) else attack
+    return str(getattr(function, "__name__", type(function).__name__))
+
+
+def targeted_keywords(attack: Attack, targeted: bool) -> dict[str, bool]:
+    """The keyword that tells ``attack`` whether it is targeted: ``{"targeted": targeted}`` for an attack that
+    takes it, nothing for one already bound (``functools.partial``) to the same value.
+
+    An attack bound to the other value, or one without a ``targeted`` keyword asked to run targeted, would
+    silently compute something else (an untargeted attack pushes away from the targets): a ``ValueError``.
+    """
+    bound = attack.keywords if isinstance(attack, functools.partial) else {}
+    if "targeted" in bound:
+        if bound["targeted"] is not targeted:
+            raise ValueError(f"attack is bound to targeted={bound['targeted']!r}, run_attack has "
+                             f"targeted={targeted!r}: bind the same value or leave it to run_attack")
+        return {}
+    if _accepts(attack, "targeted"):
+        return {"targeted": targeted}
+    if targeted:
+        raise ValueError(f"attack {_name(attack)} takes no targeted keyword, run_attack has targeted=True: it "
+                         "cannot be told to reach the targets")
+    return {}
 
 
 @torch.no_grad()
@@ -62,8 +89,8 @@ def _attack_batch(model: nn.Module, attack: Attack, inputs: torch.Tensor, labels
     already = is_adversarial(logits, labels, targeted=targeted)
     counting = CountingModel(model, labels=labels, targeted=targeted)
     started = time.perf_counter()
-    kwargs = {"generator": generator} if generator is not None else {}
-    returned = attack(counting, inputs, labels, **kwargs)
+    kwargs: dict[str, Any] = {"generator": generator} if generator is not None else {}
+    returned = attack(counting, inputs, labels, **kwargs, **targeted_keywords(attack, targeted))
     seconds = time.perf_counter() - started
     candidate, prediction, found = verify(model, inputs, labels, returned, targeted=targeted, levels=levels)
     # Samples adversarial without attack count at distance 0 (ALMA paper, sec. 5) and keep their input;
@@ -122,6 +149,9 @@ def run_attack(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, att
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     if not callable(attack):
         raise TypeError(f"attack must be callable, got {type(attack).__name__}")
+    if not isinstance(targeted, bool):
+        raise TypeError(f"targeted must be a bool, got {type(targeted).__name__}")
+    targeted_keywords(attack, targeted)
     indices = torch.arange(len(inputs)) if indices is None else indices
     if not isinstance(indices, torch.Tensor) or indices.shape != labels.shape:
         shape = tuple(indices.shape) if isinstance(indices, torch.Tensor) else type(indices).__name__
@@ -131,7 +161,7 @@ def run_attack(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, att
     folder = Path(resume_dir) if resume_dir is not None else None
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
-    uses_generator = _takes_generator(attack)
+    uses_generator = _accepts(attack, "generator")
     parts: list[AttackResult] = []
     starts = range(0, len(inputs), batch_size)
     for start in tqdm(starts, desc="attack", unit="batch", disable=not progress, leave=False):
