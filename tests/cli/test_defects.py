@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 from torch import nn
 
 from edgewise.attacks import alma, ddn
 from edgewise.cli import main, minmax
 from edgewise.cli.options import RULES
+from edgewise.data import load as load_dataset
 from edgewise.data import sample
 from edgewise.distances import get as get_distance
 from edgewise.models import load_model
@@ -109,8 +111,6 @@ def test_other_commands_folders_are_refused_and_stale_files_removed(tmp_path: Pa
 
 
 NO_EFFECT = {
-    "--data-root": ["attack", "--data", "sample", "--data-root", "/tmp"],
-    "--n": ["attack", "--indices", "1,2", "--n", "2"],
     "--group-size": ["minmax", "--kind", "ensemble", "--group-size", "2"],
     "--transforms": ["minmax", "--kind", "universal", "--transforms", "identity"],
     "--random": ["minmax", "--kind", "ensemble", "--random"],
@@ -124,11 +124,29 @@ def test_every_rule_has_a_case() -> None:
 @pytest.mark.parametrize("option", sorted(NO_EFFECT))
 def test_an_option_without_effect_is_an_error_naming_both(option: str, tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
-    # Before: --data-root with --data sample was accepted and ignored.
     rule = next(rule for rule in RULES if rule.option == option)
     assert main([*NO_EFFECT[option], "--out", str(tmp_path / "o")]) == 2
     error = one_error_line(capsys)
     assert f"{option} has no effect with {rule.depends}" in error
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("argv", "both"), [
+    (["attack", "--data", "sample", "--split", "train"], ("--split", "--data 'sample'")),
+    (["minmax", "--data", "fmnist-test", "--split", "test"], ("--split", "--data 'fmnist-test'")),
+    (["attack", "--model", "smallcnn-fmnist", "--weights", "w.pt"], ("--weights", "zoo model 'smallcnn-fmnist'")),
+    (["benchmark", "--model", "smallcnn-fmnist", "--mean", "0.5"], ("--mean/--std", "zoo model")),
+    (["attack", "--indices", "1,2", "--n", "2"], ("--indices", "--n")),
+    (["minmax", "--indices", "1,2", "--offset", "1"], ("--indices", "--offset")),
+])
+def test_options_without_effect_in_the_specs_are_errors_naming_both(argv: list[str], both: tuple[str, str],
+                                                                     tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    # Before: a data folder given while the data stayed the default (--data-root with --data sample) was ignored;
+    # the specs now check what applies to them (edgewise.models.load, edgewise.data.load / select).
+    assert main([*argv, "--out", str(tmp_path / "o"), *QUIET]) == 2
+    error = one_error_line(capsys)
+    assert all(name in error for name in both), error
     assert not (tmp_path / "o").exists()
 
 
@@ -155,11 +173,15 @@ def test_lpips_without_weights_is_one_line(tmp_path: Path, monkeypatch: pytest.M
     assert "--distance lpips: LPIPS net='alex' needs torchvision's ImageNet weights" in one_error_line(capsys)
 
 
-def test_ensemble_of_models_with_other_input_shapes_is_one_line() -> None:
-    inputs, labels = sample()
+def test_ensemble_of_models_with_other_input_shapes_is_one_line(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
     wide = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))
-    with pytest.raises(ValueError, match=r"--model wide cannot take the data's 1x28x28 inputs"):
-        minmax.check_targets({"A": load_model("mlp-fmnist"), "wide": wide}, inputs[:2], labels[:2])
+    with pytest.raises(ValueError, match=r"--model wide: --model cannot take --data 'sample''s inputs of shape"):
+        minmax.check_targets({"A": load_model("mlp-fmnist"), "wide": wide}, load_dataset("sample"))
+    torch.jit.save(torch.jit.script(wide), tmp_path / "wide.ts")
+    assert main(["minmax", "--model", f"A,{tmp_path / 'wide.ts'}", "--steps", "1", "--n", "2",
+                 "--out", str(tmp_path / "o"), *QUIET]) == 2
+    assert "cannot take --data 'sample''s inputs of shape (1, 28, 28)" in one_error_line(capsys)
 
 
 def test_minmax_shows_progress_and_resumes_after_ctrl_c(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

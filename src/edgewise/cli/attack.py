@@ -23,19 +23,23 @@ from edgewise.cli.options import (
     check_eps,
     check_positive,
     claim_out,
+    data_identity,
+    for_model,
     load_data,
+    load_models,
     remove_outputs,
+    safe_name,
 )
-from edgewise.data import CLASSES
+from edgewise.data import check_compatible, stack
 from edgewise.distances import get as get_distance
 from edgewise.distances import names as distance_names
 from edgewise.eval import DISTANCES, AttackResult, run_attack
 from edgewise.eval.distributed import gather, shard_positions, start, stop
-from edgewise.eval.provenance import describe_attack, fingerprint_model, fingerprint_tensor
+from edgewise.eval.provenance import describe_attack
 from edgewise.eval.report import environment, plot_curves, plot_examples, write_results
 from edgewise.eval.sanity import check_evaluation
 from edgewise.eval.trace import Trace, write_trace
-from edgewise.models import list_models, load_model
+from edgewise.models import list_models
 from edgewise.projections import NORMS
 
 DEFAULT_EPS = {"l0": (5.0, 10.0, 20.0), "l1": (2.0, 5.0, 10.0), "l2": (0.25, 0.5, 1.0, 1.5),
@@ -63,7 +67,7 @@ def register(commands: Any) -> None:
                         help="comma list of budgets for robust accuracy, e.g. 0.5,1 (default: a list per "
                              "distance); a summary only: changing it reuses the finished batches")
     add_data(parser)
-    add_run(parser, out="results/MODEL-ATTACK")
+    add_run(parser, out="results/MODEL-ATTACK, MODEL the spec's file or zoo name")
     parser.add_argument("--trace", action="store_true",
                         help="for attacks that take a callback (alma, cw, ddn, fmn, pgd): write trace.json and "
                              "trace.png, the median over samples, per step, of what the attack reports (alma: mu, "
@@ -178,17 +182,23 @@ def parse_options(text: str) -> dict[str, Any]:
 def evaluated_lines(provenance: dict[str, Any]) -> list[str]:
     """The top of the printed report: what was evaluated (model, data, attack), from the run's record."""
     model, data = provenance["model"], provenance["data"]
-    return [f"model   {model['spec']} (sha256 {model['sha256'][:16]}, input {model['input_shape']}, "
-            f"{model['num_classes']} classes, normalization mean {model['mean']} std {model['std']})",
-            f"data    {data['spec']} (n={data['n']}, indices sha256 {data['indices_sha256'][:16]})",
-            f"attack  {provenance['attack_name']}{' targeted' if provenance['targeted'] else ''}, distance "
-            f"{provenance['distance']}, levels {provenance['levels']}, seed {provenance['seed']}"]
+    files = ", ".join(f"{name} sha256 {digest[:12]}" for name, digest in model["files"].items())
+    zoo = list_models().get(model["spec"], {})
+    normalization = (f"mean {model['mean']} std {model['std']}" if model["mean"] is not None else
+                     f"inside the zoo model, mean {zoo['mean']} std {zoo['std']}" if "mean" in zoo else "none")
+    return [
+        f"model   {model['spec']} ({model['kind']}{', ' + files if files else ''}; state sha256 "
+        f"{model['sha256'][:12]}; {model['outputs']} classes; normalization {normalization})",
+        f"data    {data['spec']} (split {data['split']}, input {'x'.join(map(str, data['shape']))}, "
+        f"{data['num_classes']} classes, files sha256 {data['sha256'][:12]}; n={data['n']} of "
+        f"{data['num_samples']}, indices sha256 {data['indices_sha256'][:12]})",
+        f"attack  {provenance['attack_name']}{' targeted' if provenance['targeted'] else ''}, distance "
+        f"{provenance['distance']}, levels {provenance['levels']}, seed {provenance['seed']}",
+    ]
 
 
 def run(args: argparse.Namespace) -> int:
     check_applicable(args)
-    if args.model not in list_models():
-        raise ValueError(f"--model must be one of {sorted(list_models())}, got {args.model!r}")
     options = parse_options(args.attack_options)
     check_positive("--batch-size", args.batch_size)
     check_positive("--steps", args.steps)
@@ -199,23 +209,20 @@ def run(args: argparse.Namespace) -> int:
     trace = Trace() if args.trace else None
     traced = attack if trace is None else functools.partial(attack, callback=trace)
     distance = minimized_distance(attack)
-    inputs, labels, indices = load_data(args)
-    check_distance(distance, inputs)
+    dataset, indices = load_data(args)
     process = start(args.device)
-    model = load_model(args.model, device=process.device)
-    meta = list_models()[args.model]
-    inputs = inputs.expand(-1, meta["in_channels"], -1, -1).contiguous().to(process.device)
-    labels = labels.to(process.device)
+    (model,), (model_record,) = load_models([args.model], args, device=process.device)
+    dataset = for_model(dataset, args.model)
+    outputs = check_compatible(model, dataset, device=process.device)
+    inputs, labels = stack(dataset, indices)
+    check_distance(distance, inputs)
+    inputs, labels = inputs.contiguous().to(process.device), labels.to(process.device)
     if args.targeted:
-        labels = (labels + 1) % meta.get("num_classes", len(CLASSES))
-    out = Path(args.out or f"results/{args.model}-{args.attack}")
+        labels = (labels + 1) % outputs
+    out = Path(args.out or f"results/{safe_name(args.model)}-{args.attack}")
     measured = tuple(dict.fromkeys((*DISTANCES, distance)))
     record = {
-        "model": {"spec": args.model, "sha256": fingerprint_model(model), "weights_sha256": meta["sha256"],
-                  "input_shape": list(inputs.shape[1:]), "num_classes": meta.get("num_classes", len(CLASSES)),
-                  "mean": meta.get("mean"), "std": meta.get("std")},
-        "data": {"spec": args.data, "root": args.data_root, "n": len(indices),
-                 "indices_sha256": fingerprint_tensor(indices)},
+        "model": {**model_record, "outputs": outputs}, "data": data_identity(dataset, indices),
         "attack_name": args.attack, "attack": describe_attack(attack), "targeted": args.targeted,
         "distance": distance, "distances": list(measured), "levels": args.levels, "seed": args.seed,
         "batch_size": args.batch_size,
@@ -244,13 +251,15 @@ def run(args: argparse.Namespace) -> int:
     summary["processes"] = process.world
     summary["sanity"] = [vars(finding) for finding in findings] if args.checks else None
     write_results(out, result, summary, arguments, environment(str(process.device), args.seed), provenance)
+    title = f"{Path(args.model).name}: {args.attack}"
     plot_curves(out / "robust_accuracy.png", {args.attack: result.distances[distance]}, distance=distance,
-                title=f"{args.model}: {args.attack}")
-    plot_examples(out / "examples.png", inputs, result, classes=CLASSES, distance=distance)
+                title=title)
+    classes = dataset.classes or [str(c) for c in range(outputs)]
+    plot_examples(out / "examples.png", inputs, result, classes=classes, distance=distance)
     print("\n".join(evaluated_lines(provenance)))
     print(summary_table(summary))
     print(f"wrote {out}/results.json, samples.jsonl, robust_accuracy.png, examples.png")
     if trace is not None:
-        write_trace(out, trace, title=f"{args.model}: {args.attack}")
+        write_trace(out, trace, title=title)
         print(f"wrote {out}/trace.json, trace.png")
     return 0

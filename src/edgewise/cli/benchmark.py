@@ -23,15 +23,19 @@ from edgewise.cli.options import (
     check_applicable,
     check_positive,
     claim_out,
+    data_identity,
+    for_model,
     load_data,
+    load_models,
     models_of,
     remove_outputs,
+    safe_name,
 )
+from edgewise.data import check_compatible, stack
 from edgewise.eval.baselines import BASELINES, MissingLibraryError
 from edgewise.eval.benchmark import AttackSpec, benchmark, resolve, write_report
-from edgewise.eval.provenance import fingerprint_model, fingerprint_tensor
 from edgewise.eval.report import environment
-from edgewise.models import list_models, load_model
+from edgewise.validation import check_device
 
 DISTANCES = ("l1", "l2", "linf")
 
@@ -39,7 +43,7 @@ DISTANCES = ("l1", "l2", "linf")
 def register(commands: Any) -> None:
     parser = commands.add_parser("benchmark", help="compare minimal attacks on models (ALMA paper protocol)",
                                  description=__doc__)
-    add_models(parser, default=["smallcnn-fmnist"], several=True, help="zoo models (see `edgewise models`)")
+    add_models(parser, default=["smallcnn-fmnist"], several=True, help="the models")
     parser.add_argument("--attack", type=csv(str), action="extend", default=None,
                         help="edgewise attacks (name or name-distance, e.g. fmn-l2) and baselines "
                              f"(library:attack: {', '.join(sorted(BASELINES))}); a comma list or repeated "
@@ -70,40 +74,42 @@ def attack_specs(names: list[str], *, distance: str, baselines: bool) -> list[At
 
 def run(args: argparse.Namespace) -> int:
     check_applicable(args)
-    names = models_of(args)
-    zoo = list_models()
-    missing = [m for m in names if m not in zoo]
-    if missing:
-        raise ValueError(f"--model: {missing} not in the zoo {sorted(zoo)}; it may not be trained yet")
+    specs = models_of(args)
     if not args.steps:
         raise ValueError("--steps must name at least one budget")
     if any(s < 1 for s in args.steps):
         raise ValueError(f"--steps must be positive, got {args.steps}")
     check_positive("--batch-size", args.batch_size)
-    specs = attack_specs(args.attack or args.attack_default, distance=args.distance, baselines=args.baselines)
-    inputs, labels, indices = load_data(args)
+    attacks = attack_specs(args.attack or args.attack_default, distance=args.distance, baselines=args.baselines)
+    dataset, indices = load_data(args)
+    device = check_device(args.device)
+    loaded, identities = load_models(specs, args, device=device)
+    names = [safe_name(spec) for spec in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"--model: {specs} give the same name twice ({names}); give each model once")
+    models, data = {}, {}
+    for name, spec, model in zip(names, specs, loaded, strict=True):
+        seen = for_model(dataset, spec)
+        check_compatible(model, seen, device=device)
+        inputs, labels = stack(seen, indices)
+        models[name] = model
+        data[name] = (inputs.contiguous().to(device), labels.to(device))
     out = Path(args.out or "report")
     arguments = {k: v for k, v in vars(args).items() if k not in ("run", "given", "model_default", "attack_default")}
-    arguments["model"] = names
-    arguments["attack"] = [s.name for s in specs]
-    models, data = {}, {}
-    for name in names:
-        models[name] = load_model(name, device=args.device)
-        channels = zoo[name]["in_channels"]
-        data[name] = (inputs.expand(-1, channels, -1, -1).contiguous().to(args.device), labels.to(args.device))
+    arguments["model"] = specs
+    arguments["attack"] = [s.name for s in attacks]
+    arguments["n"] = len(indices)  # the effective count (--n default: all), for the report header
     # Cells are kept per model, attack and budget: adding one of them reuses the others; the record holds what
     # every cell depends on.
-    record = {"models": {name: {"sha256": fingerprint_model(model)} for name, model in models.items()},
-              "data": {"spec": args.data, "root": args.data_root, "n": len(indices),
-                       "indices_sha256": fingerprint_tensor(indices)},
+    record = {"models": dict(zip(names, identities, strict=True)), "data": data_identity(dataset, indices),
               "distance": args.distance, "seed": args.seed, "batch_size": args.batch_size}
     provenance = claim_out(out, "benchmark", record)
     remove_outputs(out, ("report.md", "report.json"), ("robust_accuracy-*.png",))
     started = time.perf_counter()
-    report = benchmark(models, data, specs, args.steps, distance=args.distance, out=out,
+    report = benchmark(models, data, attacks, args.steps, distance=args.distance, out=out,
                        batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress,
                        log=lambda line: print(line, flush=True))
-    env = environment(args.device, args.seed)
+    env = environment(str(device), args.seed)
     env["total_seconds"] = time.perf_counter() - started
     written = write_report(report, out, arguments={**arguments, "provenance": provenance}, env=env)
     print("wrote " + ", ".join(str(p) for p in written))

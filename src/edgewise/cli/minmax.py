@@ -30,6 +30,7 @@ from edgewise.attacks.minmax import (
     transform_attack,
     universal_attack,
 )
+from edgewise.attacks.minmax.apgda import check_minmax_options
 from edgewise.attacks.minmax.metrics import accuracy
 from edgewise.cli import csv
 from edgewise.cli.options import (
@@ -41,15 +42,16 @@ from edgewise.cli.options import (
     check_positive,
     claim_out,
     load_data,
+    load_models,
     models_of,
     remove_outputs,
+    safe_name,
 )
-from edgewise.eval.provenance import fingerprint_model
+from edgewise.data import ImageDataset, check_compatible, stack
 from edgewise.eval.report import environment, write_text_atomic
 from edgewise.eval.run import _save_atomic as save_atomic
-from edgewise.models import list_models, load_model
 from edgewise.projections import NORMS
-from edgewise.validation import check_device, check_logits
+from edgewise.validation import check_device
 
 ZOO = {"A": "mlp-fmnist", "B": "allcnn-fmnist", "C": "lenet-fmnist", "D": "lenetv2-fmnist"}
 """Models A-D of Table A1 (min-max supplement), trained on Fashion-MNIST by ``edgewise train``."""
@@ -67,7 +69,7 @@ def register(commands: Any) -> None:
                         help="ensemble: one perturbation fooling all models; universal: one perturbation per "
                              "group of --group-size images; transform: robust to every transformation")
     add_models(parser, default=["A", "B", "C", "D"], several=True,
-               help="A-D (Table A1) or zoo names; ensemble: the ensemble, otherwise one run per model")
+               help="the models (A-D: Table A1's; ensemble: the ensemble, otherwise one run per model)")
     parser.add_argument("--distance", default="linf", choices=NORMS, help="the threat model's lp norm")
     parser.add_argument("--eps", type=csv(float), default=[0.2],
                         help="comma list of budgets ε (for l0: input values that may change); one comparison each")
@@ -205,29 +207,32 @@ def format_table(title: str, summary: dict[str, Any], domains: Sequence[str], *,
 OUTPUTS = ("results.json", "samples.jsonl", "weights.png")
 
 
-def check_targets(targets: dict[str, nn.Module], inputs: torch.Tensor, labels: torch.Tensor) -> None:
-    """Each model must take ``inputs`` and give logits for ``labels``: one line naming the model, not a
-    traceback from inside the attack."""
+def check_targets(targets: dict[str, nn.Module], dataset: ImageDataset) -> None:
+    """Each model must take the data's inputs and give logits for its classes (``edgewise.data.check_compatible``):
+    one line naming the model, not a traceback from inside the attack."""
     for key, model in targets.items():
         try:
-            with torch.no_grad():
-                check_logits(model(inputs[:1]), labels[:1])
-        except RuntimeError as error:
-            shape = "x".join(map(str, inputs.shape[1:]))
-            raise ValueError(f"--model {key} cannot take the data's {shape} inputs: {error}") from error
+            check_compatible(model, dataset)
+        except ValueError as error:
+            raise ValueError(f"--model {key}: {error}") from error
 
 
 def run(args: argparse.Namespace) -> int:
     check_applicable(args)
     keys = models_of(args)
-    for key in keys:
-        if model_name(key) not in list_models():
-            raise ValueError(f"--model must be one of A-D or {sorted(list_models())}, got {key!r}")
     check_positive("--steps", args.steps)
     check_positive("--batch-size", args.batch_size)
     check_positive("--group-size", args.group_size)
     check_eps(args.eps, strict=True)
-    inputs, labels, indices = load_data(args)
+    for eps in args.eps:  # every hyper-parameter is checked before any batch runs (one error line, no bar)
+        check_minmax_options(norm=args.distance, eps=eps, steps=args.steps or 1, strategy="minmax", loss="cw",
+                             kappa=50.0, step_size=args.step_size, weight_step=args.weight_step, gamma=args.gamma)
+    dataset, indices = load_data(args)
+    device = check_device(args.device)
+    models, identities = load_models([model_name(key) for key in keys], args, device=device)
+    loaded = dict(zip(keys, models, strict=True))
+    check_targets(loaded, dataset)
+    inputs, labels = stack(dataset, indices)
     options: dict[str, Any] = {"step_size": args.step_size, "weight_step": args.weight_step, "gamma": args.gamma}
     if args.kind == "universal":
         if args.group_size > len(inputs):
@@ -240,18 +245,13 @@ def run(args: argparse.Namespace) -> int:
         if unknown or not args.transforms:
             raise ValueError(f"--transforms must be a comma list of {list(TRANSFORM_NAMES)}, got {args.transforms}")
         options.update(transforms=list(args.transforms), random=args.random)
-    device = check_device(args.device)
     inputs, labels = inputs.to(device), labels.to(device)
     out = Path(args.out or f"results/minmax-{args.kind}-{args.distance}")
     arguments = {k: v for k, v in vars(args).items() if k not in ("run", "given", "model_default")}
     arguments["model"] = keys
-    loaded = {key: load_model(model_name(key), device=device) for key in keys}
-    check_targets(loaded, inputs, labels)
     # Batches are kept per model set, ε, strategy and dataset indices (a larger --n or another ε reuses the
     # finished ones); the record holds what every batch depends on.
-    record = {"models": {key: {"spec": model_name(key), "sha256": fingerprint_model(model)}
-                         for key, model in loaded.items()},
-              "data": {"spec": args.data, "root": args.data_root},
+    record = {"models": dict(zip(keys, identities, strict=True)), "data": dataset.identity,
               **{k: arguments[k] for k in ("kind", "distance", "steps", "step_size", "weight_step", "gamma",
                                             "group_size", "transforms", "random", "seed", "batch_size")}}
     provenance = claim_out(out, "minmax", record)
@@ -263,11 +263,12 @@ def run(args: argparse.Namespace) -> int:
     for members in runs:
         targets = {key: loaded[key] for key in members}
         label = ",".join(targets)
+        folder = ",".join(safe_name(key) for key in targets)
         for eps in args.eps:
             summary, results, domains = compare(
                 args.kind, targets, inputs, labels, norm=args.distance, eps=eps, steps=args.steps,
                 batch_size=args.batch_size, options=options, seed=args.seed, indices=indices,
-                resume_dir=out / "batches" / label / f"eps-{eps:g}", progress=not args.no_progress)
+                resume_dir=out / "batches" / folder / f"eps-{eps:g}", progress=not args.no_progress)
             title = f"{args.kind} {args.distance} eps={eps:g} on {label} (n={inputs.shape[0]})"
             print(format_table(title, summary, domains, kind=args.kind) + "\n", flush=True)
             report.setdefault(label, {})[f"{eps:g}"] = {"domains": domains, **summary}

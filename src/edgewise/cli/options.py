@@ -9,17 +9,23 @@ The same concept has the same option everywhere (docs/cli.md): ``--model`` (seve
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from edgewise import __version__
 from edgewise.cli import csv
-from edgewise.data import fashion_mnist, sample
-from edgewise.eval.provenance import check_record
+from edgewise.data import ImageDataset, select
+from edgewise.data import load as load_dataset
+from edgewise.eval.provenance import check_record, fingerprint_model, fingerprint_tensor
+from edgewise.models import identity as model_identity
+from edgewise.models import list_models
+from edgewise.models import load as load_model_spec
 
 
 @dataclass(frozen=True)
@@ -38,8 +44,6 @@ def dest(flag: str) -> str:
 
 
 RULES: tuple[Rule, ...] = (
-    Rule("--data-root", "--data", lambda a: a.data == "fmnist-test", "with --data fmnist-test"),
-    Rule("--n", "--indices", lambda a: a.indices is None, "without --indices (which names the samples itself)"),
     Rule("--group-size", "--kind", lambda a: a.kind == "universal", "with --kind universal"),
     Rule("--transforms", "--kind", lambda a: a.kind == "transform", "with --kind transform"),
     Rule("--random", "--kind", lambda a: a.kind == "transform", "with --kind transform"),
@@ -57,14 +61,38 @@ def check_applicable(args: argparse.Namespace, rules: tuple[Rule, ...] = RULES) 
             raise ValueError(f"{rule.option} has no effect with {rule.depends} {shown}; it applies only {rule.when}")
 
 
+MODEL_SPEC = ("a zoo name (see `edgewise models`), path/file.py:NAME, a TorchScript archive, a torch.export "
+              ".pt2, torchvision:NAME or timm:NAME")
+DATA_SPEC = ("sample (the shipped 1,000 Fashion-MNIST test images), fmnist-test, an ImageFolder directory, an .npz "
+             "with x and y, a folder of CIFAR-10/100 python batches, or a folder of IDX files")
+PER_MODEL = ("weights", "model_args", "num_classes", "mean", "std")
+
+
 def add_models(parser: argparse.ArgumentParser, *, default: list[str], several: bool, help: str) -> None:
-    """``--model``: one model, or (``several``) a comma list that may also be repeated."""
+    """``--model`` (one, or with ``several`` a comma list that may also be repeated) and how to build it:
+    ``--weights``, ``--model-args``, ``--num-classes``, ``--mean``, ``--std`` (with several models: given once
+    for all of them, or once per model in --model's order)."""
+    each = "; with several --model: once for all, or once per model in order" if several else ""
     if several:
         parser.add_argument("--model", type=csv(str), action="extend", default=None,
-                            help=f"{help}; a comma list or repeated (default: {','.join(default)})")
+                            help=f"{help}: {MODEL_SPEC}; a comma list or repeated (default: {','.join(default)})")
         parser.set_defaults(model_default=default)
     else:
-        parser.add_argument("--model", default=default[0], help=help)
+        parser.add_argument("--model", default=default[0], help=f"{help}: {MODEL_SPEC}")
+    parser.add_argument("--weights", action="append", default=None,
+                        help="state dict or checkpoint (torch.save) loaded strictly into --model (not for zoo "
+                             f"names; default: none){each}")
+    parser.add_argument("--model-args", action="append", default=None,
+                        help=f"JSON object of keyword arguments for file.py:NAME, torchvision: or timm: (default: "
+                             f"none){each}")
+    parser.add_argument("--num-classes", type=int, action="append", default=None,
+                        help=f"number of outputs of a file.py:NAME, torchvision: or timm: model (default: the "
+                             f"builder's){each}")
+    parser.add_argument("--mean", type=csv(float), action="append", default=None,
+                        help="per-channel mean of the normalization put in front of --model, comma list as "
+                             f"torchvision's Normalize (attacks still see inputs in [0, 1]; default: none){each}")
+    parser.add_argument("--std", type=csv(float), action="append", default=None,
+                        help=f"per-channel standard deviation of that normalization (default: none){each}")
 
 
 def models_of(args: argparse.Namespace) -> list[str]:
@@ -75,39 +103,103 @@ def models_of(args: argparse.Namespace) -> list[str]:
     return list(chosen)
 
 
-def add_data(parser: argparse.ArgumentParser, *, n: int | None = 1000) -> None:
-    """``--data``, ``--data-root``, and the sample choice ``--n`` / ``--offset`` / ``--indices``."""
-    parser.add_argument("--data", default="sample", choices=("sample", "fmnist-test"),
-                        help="the shipped 1,000-image Fashion-MNIST sample, or the full Fashion-MNIST test set")
-    parser.add_argument("--data-root", default=None,
-                        help="folder with the Fashion-MNIST IDX files (default: Debian's dataset-fashion-mnist)")
-    parser.add_argument("--n", "--samples", dest="n", type=int, default=n,
-                        help="number of samples, from --offset on; under torchrun write "
-                             "--samples (torchrun reads --n as an abbreviation of its own options)")
-    parser.add_argument("--offset", type=int, default=0, help="index of the first sample")
+def model_options(args: argparse.Namespace, count: int) -> list[dict[str, Any]]:
+    """The keyword arguments of ``edgewise.models.load`` for each of ``count`` models: an option given once applies
+    to all, given ``count`` times one per model, otherwise it is an error."""
+    per_model: list[dict[str, Any]] = [{} for _ in range(count)]
+    for name in PER_MODEL:
+        values = getattr(args, name)
+        if values is None:
+            values = [None] * count
+        elif len(values) == 1:
+            values = values * count
+        elif len(values) != count:
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"{flag} is given {len(values)} times for {count} --model(s): give it once (for all) "
+                             "or once per model")
+        for options, value in zip(per_model, values, strict=True):
+            options[name] = value
+    return per_model
+
+
+def load_models(specs: list[str], args: argparse.Namespace, *,
+                device: torch.device) -> tuple[list[nn.Module], list[dict[str, Any]]]:
+    """Load each model spec with its options (``model_options``); returns the models (eval mode, on ``device``)
+    and their identities (``edgewise.models.identity`` plus the sha256 of the loaded state dict)."""
+    models, identities = [], []
+    for spec, options in zip(specs, model_options(args, len(specs)), strict=True):
+        model = load_model_spec(spec, device=device, **options)
+        models.append(model)
+        identities.append({**model_identity(spec, **options), "sha256": fingerprint_model(model)})
+    return models, identities
+
+
+def safe_name(spec: str) -> str:
+    """A model or data spec as one folder name: its file name (a spec may be a path), other characters as _."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(spec).name or spec)
+
+
+def add_data(parser: argparse.ArgumentParser) -> None:
+    """``--data`` with ``--split``, ``--resize``, ``--center-crop``, and the samples ``--n`` / ``--offset`` /
+    ``--indices``."""
+    parser.add_argument("--data", default="sample", help=f"the data: {DATA_SPEC}")
+    parser.add_argument("--split", default=None, choices=("train", "test"),
+                        help="the split of a CIFAR or IDX folder (default: test)")
+    parser.add_argument("--resize", type=csv(int), default=None,
+                        help="resize each image: the shorter side, or HEIGHT,WIDTH (default: none)")
+    parser.add_argument("--center-crop", type=csv(int), default=None,
+                        help="center-crop each image (after --resize): SIZE or HEIGHT,WIDTH (default: none)")
+    parser.add_argument("--n", "--samples", dest="n", type=int, default=None,
+                        help="number of samples, from --offset on in the data's order (default: all); under "
+                             "torchrun write --samples (torchrun reads --n as an abbreviation of its own options)")
+    parser.add_argument("--offset", type=int, default=0, help="dataset index of the first sample")
     parser.add_argument("--indices", type=csv(int), default=None,
-                        help="comma list of dataset indices to evaluate, in this order (instead of --n/--offset)")
+                        help="comma list of dataset indices to evaluate, in this order, instead of --n/--offset "
+                             "(default: none)")
 
 
-def select(count: int, *, n: int | None, offset: int, indices: list[int] | None) -> torch.Tensor:
-    """Dataset indices: ``indices`` in their order, or ``n`` samples from ``offset`` on (all of the rest: None)."""
-    if indices is not None:
-        if not indices or any(not 0 <= i < count for i in indices) or len(set(indices)) != len(indices):
-            raise ValueError(f"--indices must be distinct indices in [0, {count - 1}], got {indices}")
-        return torch.tensor(indices, dtype=torch.long)
-    if not 0 <= offset < count:
-        raise ValueError(f"--offset must be in [0, {count - 1}], got {offset}")
-    n = count - offset if n is None else n
-    if not 1 <= n <= count - offset:
-        raise ValueError(f"--n must be in [1, {count - offset}] for --offset {offset} of {count} samples, got {n}")
-    return torch.arange(offset, offset + n)
+def _size(values: list[int] | None) -> int | tuple[int, int] | None:
+    if values is None:
+        return None
+    return values[0] if len(values) == 1 else (values[0], values[1]) if len(values) == 2 else tuple(values)  # type: ignore[return-value]
 
 
-def load_data(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The chosen samples of ``--data``: (inputs, labels, dataset indices)."""
-    inputs, labels = sample() if args.data == "sample" else fashion_mnist("test", args.data_root)
-    chosen = select(len(inputs), n=args.n, offset=args.offset, indices=args.indices)
-    return inputs[chosen], labels[chosen], chosen
+def load_data(args: argparse.Namespace) -> tuple[ImageDataset, torch.Tensor]:
+    """The dataset of ``--data`` (with --split, --resize, --center-crop) and the dataset indices chosen by
+    ``--n`` / ``--offset`` / ``--indices``."""
+    dataset = load_dataset(args.data, split=args.split, resize=_size(args.resize),
+                           center_crop=_size(args.center_crop))
+    return dataset, select(dataset, n=args.n, offset=args.offset, indices=args.indices)
+
+
+class RepeatedChannels(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
+    """A gray dataset seen with ``channels`` channels (each image repeated), for zoo models trained on gray images
+    repeated to 3 channels (``smallcnn-rgb-fmnist``): the attack then perturbs each channel."""
+
+    def __init__(self, dataset: ImageDataset, channels: int) -> None:
+        self.dataset, self.channels = dataset, channels
+        self.spec, self.classes, self.num_classes = dataset.spec, dataset.classes, dataset.num_classes
+        self.shape = (channels, *dataset.shape[1:])
+        self.identity = {**dataset.identity, "shape": list(self.shape), "repeated_channels": channels}
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image, label = self.dataset[index]
+        return image.expand(self.channels, -1, -1), label
+
+
+def for_model(dataset: ImageDataset, spec: str) -> Any:
+    """``dataset`` as the model ``spec`` takes it: gray images repeated to a zoo model's input channels."""
+    meta = list_models().get(spec)
+    channels = int(meta["in_channels"]) if meta is not None else dataset.shape[0]
+    return RepeatedChannels(dataset, channels) if dataset.shape[0] == 1 < channels else dataset
+
+
+def data_identity(dataset: Any, indices: torch.Tensor) -> dict[str, Any]:
+    """What was evaluated: the dataset's identity (spec, split, sizes, sha256 of its files) and the samples."""
+    return {**dataset.identity, "n": len(indices), "indices_sha256": fingerprint_tensor(indices)}
 
 
 def add_run(parser: argparse.ArgumentParser, *, out: str, batch_size: int = 256) -> None:

@@ -9,12 +9,15 @@ import shlex
 import sys
 from typing import Any
 
+import torch
+
 from edgewise.cli import csv
+from edgewise.cli.options import safe_name
+from edgewise.data import fashion_mnist, stack
+from edgewise.data import load as load_dataset
 from edgewise.eval.distributed import start, stop
 from edgewise.models import ARCHITECTURES, list_models
 from edgewise.training import RECIPES, TrainConfig, train
-
-DATASETS = ("fmnist",)
 
 
 def register(commands: Any) -> None:
@@ -28,10 +31,9 @@ def register(commands: Any) -> None:
     parser.add_argument("--model", default=None,
                         help="zoo model whose weights start the run (fine-tuning; default: none, a fresh "
                              "initialization)")
-    parser.add_argument("--data", default="fmnist", choices=DATASETS,
-                        help="training data (its test split measures the accuracy)")
-    parser.add_argument("--data-root", default=None,
-                        help="folder with the Fashion-MNIST IDX files (default: Debian's dataset-fashion-mnist)")
+    parser.add_argument("--data", default="fmnist",
+                        help="fmnist (Debian's dataset-fashion-mnist) or a folder of IDX files with the train and "
+                             "test splits of 1x28x28 images in 10 classes; the test split measures the accuracy")
     parser.add_argument("--recipe", default="standard", choices=sorted(RECIPES), help="training recipe")
     parser.add_argument("--recipe-options", default="{}", help="JSON object of recipe keyword arguments")
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help="training epochs")
@@ -57,9 +59,22 @@ def register(commands: Any) -> None:
     parser.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from edgewise.data import fashion_mnist
+def training_data(spec: str) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """The train and test splits of ``--data`` as tensors: Fashion-MNIST, or IDX files of its format (the zoo's
+    architectures and the training loop take 1x28x28 images in 10 classes)."""
+    if spec == "fmnist":
+        return fashion_mnist("train"), fashion_mnist("test")
+    splits = []
+    for split in ("train", "test"):
+        dataset = load_dataset(spec, split=split)
+        if dataset.shape != (1, 28, 28) or dataset.num_classes != 10:
+            raise ValueError(f"--data {spec!r} ({split}) has {dataset.num_classes} classes of "
+                             f"{'x'.join(map(str, dataset.shape))} images; train takes 1x28x28 images in 10 classes")
+        splits.append(stack(dataset, range(len(dataset))))
+    return splits[0], splits[1]
 
+
+def run(args: argparse.Namespace) -> int:
     try:
         options = json.loads(args.recipe_options)
     except json.JSONDecodeError as error:
@@ -83,11 +98,12 @@ def run(args: argparse.Namespace) -> int:
         config.validate()
     except ValueError as error:
         raise ValueError(str(error).replace("init must be", "--model must be", 1)) from error
-    name = args.name or f"{architecture}-{args.recipe}-{args.data}"
+    name = args.name or f"{architecture}-{args.recipe}-{safe_name(args.data)}"
     out = args.out or os.path.join("runs", name)
+    train_set, test_set = training_data(args.data)
     process = start(args.device)
     try:
-        train(config, fashion_mnist("train", args.data_root), fashion_mnist("test", args.data_root), out=out,
+        train(config, train_set, test_set, out=out,
               name=name, command=shlex.join(["edgewise", *sys.argv[1:]]), resume=not args.no_resume,
               device=process.device, progress=process.rank == 0 and not args.no_progress)
     finally:
