@@ -36,7 +36,7 @@ def test_universal_and_transform_runs(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("argv,match", [
     (["minmax", "--kind", "pairs"], "invalid choice"),
-    (["minmax", "--model", "Z"], "model must be one of"),
+    (["minmax", "--model", "Z"], "--model 'Z' is neither a zoo model"),
     (["minmax", "--distance", "l2", "--eps", "-1", "--n", "2", "--steps", "1"],
      "--eps must be a comma list of numbers > 0"),
 ])

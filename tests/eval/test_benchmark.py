@@ -175,7 +175,7 @@ def test_cli_bad_names_are_one_line_exit_2(capsys) -> None:
     assert main(["benchmark", "--model", "nosuch-fmnist", "--attack", "ddn"]) == 2
     assert main(["benchmark", "--attack", "nosuch-l2"]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
-    assert len(errors) == 2 and "'nosuch-fmnist'] not in the zoo" in errors[0]
+    assert len(errors) == 2 and "--model 'nosuch-fmnist' is neither a zoo model" in errors[0]
     assert "attack 'nosuch-l2' is not in the registry" in errors[1]
 
 
