@@ -8,22 +8,26 @@ STAMP := $(VENV)/.installed
 
 # The libraries compared against are installed too, so their adapter tests run (EDGEWISE_REQUIRE_BASELINES):
 # foolbox and torchattacks from PyPI; adv-lib 0.2.8 (the ALMA/DDN authors' library) needs visdom built with an
-# older setuptools and no build isolation, and is installed without its pins.
+# older setuptools and no build isolation, and is installed without its pins. attackbenchlib 2.0.2 (AttackBench's
+# metrics and original attacks) is installed without its pins too; it imports wandb at import time (never logged
+# in: WANDB_MODE=disabled) and its attack registry imports ART and CleverHans.
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e '.[test]' foolbox==3.3.4 torchattacks==3.5.1
+	$(PY) -m pip install -q -e '.[test,timm,exact]' foolbox==3.3.4 torchattacks==3.5.1
 	$(PY) -m pip install -q 'setuptools<80' wheel
 	$(PY) -m pip install -q --no-build-isolation visdom
 	$(PY) -m pip install -q --no-deps adv-lib==0.2.8
+	$(PY) -m pip install -q --no-deps attackbenchlib==2.0.2
+	$(PY) -m pip install -q wandb adversarial-robustness-toolbox==1.20.1 cleverhans==4.0.0
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/edgewise attack --model smallcnn-fmnist --attack ddn --steps 100 --n 1000 --out results/demo
 
 test: $(STAMP)
-	EDGEWISE_REQUIRE_BASELINES=1 $(PY) -m pytest -q
+	EDGEWISE_REQUIRE_BASELINES=1 WANDB_MODE=disabled $(PY) -m pytest -q
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy
 
