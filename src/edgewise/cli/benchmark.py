@@ -3,8 +3,14 @@
     edgewise benchmark --model smallcnn-fmnist --attack alma-l2,ddn,fmn-l2,adv-lib:ddn --distance l2 \\
         --steps 100,1000 --n 1000 --out report/
 
-Writes ``report.md``, ``report.json`` and ``robust_accuracy-MODEL.png`` under --out; finished cells (and
-batches) are kept under ``--out/cells`` and reused when the same command runs again.
+    edgewise benchmark --model smallcnn-fmnist --attack ddn,fmn-l2,apgd_minimal-l2 --budget 1000 --n 500
+
+With ``--budget Q`` every attack runs under AttackBench's protocol: Q forward + backward passes per sample, its
+distance per sample the best successful point it queried; ``--steps`` defaults to Q / 2 (one forward and one
+backward per step).
+
+Writes ``report.md``, ``report.json`` and ``robust_accuracy-MODEL.png`` under --out; finished cells (and batches)
+are kept under ``--out/cells`` and reused when the same command runs again.
 """
 
 from __future__ import annotations
@@ -51,7 +57,12 @@ def register(commands: Any) -> None:
     parser.add_argument("--baselines", action="store_true",
                         help="also run every installed baseline that minimizes --distance")
     parser.add_argument("--distance", default="l2", choices=DISTANCES, help="what every attack minimizes")
-    parser.add_argument("--steps", type=csv(int), default=[100], help="comma list of budgets, e.g. 100,1000")
+    parser.add_argument("--steps", type=csv(int), default=None,
+                        help="comma list of iterations per attack, e.g. 100,1000 (default: 100, or --budget / 2 "
+                             "with --budget)")
+    parser.add_argument("--budget", type=int, default=None,
+                        help="forward + backward passes per sample every attack may spend (AttackBench's protocol; "
+                             "default: none)")
     add_data(parser)
     add_run(parser, out="report")
     parser.set_defaults(run=run, attack_default=["ddn", "fmn-l2"])
@@ -75,6 +86,10 @@ def attack_specs(names: list[str], *, distance: str, baselines: bool) -> list[At
 def run(args: argparse.Namespace) -> int:
     check_applicable(args)
     specs = models_of(args)
+    if args.budget is not None and args.budget < 2:
+        raise ValueError(f"--budget must be >= 2 (forward + backward passes per sample), got {args.budget}")
+    if args.steps is None:
+        args.steps = [100] if args.budget is None else [args.budget // 2]
     if not args.steps:
         raise ValueError("--steps must name at least one budget")
     if any(s < 1 for s in args.steps):
@@ -102,11 +117,11 @@ def run(args: argparse.Namespace) -> int:
     # Cells are kept per model, attack and budget: adding one of them reuses the others; the record holds what
     # every cell depends on.
     record = {"models": dict(zip(names, identities, strict=True)), "data": data_identity(dataset, indices),
-              "distance": args.distance, "seed": args.seed, "batch_size": args.batch_size}
+              "distance": args.distance, "budget": args.budget, "seed": args.seed, "batch_size": args.batch_size}
     provenance = claim_out(out, "benchmark", record)
     remove_outputs(out, ("report.md", "report.json"), ("robust_accuracy-*.png",))
     started = time.perf_counter()
-    report = benchmark(models, data, attacks, args.steps, distance=args.distance, out=out,
+    report = benchmark(models, data, attacks, args.steps, distance=args.distance, out=out, budget=args.budget,
                        batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress,
                        log=lambda line: print(line, flush=True))
     env = environment(str(device), args.seed)
