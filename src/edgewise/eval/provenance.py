@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 _DEPTH = 4
-"""How deep :func:`describe_attack` follows bound values and closures (an attack built by a builder that wraps
-another closure is two levels; deeper levels are described by type only, so cycles cannot recurse)."""
+"""How deep :func:`describe_attack` follows bound values (deeper ones are described by type only, so a
+container holding itself cannot recurse)."""
 
 
 def _tensor_bytes(tensor: torch.Tensor) -> bytes:
@@ -82,16 +82,6 @@ def _function(function: Callable[..., Any], depth: int) -> dict[str, Any]:
     defaults = {p.name: _describe(p.default, depth + 1) for p in parameters if p.default is not p.empty}
     if defaults:
         description["defaults"] = defaults
-    closure = getattr(function, "__closure__", None)
-    code = getattr(function, "__code__", None)
-    if closure and code is not None:
-        cells = {}
-        for variable, cell in zip(code.co_freevars, closure, strict=True):
-            try:
-                cells[variable] = _describe(cell.cell_contents, depth + 1)
-            except ValueError:  # an empty cell (a name bound later in the enclosing function)
-                cells[variable] = None
-        description["closure"] = cells
     return description
 
 
@@ -131,25 +121,40 @@ def describe_attack(attack: Callable[..., Any]) -> dict[str, Any]:
     """A JSON-able identity of an attack: module + qualname of the function with its keyword defaults, and for a
     :func:`functools.partial` every bound argument (callables by qualname, tensors and modules by digest).
 
+    What a closure captured and a callable object's attributes are not described (they are often state that
+    changes from call to call, such as a counter): bind options with ``functools.partial`` to have them checked.
+
     Two attacks with equal descriptions compute the same thing unless their code changed; any bound option that
     differs (``steps``, ``distance``, a tensor's values) makes the descriptions differ.
     """
     if not callable(attack):
         raise TypeError(f"attack must be callable, got {type(attack).__name__}")
     described = _describe(attack, 0)
-    if isinstance(described, dict) and ("func" in described or "partial" in described):
-        return described
-    return {"callable": described, "call": _function(type(attack).__call__, 0)}
+    return described if isinstance(described, dict) else {"callable": described}
 
 
 def _first_difference(old: Any, new: Any, key: str) -> tuple[str, Any, Any] | None:
     if isinstance(old, dict) and isinstance(new, dict):
         for name in [*new, *(k for k in old if k not in new)]:
-            found = _first_difference(old.get(name), new.get(name), f"{key}.{name}")
+            found = _first_difference(old.get(name), new.get(name), f"{key}.{name}" if key else str(name))
             if found is not None:
                 return found
         return None
     return None if old == new else (key, old, new)
+
+
+def differing(found: Any, expected: Mapping[str, Any], *, ignore: Iterable[str] = ()) -> str | None:
+    """None when record ``found`` equals ``expected`` on every key not in ``ignore`` (nested keys leaf by leaf);
+    else ``"KEY=OLD, this run has KEY=NEW"`` for the first differing key (dotted when nested)."""
+    skipped = set(ignore)
+    wanted = {k: v for k, v in json.loads(json.dumps(dict(expected))).items() if k not in skipped}
+    if not isinstance(found, dict):
+        return f"record={found!r}, this run has record={wanted!r}"
+    difference = _first_difference({k: v for k, v in found.items() if k not in skipped}, wanted, "")
+    if difference is None:
+        return None
+    key, old, new = difference
+    return f"{key}={old!r}, this run has {key}={new!r}"
 
 
 def write_json_atomic(path: Path, record: Mapping[str, Any]) -> None:
@@ -169,21 +174,15 @@ def check_record(path: Path, expected: Mapping[str, Any], *, ignore: Iterable[st
     ``label`` names the folder in that message (default: ``path``'s folder).
     """
     path = Path(path)
-    wanted = json.loads(json.dumps(dict(expected)))
-    skipped = set(ignore)
     if path.is_file():
         try:
             found = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as error:
             raise ValueError(f"{label or path.parent} holds an unreadable record {path} ({error}); delete it or "
                              "use another folder") from error
-        kept_old = {k: v for k, v in found.items() if k not in skipped} if isinstance(found, dict) else found
-        kept_new = {k: v for k, v in wanted.items() if k not in skipped}
-        difference = _first_difference(kept_old, kept_new, "") if isinstance(kept_old, dict) else (
-            "", kept_old, kept_new)
+        difference = differing(found, expected, ignore=ignore)
         if difference is not None:
-            key, old, new = difference
-            raise ValueError(f"{label or path.parent} was written by a run with {key.lstrip('.')}={old!r}, this run "
-                             f"has {key.lstrip('.')}={new!r}: use another folder or delete it")
+            raise ValueError(f"{label or path.parent} was written by a run with {difference}: use another folder "
+                             "or delete it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, wanted)
+    write_json_atomic(path, json.loads(json.dumps(dict(expected))))
