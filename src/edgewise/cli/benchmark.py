@@ -16,8 +16,10 @@ are kept under ``--out/cells`` and reused when the same command runs again.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from edgewise.cli import csv
@@ -51,6 +53,10 @@ def register(commands: Any) -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="report")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--exact", action="store_true",
+                        help="also certify the minimal distances (edgewise.exact, small ReLU networks) inside the "
+                             "attacks' best radius and report each attack's ratio to them (exact-MODEL.json, .png)")
+    parser.add_argument("--exact-time-limit", type=float, default=60.0, help="solver seconds per sample")
     parser.set_defaults(run=run)
 
 
@@ -100,5 +106,30 @@ def run(args: argparse.Namespace) -> int:
     env = environment(args.device, args.seed)
     env["total_seconds"] = time.perf_counter() - started
     written = write_report(report, args.out, arguments=arguments, env=env)
+    if args.exact:
+        written += exact_reports(report, models, data, args)
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
+
+
+def exact_reports(report: dict[str, Any], models: dict[str, Any], data: dict[str, Any],
+                  args: argparse.Namespace) -> list[Path]:
+    """--exact: per model, the certified distances and every (attack, steps) cell's ratio to them."""
+    from edgewise.cli.exact import print_summary
+    from edgewise.eval.report import write_text_atomic
+    from edgewise.exact.run import certify_against
+
+    written = []
+    for name, model in models.items():
+        curves = {label: d for label, d in report["models"][name]["curves"].items() if label != "best of all"}
+        folder = Path(args.out) / "exact" / name
+        inputs, labels = data[name]
+        _, summary = certify_against(model, inputs, labels, curves, norm=args.distance,
+                                     time_limit=args.exact_time_limit, folder=folder, progress=not args.no_progress,
+                                     title=f"{name} {args.distance}")
+        path = Path(args.out) / f"exact-{name}.json"
+        write_text_atomic(path, json.dumps(summary, indent=1).replace("Infinity", "null") + "\n")
+        print(name, end=": ")
+        print_summary(summary)
+        written += [path, folder / "attack_vs_exact.png"]
+    return written
