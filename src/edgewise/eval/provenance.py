@@ -28,14 +28,11 @@ _DEPTH = 4
 container holding itself cannot recurse)."""
 
 
-def _tensor_bytes(tensor: torch.Tensor) -> bytes:
-    flat = tensor.detach().to("cpu").contiguous().reshape(-1)
-    return flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
-
-
 def _update(digest: Any, tensor: torch.Tensor) -> None:
     digest.update(f"{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-    digest.update(_tensor_bytes(tensor))
+    flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+    if flat.numel():
+        digest.update(flat.view(torch.uint8).numpy())  # the buffer itself: no copy of a batch per digest
 
 
 def fingerprint_tensor(tensor: torch.Tensor) -> str:
