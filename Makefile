@@ -19,12 +19,16 @@ $(DEMO_STAMP): pyproject.toml Makefile
 
 # The test extras, and the libraries compared against, so that their adapter tests run (EDGEWISE_REQUIRE_BASELINES):
 # foolbox and torchattacks from PyPI; adv-lib 0.2.8 (the ALMA/DDN authors' library) needs visdom built with an
-# older setuptools and no build isolation, and is installed without its pins.
+# older setuptools and no build isolation, and is installed without its pins. attackbenchlib 2.0.2 (AttackBench's
+# metrics and original attacks) is installed without its pins too; it imports wandb at import time (never logged
+# in: WANDB_MODE=disabled) and its attack registry imports ART and CleverHans.
 $(STAMP): $(DEMO_STAMP)
-	$(PY) -m pip install -q -e '.[test]' foolbox==3.3.4 torchattacks==3.5.1
+	$(PY) -m pip install -q -e '.[test,timm,exact]' foolbox==3.3.4 torchattacks==3.5.1
 	$(PY) -m pip install -q 'setuptools<80' wheel
 	$(PY) -m pip install -q --no-build-isolation visdom
 	$(PY) -m pip install -q --no-deps adv-lib==0.2.8
+	$(PY) -m pip install -q --no-deps attackbenchlib==2.0.2
+	$(PY) -m pip install -q wandb adversarial-robustness-toolbox==1.20.1 cleverhans==4.0.0
 	touch $(STAMP)
 
 $(DOCS_STAMP): $(DEMO_STAMP)
@@ -35,7 +39,7 @@ demo: $(DEMO_STAMP)
 	$(VENV)/bin/edgewise attack --model smallcnn-fmnist --attack ddn --steps 100 --n 1000 --out results/demo
 
 test: $(STAMP)
-	EDGEWISE_REQUIRE_BASELINES=1 $(PY) -m pytest -q
+	EDGEWISE_REQUIRE_BASELINES=1 WANDB_MODE=disabled $(PY) -m pytest -q
 	$(VENV)/bin/ruff check src tests benchmarks scripts
 	$(VENV)/bin/mypy
 

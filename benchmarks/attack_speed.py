@@ -1,7 +1,7 @@
 """Attack time over the floor of an N-step gradient attack: N × (forward + backward) of the model, same run.
 
     python benchmarks/attack_speed.py [--batch-size 256] [--steps 100] [--repeats 5] [--attacks ddn,alma-l2,fmn-l2]
-                                       [--name attack_speed]
+                                       [--name attack_speed] [--model SPEC --weights W --mean M --std S --data SPEC]
 
 ``--attacks`` also takes other libraries' attacks by their benchmark name (``adv-lib:ddn``, ``adv-lib:alma-l2``),
 measured the same way, for a per-step comparison in one run.
@@ -27,10 +27,11 @@ from pathlib import Path
 
 import torch
 
-from edgewise.data import sample
+from edgewise import data, models
+from edgewise.cli import csv
 from edgewise.eval.baselines import MissingLibraryError, load_baseline
 from edgewise.eval.benchmark import edgewise_attack
-from edgewise.models import CountingModel, load_model
+from edgewise.models import CountingModel
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -57,10 +58,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--attacks", default="ddn,alma-l2")
     parser.add_argument("--name", default="attack_speed", help="results file name")
+    parser.add_argument("--model", default="smallcnn-fmnist", help="model spec (docs/own-model.md)")
+    parser.add_argument("--weights", default=None, help="state dict or checkpoint of --model")
+    parser.add_argument("--model-args", default=None, help="JSON object of --model's keyword arguments")
+    parser.add_argument("--num-classes", type=int, default=None)
+    parser.add_argument("--mean", type=csv(float), default=None, help="per-channel mean put inside the model")
+    parser.add_argument("--std", type=csv(float), default=None, help="per-channel std put inside the model")
+    parser.add_argument("--data", default="sample", help="data spec (docs/own-model.md); the first --batch-size")
     args = parser.parse_args()
-    model = load_model("smallcnn-fmnist")
-    inputs, labels = sample()
-    inputs, labels = inputs[: args.batch_size], labels[: args.batch_size]
+    model = models.load(args.model, weights=args.weights, model_args=args.model_args,
+                        num_classes=args.num_classes, mean=args.mean, std=args.std)
+    dataset = data.load(args.data)
+    data.check_compatible(model, dataset)
+    inputs, labels = data.stack(dataset, data.select(dataset, n=min(args.batch_size, len(dataset))))
     attacks: dict[str, Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], object]] = {}
     for name in args.attacks.split(","):
         if ":" in name:  # another library's attack, through edgewise's adapter (edgewise.eval.baselines)
@@ -87,7 +97,11 @@ def main() -> None:
         wall = [a[0] / f[0] for a, f in zip(times[name], floors, strict=True)]
         cpu = [a[1] / f[1] for a, f in zip(times[name], floors, strict=True)]
         relative = [a[1] / b[1] for a, b in zip(times[name], times[first], strict=True)]
-        rows.append({"attack": name, "batch_size": args.batch_size, "steps": args.steps,
+        rows.append({"attack": name, "model": models.identity(args.model, weights=args.weights,
+                                                              model_args=args.model_args,
+                                                              num_classes=args.num_classes, mean=args.mean,
+                                                              std=args.std),
+                     "data": args.data, "batch_size": len(inputs), "steps": args.steps,
                      "floor_seconds": statistics.median(f[0] for f in floors),
                      "attack_seconds": statistics.median(a[0] for a in times[name]),
                      "ratio_wall": statistics.median(wall), "ratio_cpu": statistics.median(cpu),

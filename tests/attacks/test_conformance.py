@@ -13,6 +13,7 @@ from edgewise.eval import AttackResult, run_attack
 from edgewise.models import CountingModel, load_model
 
 STEPS = 8
+ROUNDS = 2  # binary_search_steps of the attacks that search (C&W over c, the minimal forms over ε)
 
 
 @pytest.fixture(scope="module")
@@ -26,6 +27,8 @@ def call(name: str, model, inputs, labels, **extra):
     function = ATTACKS[name]
     parameters = inspect.signature(function).parameters
     kwargs = {"steps": STEPS} if "steps" in parameters else {}
+    if "binary_search_steps" in parameters:
+        kwargs["binary_search_steps"] = ROUNDS
     if "eps" in parameters and parameters["eps"].default is inspect.Parameter.empty:
         kwargs["eps"] = 0.3
     return function(model, inputs, labels, **kwargs, **extra)
@@ -71,9 +74,11 @@ def test_unknown_keyword_is_a_type_error(name: str, setting) -> None:
         call(name, model, inputs, labels, no_such_option=1)
 
 
-@pytest.mark.parametrize(("name", "rounds"), [("alma", 1), ("ddn", 1), ("fmn", 1), ("cw", 9)])
+@pytest.mark.parametrize(("name", "rounds"), [("alma", 1), ("apgd", 1), ("ddn", 1), ("fmn", 1), ("pgd", 1),
+                                             ("cw", ROUNDS), ("apgd_minimal", ROUNDS), ("pgd_minimal", ROUNDS)])
 def test_budget_is_steps_forwards_and_backwards(name: str, rounds: int, setting) -> None:
-    """The declared budget: ``steps`` per sample, times the 9 rounds of C&W's binary search over c."""
+    """The declared budget: ``steps`` per sample, times the rounds of a search (C&W's over c, the minimal
+    forms' over ε)."""
     model, inputs, labels = setting
     counting = CountingModel(model)
     call(name, counting, inputs, labels)

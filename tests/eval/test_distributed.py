@@ -1,3 +1,4 @@
+import functools
 import json
 import os
 import shutil
@@ -8,9 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from edgewise.attacks import ddn
 from edgewise.cli import main
-from edgewise.eval import AttackResult
+from edgewise.eval import AttackResult, run_attack
 from edgewise.eval.distributed import Process, merge, shard_positions
+
+from ..conftest import make_linear_oracle  # type: ignore[import-not-found]
 
 CPU = torch.device("cpu")
 
@@ -50,6 +54,122 @@ def test_merge_orders_by_index_and_checks_coverage() -> None:
         merge([_result([2, 3, 1]), _result([0, 1, 4])], count=5)
     with pytest.raises(ValueError, match=r"missing \[0\], duplicated \[\], out of range \[-1, 5\]"):
         merge([_result([2, 3, -1]), _result([5, 1, 4])], count=5)
+
+
+def test_merge_follows_the_runs_dataset_indices() -> None:
+    merged = merge([_result([40, 7]), _result([13, 2, 99])], indices=torch.tensor([99, 2, 40, 13, 7]))
+    assert merged.indices.tolist() == [99, 2, 40, 13, 7]
+    assert merged.distances["l2"].tolist() == [99.0, 2.0, 40.0, 13.0, 7.0]
+    assert merged.adversarial.flatten().tolist() == [2.0, 1.0, 0.0, 0.0, 1.0]
+    with pytest.raises(ValueError, match=r"cover the 3 dataset indices exactly once, got missing \[40\], duplicated "
+                                         r"\[\], out of range \[13\]"):
+        merge([_result([13, 2, 99])], indices=torch.tensor([99, 2, 40]))
+    with pytest.raises(TypeError, match="exactly one of count"):
+        merge([_result([0])], count=1, indices=torch.tensor([0]))
+
+
+class Images:
+    def __init__(self, inputs: torch.Tensor, labels: torch.Tensor) -> None:
+        self.inputs, self.labels = inputs, labels
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.inputs[index].clone(), int(self.labels[index])
+
+
+class Spy:
+    """ddn (no quantization), logging the batches it is given."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def __call__(self, model, inputs, labels):
+        self.seen.append((inputs.clone(), labels.clone()))
+        return ddn(model, inputs, labels, steps=8, levels=None)
+
+
+def test_ranks_sharing_a_folder_and_restarts_keep_sample_identity(tmp_path: Path) -> None:
+    o = make_linear_oracle(batch=12, seed=3)
+    dataset = Images(o.inputs, o.labels)
+    picked = torch.tensor([11, 3, 5, 0, 9, 7, 2, 10, 4])  # 5 batches of 2: not 0..n-1, not sorted
+    batch_size, folder = 2, tmp_path / "batches"
+    # What each sample must get, computed without run_attack: its global batch (members picked[2k:2k+2])
+    # attacked as a whole, the result re-verified by hand.
+    expected_l2 = torch.empty(len(picked))
+    expected_adversarial = torch.empty(len(picked), *o.inputs.shape[1:])
+    for start in range(0, len(picked), batch_size):
+        members = picked[start:start + batch_size]
+        x, y = o.inputs[members], o.labels[members]
+        adversarial = ddn(o.model, x, y, steps=8, levels=None)
+        broken = o.model(adversarial).argmax(1) != y
+        expected_l2[start:start + batch_size] = torch.where(broken, (adversarial - x).flatten(1).norm(dim=1),
+                                                            torch.tensor(float("inf")))
+        expected_adversarial[start:start + batch_size] = torch.where(broken.view(-1, 1, 1, 1), adversarial, x)
+
+    def shard(rank: int, world: int, spy: Spy) -> AttackResult:
+        positions = shard_positions(len(picked), batch_size, Process(rank, world, CPU))
+        return run_attack(o.model, dataset, None, spy, indices=picked[positions], batch_size=batch_size,
+                          resume_dir=folder, progress=False, checks=False, keep_adversarial=True)
+
+    def check(result: AttackResult) -> None:
+        assert result.indices.tolist() == picked.tolist()
+        assert torch.equal(result.labels, o.labels[picked])
+        torch.testing.assert_close(result.distances["l2"], expected_l2, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(result.adversarial, expected_adversarial, rtol=0, atol=1e-6)
+
+    spies = [Spy(), Spy()]
+    merged = merge([shard(rank, 2, spies[rank]) for rank in (1, 0)], indices=picked)
+    check(merged)
+    # Each rank was given exactly the images and labels of its own whole batches.
+    for rank, spy in enumerate(spies):
+        batches = picked.split(batch_size)[rank::2]
+        assert len(spy.seen) == len(batches)
+        for (x, y), members in zip(spy.seen, batches, strict=True):
+            assert torch.equal(x, o.inputs[members]) and torch.equal(y, o.labels[members])
+    assert sorted(p.name for p in folder.glob("*.pt")) == sorted(
+        f"batch-{int(members[0]):08d}-2.pt" for members in picked.split(batch_size))
+    # A restart as one process on the folder both ranks wrote: nothing is recomputed, every sample the same.
+    again = Spy()
+    check(shard(0, 1, again))
+    assert again.seen == []
+    # Rank 1 interrupted (its last batch, samples 2 and 10, lost), restarted with three processes: only that
+    # batch is computed, by the rank it now falls to (global batch 3: rank 0 of 3).
+    (folder / "batch-00000002-2.pt").unlink()
+    restarted = [Spy(), Spy(), Spy()]
+    check(merge([shard(rank, 3, restarted[rank]) for rank in range(3)], indices=picked))
+    assert [len(spy.seen) for spy in restarted] == [1, 0, 0]
+    assert torch.equal(restarted[0].seen[0][0], o.inputs[torch.tensor([2, 10])])
+
+
+def test_a_larger_sharded_run_computes_only_what_is_missing(tmp_path: Path) -> None:
+    o = make_linear_oracle(batch=12, seed=4)
+    dataset = Images(o.inputs, o.labels)
+    attack = functools.partial(ddn, steps=5, levels=None)
+    calls: list[torch.Tensor] = []
+
+    def spy(model, inputs, labels):
+        calls.append(inputs)
+        return attack(model, inputs, labels)
+
+    def sharded(n: int) -> AttackResult:
+        parts = []
+        for rank in range(2):
+            positions = shard_positions(n, 4, Process(rank, 2, CPU))
+            parts.append(run_attack(o.model, dataset, None, spy, indices=positions, batch_size=4,
+                                    resume_dir=tmp_path, progress=False, checks=False))
+        return merge(parts, count=n)
+
+    sharded(6)
+    assert [len(c) for c in calls] == [4, 2]
+    larger = sharded(12)
+    # Rank 0: batch 0.. reused, batch 8.. new; rank 1: batch 4.. grew from 2 to 4 members, redone whole.
+    assert [len(c) for c in calls] == [4, 2, 4, 4]
+    assert torch.equal(calls[2], o.inputs[8:12]) and torch.equal(calls[3], o.inputs[4:8])
+    fresh = run_attack(o.model, dataset, None, attack, batch_size=4, progress=False, checks=False)
+    assert larger.indices.tolist() == list(range(12)) and torch.equal(larger.labels, o.labels)
+    assert torch.equal(larger.distances["l2"], fresh.distances["l2"])
 
 
 def _samples(folder: Path) -> list[dict[str, object]]:

@@ -1,10 +1,14 @@
+import copy
 import functools
+import re
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from edgewise.attacks import ddn, pgd
+from edgewise.attacks import alma, ddn, pgd
+from edgewise.data import sample
 from edgewise.eval import (
     AttackResult,
     area_under_curve,
@@ -14,6 +18,7 @@ from edgewise.eval import (
     run_attack,
     verify,
 )
+from edgewise.models import load_model
 
 
 def identity_attack(model, inputs, labels):
@@ -103,9 +108,12 @@ def test_resume_skips_finished_batches(tmp_path: Path, linear_oracle) -> None:
     o = linear_oracle
     calls = []
 
-    def counted(model, inputs, labels, *, generator=None):
-        calls.append(len(inputs))
-        return ddn(model, inputs, labels, steps=20, levels=None, generator=generator)
+    class Counted:  # its state is not part of what it computes: described by its class
+        def __call__(self, model, inputs, labels, *, generator=None):
+            calls.append(len(inputs))
+            return ddn(model, inputs, labels, steps=20, levels=None, generator=generator)
+
+    counted = Counted()
 
     first = run_attack(o.model, o.inputs, o.labels, counted, batch_size=3, resume_dir=tmp_path, progress=False)
     assert calls == [3, 3, 2]
@@ -152,3 +160,245 @@ def test_failure_indicators(linear_oracle) -> None:
     spent = run_attack(o.model, o.inputs, wrong, returns_nan, progress=False, checks=False)
     assert spent.stalled.tolist() == [False] * 3 + [True] * 5
     assert spent.summary()["no_adversarial"] == 5 and spent.summary()["failed_verification"] == 5
+
+
+@pytest.fixture(scope="module")
+def zoo_batch() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    inputs, labels = sample()
+    chosen = torch.arange(0, 1000, 125)  # one image of each of 8 classes
+    return load_model("smallcnn-fmnist"), inputs[chosen], labels[chosen]
+
+
+@pytest.mark.parametrize("attack", [functools.partial(ddn, steps=10), functools.partial(alma, steps=20)],
+                         ids=["ddn", "alma"])
+@pytest.mark.usefixtures("single_thread")
+def test_targeted_reaches_the_attack(zoo_batch, attack) -> None:
+    model, inputs, labels = zoo_batch
+    targets = (labels + 1) % 10
+    result = run_attack(model, inputs, targets, attack, targeted=True, progress=False, checks=False)
+    with torch.no_grad():
+        predicted = model(result.adversarial).argmax(1)
+    # Success means the prediction IS the target: checked here on the returned images, independently of the
+    # result's own flags. An attack left untargeted pushes away from the label it is given and reaches the
+    # target rarely.
+    assert int((predicted == targets).sum()) >= 7
+    assert torch.equal(result.success, predicted == targets)
+
+
+def test_targeted_refuses_what_cannot_be_targeted(linear_oracle) -> None:
+    o = linear_oracle
+    with pytest.raises(ValueError, match=r"attack is bound to targeted=False, run_attack has targeted=True"):
+        run_attack(o.model, o.inputs, o.labels, functools.partial(ddn, targeted=False), targeted=True)
+    with pytest.raises(ValueError, match=r"attack is bound to targeted=True, run_attack has targeted=False"):
+        run_attack(o.model, o.inputs, o.labels, functools.partial(functools.partial(ddn, targeted=True), steps=2))
+    with pytest.raises(ValueError, match=r"attack identity_attack takes no targeted keyword, run_attack has "
+                                         r"targeted=True"):
+        run_attack(o.model, o.inputs, o.labels, identity_attack, targeted=True)
+    seen = []
+
+    def spy(model, inputs, labels, *, targeted=False):
+        seen.append(targeted)
+        return inputs.clone()
+
+    run_attack(o.model, o.inputs, o.labels, spy, targeted=True, progress=False, checks=False)
+    run_attack(o.model, o.inputs, o.labels, functools.partial(spy, targeted=True), targeted=True, progress=False,
+               checks=False)
+    run_attack(o.model, o.inputs, o.labels, spy, progress=False, checks=False)
+    assert seen == [True, True, False]
+
+
+class Recorder:
+    """ddn, recording what each call received (dataset identity checks); its state is not part of what it runs."""
+
+    def __init__(self, steps: int = 5) -> None:
+        self.steps = steps
+        self.calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def __call__(self, model, inputs, labels, *, generator=None):
+        self.calls.append((inputs.clone(), labels.clone()))
+        return ddn(model, inputs, labels, steps=self.steps, levels=None, generator=generator)
+
+
+def _same(first: AttackResult, second: AttackResult) -> None:
+    for name in AttackResult.__dataclass_fields__:
+        if name not in ("distances", "seconds"):
+            assert torch.equal(getattr(first, name), getattr(second, name)), name
+    for name, value in first.distances.items():
+        assert torch.equal(value, second.distances[name]), name
+
+
+def test_resume_refuses_a_folder_of_another_run(tmp_path: Path, linear_oracle) -> None:
+    o = linear_oracle
+    attack = functools.partial(ddn, steps=5, levels=None)
+    options = {"batch_size": 4, "progress": False, "checks": False}
+    first = run_attack(o.model, o.inputs, o.labels, attack, resume_dir=tmp_path, **options)
+    other_model = copy.deepcopy(o.model)
+    with torch.no_grad():
+        other_model[1].weight[1, 0] += 1e-3
+    refused = [
+        ({"attack": functools.partial(ddn, steps=6, levels=None)}, "attack.keywords.steps=5, this run has "
+                                                                   "attack.keywords.steps=6"),
+        ({"attack": functools.partial(alma, steps=5, levels=None)}, "attack.partial.func='edgewise.attacks.ddn.ddn'"),
+        ({"model": other_model}, "model='"),
+        ({"seed": 1}, "seed=0, this run has seed=1"),
+        ({"levels": 256}, "levels=None, this run has levels=256"),
+        ({"distances": ("l2",)}, "distances="),
+        ({"batch_size": 3}, "batch_size=4, this run has batch_size=3"),
+    ]
+    for change, message in refused:
+        arguments = {"model": o.model, "attack": attack, **options, **change}
+        model, chosen = arguments.pop("model"), arguments.pop("attack")
+        with pytest.raises(ValueError, match=f"^resume_dir {re.escape(str(tmp_path))} was written by a run with "
+                                             f"{re.escape(message)}"):
+            run_attack(model, o.inputs, o.labels, chosen, resume_dir=tmp_path, **arguments)
+    # Targets instead of labels: the members' labels differ, and so does targeted.
+    with pytest.raises(ValueError, match="targeted=False, this run has targeted=True"):
+        run_attack(o.model, o.inputs, 1 - o.labels, attack, targeted=True, resume_dir=tmp_path, **options)
+    # A batch file of another run put into this folder is refused too (each batch carries its record).
+    other = tmp_path / "other"
+    run_attack(o.model, o.inputs, o.labels, functools.partial(ddn, steps=6, levels=None), resume_dir=other,
+               **options)
+    shutil.copy(other / "batch-00000004-4.pt", tmp_path / "batch-00000004-4.pt")
+    with pytest.raises(ValueError, match=r"holds batch-00000004-4\.pt, written by a run with "
+                                         r"attack\.keywords\.steps=6"):
+        run_attack(o.model, o.inputs, o.labels, attack, resume_dir=tmp_path, **options)
+    (tmp_path / "batch-00000004-4.pt").unlink()
+    _same(first, run_attack(o.model, o.inputs, o.labels, attack, resume_dir=tmp_path, **options))
+
+
+def test_resume_computes_only_missing_or_changed_batches(tmp_path: Path, linear_oracle) -> None:
+    o = linear_oracle
+    attack = Recorder()
+    options = {"batch_size": 4, "progress": False, "checks": False, "resume_dir": tmp_path}
+    run_attack(o.model, o.inputs[:6], o.labels[:6], attack, **options)
+    assert [len(x) for x, _ in attack.calls] == [4, 2]
+    larger = run_attack(o.model, o.inputs, o.labels, attack, **options)
+    # Batch 0..3 is reused; batch 4.. had members 4, 5 and now 4..7: recomputed whole, never mixed.
+    assert [len(x) for x, _ in attack.calls] == [4, 2, 4]
+    assert torch.equal(attack.calls[-1][0], o.inputs[4:8])
+    fresh = run_attack(o.model, o.inputs, o.labels, attack, batch_size=4, progress=False, checks=False)
+    _same(larger, fresh)
+    changed = o.inputs.clone()
+    changed[5] = changed[5].flip(-1)           # another image at the same index: its batch is recomputed
+    relabelled = o.labels.clone()
+    relabelled[1] = 1 - relabelled[1]          # another label: its batch is recomputed
+    calls = len(attack.calls)
+    run_attack(o.model, changed, relabelled, attack, **options)
+    assert [len(x) for x, _ in attack.calls[calls:]] == [4, 4]
+    assert torch.equal(attack.calls[-2][1], relabelled[:4]) and torch.equal(attack.calls[-1][0], changed[4:])
+    # Other dataset indices for the same rows: other members, recomputed.
+    calls = len(attack.calls)
+    run_attack(o.model, o.inputs, o.labels, attack, indices=torch.arange(8) + 100, **options)
+    assert len(attack.calls) == calls + 2
+
+
+def test_resume_recomputes_batch_files_without_a_record(tmp_path: Path, linear_oracle) -> None:
+    o = linear_oracle
+    attack = Recorder()
+    options = {"batch_size": 4, "progress": False, "checks": False, "resume_dir": tmp_path}
+    first = run_attack(o.model, o.inputs, o.labels, attack, **options)
+    path = tmp_path / "batch-00000000-4.pt"
+    torch.save(torch.load(path, weights_only=True)["result"], path)  # the layout before records existed
+    again = run_attack(o.model, o.inputs, o.labels, attack, **options)
+    assert [len(x) for x, _ in attack.calls] == [4, 4, 4]
+    _same(first, again)
+
+
+class Images:
+    """A map-style dataset over tensors that logs which indices were read, and when."""
+
+    def __init__(self, inputs: torch.Tensor, labels: torch.Tensor) -> None:
+        self.inputs, self.labels = inputs, labels
+        self.read: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        self.read.append(index)
+        return self.inputs[index].clone(), int(self.labels[index])
+
+
+def test_dataset_gives_the_results_of_its_tensors(linear_oracle) -> None:
+    o = linear_oracle
+    attack = functools.partial(ddn, steps=5, levels=None)
+    picked = torch.tensor([6, 1, 7, 2, 0])
+    dataset = Images(o.inputs, o.labels)
+    streamed = run_attack(o.model, dataset, None, attack, indices=picked, batch_size=2, progress=False,
+                          keep_adversarial=True)
+    direct = run_attack(o.model, o.inputs[picked], o.labels[picked], attack, indices=picked, batch_size=2,
+                        progress=False)
+    _same(streamed, direct)
+    assert streamed.indices.tolist() == picked.tolist()
+    assert torch.equal(streamed.labels, o.labels[picked])
+    every = run_attack(o.model, dataset, None, attack, batch_size=3, progress=False, checks=False)
+    assert every.indices.tolist() == list(range(8)) and torch.equal(every.labels, o.labels)
+
+
+def test_dataset_is_read_one_batch_at_a_time(linear_oracle) -> None:
+    o = linear_oracle
+    dataset = Images(o.inputs, o.labels)
+    read_before_call = []
+
+    def spy(model, inputs, labels):
+        read_before_call.append(len(dataset.read))
+        return inputs.clone()
+
+    run_attack(o.model, dataset, None, spy, batch_size=3, progress=False, checks=False)
+    assert read_before_call == [3, 6, 8] and dataset.read == list(range(8))
+
+
+def test_keep_adversarial_holds_only_what_is_asked(linear_oracle) -> None:
+    o = linear_oracle
+    attack = functools.partial(ddn, steps=20, levels=None)
+    wrong = o.labels.clone()
+    wrong[1] = 1 - wrong[1]  # misclassified without attack: not a broken sample, its image is not kept for k
+    every = run_attack(o.model, o.inputs, wrong, attack, batch_size=3, progress=False)
+    assert bool(every.kept.all()) and every.adversarial.shape == o.inputs.shape
+    dataset = Images(o.inputs, wrong)
+    none = run_attack(o.model, dataset, None, attack, batch_size=3, progress=False)
+    assert not bool(none.kept.any()) and none.adversarial.shape == (0, *o.inputs.shape[1:])
+    assert torch.equal(none.distances["l2"], every.distances["l2"])
+    three = run_attack(o.model, dataset, None, attack, batch_size=3, progress=False, keep_adversarial=3)
+    assert three.kept.tolist() == [True, False, True, True] + [False] * 4
+    assert torch.equal(three.adversarial, every.adversarial[[0, 2, 3]])
+    picked = three.take(torch.tensor([3, 1, 0, 3]))  # reorder, skip, repeat: images follow their samples
+    assert picked.kept.tolist() == [True, False, True, True]
+    assert torch.equal(picked.adversarial, every.adversarial[[3, 0, 3]])
+    joined = AttackResult.concatenate([none, three])
+    assert torch.equal(joined.adversarial, three.adversarial)
+    assert joined.kept.tolist() == [False] * 8 + three.kept.tolist()
+    with pytest.raises(ValueError, match="keep_adversarial must be a bool, an int >= 0 or None, got -1"):
+        run_attack(o.model, dataset, None, attack, keep_adversarial=-1)
+
+
+def test_resume_stores_what_is_kept_and_recomputes_what_it_lacks(tmp_path: Path, linear_oracle) -> None:
+    o = linear_oracle
+    attack = Recorder()
+    options = {"batch_size": 4, "progress": False, "checks": False, "resume_dir": tmp_path}
+    dataset = Images(o.inputs, o.labels)
+    none = run_attack(o.model, dataset, None, attack, **options)
+    assert not any(torch.load(path, weights_only=True)["result"]["kept"].any() for path in tmp_path.glob("*.pt"))
+    again = run_attack(o.model, dataset, None, attack, keep_adversarial=False, **options)
+    assert len(attack.calls) == 2
+    _same(none, again)
+    every = run_attack(o.model, dataset, None, attack, keep_adversarial=True, **options)
+    assert len(attack.calls) == 4, "stored without images: recomputed to keep them"
+    assert every.adversarial.shape == o.inputs.shape
+    assert torch.equal(every.distances["l2"], none.distances["l2"])
+
+
+def test_dataset_bad_arguments(linear_oracle) -> None:
+    o = linear_oracle
+    dataset = Images(o.inputs, o.labels)
+    with pytest.raises(TypeError, match="inputs must be a tensor with labels, or a map-style dataset with "
+                                        "labels=None, got Tensor and labels=None"):
+        run_attack(o.model, o.inputs, None, identity_attack)
+    with pytest.raises(ValueError, match=r"indices must be in \[0, 7\] \(the dataset has 8 samples\), got min 0 "
+                                         "max 8"):
+        run_attack(o.model, dataset, None, identity_attack, indices=torch.tensor([0, 8]))
+    with pytest.raises(ValueError, match="indices must be a non-empty 1-D integer tensor"):
+        run_attack(o.model, dataset, None, identity_attack, indices=torch.tensor([0.5]))
+    outside = Images(o.inputs + 1, o.labels)
+    with pytest.raises(ValueError, match=r"inputs must be in \[0, 1\]"):
+        run_attack(o.model, outside, None, identity_attack, progress=False)

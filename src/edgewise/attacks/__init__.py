@@ -3,23 +3,30 @@
 ``ATTACKS`` maps the names used by the command line and the benchmark to the functions.
 """
 
+import functools
 import inspect
 from collections.abc import Callable
 
 import torch
 
 from edgewise.attacks.alma import alma
+from edgewise.attacks.apgd import apgd
 from edgewise.attacks.cw import cw
 from edgewise.attacks.ddn import ddn
 from edgewise.attacks.fmn import fmn
+from edgewise.attacks.minimal import minimal
 from edgewise.attacks.pgd import pgd
 
 ATTACKS: dict[str, Callable[..., torch.Tensor]] = {
     "alma": alma,
+    "apgd": apgd,
     "cw": cw,
     "ddn": ddn,
     "fmn": fmn,
     "pgd": pgd,
+    # The fixed-ε attacks in minimal-distance form (a per-sample search over ε, attacks.minimal).
+    "apgd_minimal": functools.partial(minimal, attack=apgd),
+    "pgd_minimal": functools.partial(minimal, attack=pgd),
 }
 
 
@@ -31,4 +38,4 @@ def distance_keyword(attack: Callable[..., torch.Tensor]) -> str | None:
     return next((k for k in ("distance", "norm") if k in parameters), None)
 
 
-__all__ = ["ATTACKS", "alma", "cw", "ddn", "distance_keyword", "fmn", "pgd"]
+__all__ = ["ATTACKS", "alma", "apgd", "cw", "ddn", "distance_keyword", "fmn", "minimal", "pgd"]

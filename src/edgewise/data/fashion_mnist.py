@@ -38,7 +38,8 @@ def _torchvision_root() -> Path | None:
     return cache / "FashionMNIST" / "raw"
 
 
-def _find_root(split: str) -> Path:
+def find_root(split: str) -> Path:
+    """The folder holding Fashion-MNIST's IDX files of ``split``: Debian's package, else a torchvision download."""
     images = _FILES[split][0]
     if (DEBIAN_ROOT / images).is_file():
         return DEBIAN_ROOT
@@ -61,7 +62,7 @@ def fashion_mnist(split: str, root: str | Path | None = None) -> tuple[torch.Ten
     if split not in _FILES:
         raise ValueError(f"split must be one of {sorted(_FILES)}, got {split!r}")
     image_file, label_file, count = _FILES[split]
-    folder = Path(root) if root is not None else _find_root(split)
+    folder = Path(root) if root is not None else find_root(split)
     images = read_idx(folder / image_file, ndim=3, how_to_get=HOW_TO_GET)
     labels = read_idx(folder / label_file, ndim=1, how_to_get=HOW_TO_GET)
     if images.shape != (count, 28, 28) or labels.shape != (count,):

@@ -41,6 +41,28 @@ from edgewise.attacks import ATTACKS, distance_keyword
 from edgewise.eval import metrics
 from edgewise.eval.result import AttackResult
 from edgewise.eval.run import Attack, _save_atomic, run_attack
+from edgewise.models.wrappers import BudgetModel
+
+
+class Budgeted:
+    """An attack run under AttackBench's protocol: the model it sees answers ``budget`` forward + backward
+    passes per sample (:class:`~edgewise.models.wrappers.BudgetModel`), and what it returns per sample is the
+    smallest-``distance`` successful point it queried (its last iterate does not count), or the input.
+
+    Takes the keywords of the attack it wraps (``generator``, ``targeted``: its signature is the attack's).
+    """
+
+    def __init__(self, attack: Attack, *, budget: int, distance: str) -> None:
+        self.attack = attack
+        self.budget = budget
+        self.distance = distance
+        self.__signature__ = inspect.signature(attack)
+
+    def __call__(self, model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, **options: Any) -> torch.Tensor:
+        wrapped = BudgetModel(model, inputs, labels, budget=self.budget, distance=self.distance,
+                              targeted=bool(options.get("targeted", False)))
+        self.attack(wrapped, inputs, labels, **options)
+        return wrapped.best
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ batches keeps every sample in the batch it has in a single-process run, with the
 batch's first index, so per-sample results do not depend on the number of processes, bit for bit (floating-point
 reductions over a batch and random draws of shape (B, ...) depend on the batch's members). Each process writes
 its shard file; rank 0 gathers the shards (no shared filesystem needed), checks that every sample is covered
-exactly once and orders them by index.
+exactly once and orders them as the run's dataset indices.
 """
 
 from __future__ import annotations
@@ -72,31 +72,50 @@ def shard_path(folder: Path, process: Process) -> Path:
     return folder / f"shard-{process.rank:04d}-of-{process.world:04d}.pt"
 
 
-def merge(parts: list[AttackResult], *, count: int) -> AttackResult:
-    """Join shard results ordered by sample index; every index 0..count-1 must appear exactly once."""
+def _expected(count: int | None, indices: torch.Tensor | None) -> torch.Tensor:
+    if indices is not None and count is None:
+        return indices.cpu().long()
+    if count is not None and indices is None:
+        return torch.arange(count)
+    raise TypeError("give exactly one of count (samples 0..count-1) and indices (the dataset indices)")
+
+
+def merge(parts: list[AttackResult], *, count: int | None = None, indices: torch.Tensor | None = None
+          ) -> AttackResult:
+    """Join shard results in the order of the dataset ``indices`` the run covers (or 0..``count``-1); every one
+    must appear exactly once."""
+    expected = _expected(count, indices)
     joined = AttackResult.concatenate(parts)
     order = joined.indices.argsort(stable=True)
-    merged = joined.take(order)
-    expected = torch.arange(count)
-    if not torch.equal(merged.indices, expected):
-        inside = (merged.indices >= 0) & (merged.indices < count)
-        seen = torch.bincount(merged.indices[inside], minlength=count)
-        missing = torch.nonzero(seen == 0).flatten().tolist()
-        duplicated = torch.nonzero(seen > 1).flatten().tolist()
-        extra = merged.indices[~inside].tolist()
-        raise ValueError(f"shards must cover samples 0..{count - 1} exactly once, got missing {missing[:10]}, "
-                         f"duplicated {duplicated[:10]}, out of range {extra[:10]}")
-    return merged
+    wanted = expected.argsort(stable=True)
+    got, sorted_expected = joined.indices[order], expected[wanted]
+    if not torch.equal(got, sorted_expected):
+        top = int(max(got.max(), sorted_expected.max())) + 1 if len(got) else len(expected)
+        low = min(int(got.min()), 0) if len(got) else 0
+        seen = torch.bincount(got - low, minlength=top - low)
+        want = torch.bincount(sorted_expected - low, minlength=top - low)
+        missing = (torch.nonzero(seen < want).flatten() + low).tolist()
+        duplicated = (torch.nonzero((seen > want) & (want > 0)).flatten() + low).tolist()
+        extra = (torch.nonzero((seen > 0) & (want == 0)).flatten() + low).tolist()
+        what = f"the {len(expected)} dataset indices" if indices is not None else f"samples 0..{len(expected) - 1}"
+        raise ValueError(f"shards must cover {what} exactly once, got missing {missing[:10]}, duplicated "
+                         f"{duplicated[:10]}, out of range {extra[:10]}")
+    # Row order[r] holds the r-th smallest index; expected[p] is the rank(p)-th smallest.
+    return joined.take(order[wanted.argsort(stable=True)])
 
 
-def gather(result: AttackResult, folder: Path, process: Process, *, count: int) -> AttackResult | None:
-    """Write this shard's file, then merge all shards on rank 0 (returned there; None on the other ranks)."""
+def gather(result: AttackResult, folder: Path, process: Process, *, count: int | None = None,
+           indices: torch.Tensor | None = None) -> AttackResult | None:
+    """Write this shard's file, then merge all shards on rank 0 (returned there; None on the other ranks).
+
+    ``count`` or ``indices``: what the whole run covers (see :func:`merge`)."""
+    _expected(count, indices)
     folder.mkdir(parents=True, exist_ok=True)
     _save_atomic(vars(result), shard_path(folder, process))
     if process.world == 1:
-        return merge([result], count=count)
+        return merge([result], count=count, indices=indices)
     received: list[dict[str, Any] | None] = [None] * process.world if process.rank == 0 else []
     dist.gather_object(vars(result), received if process.rank == 0 else None, dst=0)
     if process.rank != 0:
         return None
-    return merge([AttackResult(**part) for part in received if part is not None], count=count)
+    return merge([AttackResult(**part) for part in received if part is not None], count=count, indices=indices)

@@ -1,4 +1,5 @@
-"""Metrics of the ALMA paper's protocol (sec. 5): success rate, median distance, robust-accuracy curves.
+"""Metrics of the ALMA paper's protocol (sec. 5): success rate, median distance, robust-accuracy curves, and
+AttackBench's (Cinà et al., AAAI 2025): AUREC, local and global optimality.
 
 Conventions: ``distances`` is (N,) with 0 for samples misclassified without attack and ``inf`` where the
 attack failed, so that robust accuracy at ε is the fraction of samples whose distance exceeds ε.
@@ -7,6 +8,7 @@ attack failed, so that robust accuracy at ε is the fraction of samples whose di
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
@@ -75,3 +77,55 @@ def paired_ratio(mine: torch.Tensor, theirs: torch.Tensor) -> dict[str, float] |
     return {"pairs": pairs, "geometric_mean_ratio": math.exp(mean), "ci95_low": math.exp(mean - half_width),
             "ci95_high": math.exp(mean + half_width), "smaller": float((mine[both] < theirs[both]).double().mean()),
             "larger": float((mine[both] > theirs[both]).double().mean())}
+
+
+def aurec(distances: torch.Tensor, eps0: float) -> float:
+    """Area under the robustness evaluation curve on [0, ``eps0``] (AttackBench, Cinà et al. 2025, eq. 4).
+
+    ρ(ε), the fraction of samples whose distance exceeds ε, is a right-continuous step function that drops by 1/n
+    at each distance, so the integral is an exact sum of rectangles (a trapezoid rule would bias it). Distances
+    above ``eps0`` and failures (inf) do not lower the curve inside the window but stay in n.
+    """
+    ordered = distances.double().sort().values
+    inside = ordered[torch.isfinite(ordered) & (ordered <= eps0)]
+    drops = torch.arange(1, len(inside) + 1, dtype=torch.float64) / len(distances)
+    heights = torch.cat([ordered.new_ones(1), 1 - drops])
+    edges = torch.cat([ordered.new_zeros(1), inside, ordered.new_full((1,), eps0)])
+    return float((heights * edges.diff()).sum())
+
+
+def reference_distances(distances: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The reference attack a* of AttackBench: per sample, the smallest distance any attack found."""
+    return torch.stack([d.double() for d in distances]).min(0).values
+
+
+def local_optimality(distances: torch.Tensor, reference: torch.Tensor, *, clean_accuracy: float) -> float:
+    """AttackBench's local optimality (eq. 5) of an attack against the reference a* on one model:
+
+        LO = (acc · ε₀ − AUREC_attack) / (acc · ε₀ − AUREC_ref),   ε₀ = the largest finite reference distance,
+
+    both areas on [0, ε₀], clipped to [0, 1] as attackbenchlib 2.0.2 does. 1: the attack's robust-accuracy curve
+    is the reference's; 0: it never lowers the model's accuracy below ``clean_accuracy``. NaN when the
+    reference breaks no sample or has no spread (acc · ε₀ ≤ AUREC_ref).
+    """
+    if distances.shape != reference.shape:
+        raise ValueError(f"distances and reference must have the same shape, got {tuple(distances.shape)} "
+                         f"and {tuple(reference.shape)}")
+    finite = reference[torch.isfinite(reference)]
+    if not finite.numel():
+        return float("nan")
+    eps0 = float(finite.double().max())
+    denominator = clean_accuracy * eps0 - aurec(reference, eps0)
+    if denominator <= 0:
+        return float("nan")
+    return min(max((clean_accuracy * eps0 - aurec(distances, eps0)) / denominator, 0.0), 1.0)
+
+
+def global_optimality(local: Sequence[float]) -> float:
+    """AttackBench's global optimality: the mean of an attack's local optimality over the models.
+
+    NaN when a model's LO is NaN (a degenerate reference), as attackbenchlib 2.0.2's mean gives.
+    """
+    if not local:
+        raise ValueError("local must hold the local optimality of at least one model, got none")
+    return sum(local) / len(local)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -28,6 +28,11 @@ class AttackResult:
     returned NaN/inf; ``stalled``: on a clean-correct sample, no query of the attack lowered the logit margin
     below that of its first query (a proxy measured by the counting wrapper, the same for every attack, not
     the attack's own objective, which may trade the margin against the distance).
+
+    ``kept``: the samples whose adversarial image is held; ``adversarial`` holds their images only, in order
+    (one row per True of ``kept``). By default every sample's image is kept; :func:`edgewise.eval.run_attack`
+    keeps fewer when asked (``keep_adversarial``), so that memory does not grow with the number of samples.
+    ``indices``: the samples' dataset indices.
     """
 
     adversarial: torch.Tensor
@@ -45,9 +50,28 @@ class AttackResult:
     non_finite: torch.Tensor
     stalled: torch.Tensor
     indices: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.long))
+    kept: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.bool))
+
+    def __post_init__(self) -> None:
+        if self.kept.numel() == 0 and len(self) > 0:  # not given: every image is held (files written before)
+            self.kept = torch.ones(len(self), dtype=torch.bool)
+        held = int(self.kept.sum())
+        if self.kept.shape != self.labels.shape or self.adversarial.shape[0] != held:
+            raise ValueError(f"adversarial must hold one image per True of kept ({held} of {tuple(self.kept.shape)})"
+                             f", got {self.adversarial.shape[0]} for {len(self)} samples")
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+    def _rows(self) -> torch.Tensor:
+        """Row of ``adversarial`` holding each sample's image (meaningless where not kept)."""
+        return self.kept.long().cumsum(0) - 1
+
+    def retain(self, wanted: torch.Tensor) -> AttackResult:
+        """The same results holding the adversarial images of the samples ``wanted`` (a subset of ``kept``)."""
+        if wanted.shape != self.kept.shape or bool((wanted & ~self.kept).any()):
+            raise ValueError("wanted must be a boolean mask of the samples' length, within kept")
+        return replace(self, adversarial=self.adversarial[self._rows()[wanted]], kept=wanted.clone())
 
     def summary(self, *, distance: str = "l2", eps: tuple[float, ...] = ()) -> dict[str, Any]:
         """The numbers of the ALMA paper's tables, for ``distance``; robust accuracy at each of ``eps``."""
@@ -74,9 +98,11 @@ class AttackResult:
 
     def take(self, order: torch.Tensor) -> AttackResult:
         """The samples at positions ``order``, in that order."""
-        names = [n for n in AttackResult.__dataclass_fields__ if n != "distances"]
+        names = [n for n in AttackResult.__dataclass_fields__ if n not in ("distances", "adversarial")]
         picked = {name: getattr(self, name)[order] for name in names}
-        return AttackResult(distances={k: v[order] for k, v in self.distances.items()}, **picked)
+        adversarial = self.adversarial[self._rows()[order][picked["kept"]]]
+        return AttackResult(adversarial=adversarial, distances={k: v[order] for k, v in self.distances.items()},
+                            **picked)
 
     @staticmethod
     def concatenate(parts: list[AttackResult]) -> AttackResult:

@@ -48,7 +48,12 @@ def model_from_metadata(meta: dict[str, Any]) -> nn.Sequential:
 
 
 def sha256_file(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    """sha256 of a file, read in 1 MiB chunks (weights, archives and data files can be large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def load_model(name: str, *, device: str | torch.device = "cpu") -> nn.Module:

@@ -1,0 +1,218 @@
+"""edgewise.exact.minimal against closed forms (linear models, with the box) and brute force over activation
+patterns (tiny ReLU / max-pool networks, one convex program per pattern solved by scipy)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import brentq, linprog, minimize
+from torch import nn
+
+from edgewise.exact import minimal
+from edgewise.models import Normalize
+
+pytest.importorskip("pyscipopt")
+pytest.importorskip("highspy")
+
+ORDER = {"linf": math.inf, "l1": 1, "l2": 2}
+
+
+# --- closed forms for one halfspace w·δ ≥ c (c > 0) inside the box lo ≤ δ ≤ hi (lo = −x, hi = 1 − x) ---------
+
+def _reach(w: np.ndarray, lo: np.ndarray, hi: np.ndarray, step: np.ndarray) -> float:
+    return float(w @ np.clip(step, lo, hi))
+
+
+def halfspace_distance(w: np.ndarray, c: float, x: np.ndarray, norm: str) -> float:
+    lo, hi = -x, 1 - x
+    best = np.where(w > 0, hi, lo)
+    if w @ best < c:
+        return math.inf
+    if norm == "linf":
+        # δ_i = clip(sign(w_i) t): w·δ(t) is increasing in t; its root is the minimal t.
+        return brentq(lambda t: _reach(w, lo, hi, np.sign(w) * t) - c, 0.0, 1.0, xtol=1e-14)
+    if norm == "l2":
+        # KKT: δ = clip(λ w) with λ ≥ 0 the root of w·clip(λ w) = c.
+        lam = brentq(lambda s: _reach(w, lo, hi, s * w) - c, 0.0, 1e6, xtol=1e-15)
+        return float(np.linalg.norm(np.clip(lam * w, lo, hi)))
+    # l1: a fractional knapsack, the largest |w_i| first, each up to its room in the box.
+    room = np.abs(best)
+    total, needed = 0.0, c
+    for i in np.argsort(-np.abs(w)):
+        gain = abs(w[i]) * room[i]
+        if gain >= needed:
+            return total + needed / abs(w[i])
+        total, needed = total + room[i], needed - gain
+    return math.inf
+
+
+def linear_model(dim: int, classes: int, seed: int, dtype: torch.dtype) -> nn.Module:
+    generator = torch.Generator().manual_seed(seed)
+    model = nn.Sequential(nn.Linear(dim, classes)).to(dtype)
+    with torch.no_grad():
+        model[0].weight.copy_(torch.randn(classes, dim, generator=generator, dtype=dtype))
+        model[0].bias.copy_(torch.randn(classes, generator=generator, dtype=dtype))
+    return model.eval()
+
+
+@pytest.mark.parametrize("norm", ["linf", "l1", "l2"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_linear_model_equals_closed_form(norm: str, dtype: torch.dtype) -> None:
+    model = linear_model(6, 3, seed=1, dtype=dtype)
+    generator = torch.Generator().manual_seed(2)
+    inputs = torch.rand(8, 6, generator=generator, dtype=dtype)
+    inputs[:4] = inputs[:4].round()  # every pixel black or white: the box blocks half the directions
+    labels = model(inputs).argmax(1)
+    result = minimal(model, inputs, labels, norm=norm, time_limit=30)
+    weight, bias = model[0].weight.double().detach().numpy(), model[0].bias.double().detach().numpy()
+    boxed = 0
+    for i in range(len(inputs)):
+        x, y = inputs[i].double().numpy(), int(labels[i])
+        gaps = {j: bias[y] - bias[j] - (weight[j] - weight[y]) @ x for j in range(3) if j != y}
+        expected = min(halfspace_distance(weight[j] - weight[y], c, x, norm) for j, c in gaps.items())
+        free = min((bias[y] - bias[j] - (weight[j] - weight[y]) @ x) / np.linalg.norm(weight[j] - weight[y],
+                   ord={"linf": 1, "l1": np.inf, "l2": 2}[norm]) for j in range(3) if j != y)
+        boxed += expected > free * (1 + 1e-3)
+        assert result.status[i] == "optimal"
+        assert result.lower_bound[i] <= expected + 1e-6
+        assert result.distance[i] == pytest.approx(expected, rel=1e-3, abs=1e-5)
+        assert int(model(result.adversarial[i : i + 1]).argmax(1)) != y
+        measured = (result.adversarial[i] - inputs[i]).double().norm(p=ORDER[norm])
+        assert float(measured) == pytest.approx(float(result.distance[i]), rel=1e-9, abs=1e-12)
+    assert result.adversarial.dtype == dtype
+    assert boxed > 0, "no sample where the box changes the optimum: the test would not see the box"
+
+
+# --- brute force over activation patterns -------------------------------------------------------------------
+
+def affine_pieces(model: nn.Sequential,
+                  shape: tuple[int, ...]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Per choice (ReLU signs, max-pool winners): rows A x ≤ a of the region and the logits' map x -> L x + l.
+
+    Each affine module's map is read off by torch.autograd.functional.jacobian; pieces are composed module by module.
+    """
+    dim = int(np.prod(shape))
+    pieces = [(np.zeros((0, dim)), np.zeros(0), np.eye(dim), np.zeros(dim))]
+    for module in model:
+        new = []
+        for rows, rhs, lin, off in pieces:
+            if isinstance(module, nn.ReLU):
+                for signs in itertools.product((0, 1), repeat=lin.shape[0]):
+                    s = np.array(signs, dtype=float)
+                    # active: z ≥ 0 (−z ≤ 0); inactive: z ≤ 0.
+                    sign = np.where(s == 1, -1.0, 1.0)
+                    new.append((np.vstack([rows, sign[:, None] * lin]), np.r_[rhs, -sign * off],
+                                s[:, None] * lin, s * off))
+            elif isinstance(module, nn.MaxPool2d):
+                flat = np.arange(int(np.prod(shape))).reshape(shape)
+                windows = [flat[c, i:i + 2, j:j + 2].ravel() for c in range(shape[0])
+                           for i in range(0, shape[1] - 1, 2) for j in range(0, shape[2] - 1, 2)]
+                for winners in itertools.product(*windows):
+                    extra = [(lin[o] - lin[w], off[w] - off[o]) for win, w in zip(windows, winners, strict=True)
+                             for o in win if o != w]
+                    new.append((np.vstack([rows, *[e[0][None] for e in extra]]), np.r_[rhs, [e[1] for e in extra]],
+                                lin[list(winners)], off[list(winners)]))
+            else:
+                def f(v: torch.Tensor, module: nn.Module = module, shape: tuple[int, ...] = shape) -> torch.Tensor:
+                    return module(v.view(1, *shape)).flatten()
+                zero = torch.zeros(int(np.prod(shape)), dtype=torch.float64)
+                jac = torch.autograd.functional.jacobian(f, zero).detach().numpy()
+                bias = f(zero).detach().numpy()
+                new.append((rows, rhs, jac @ lin, jac @ off + bias))
+        pieces = new
+        with torch.no_grad():
+            shape = tuple(module(torch.zeros(1, *shape, dtype=torch.float64)).shape[1:])
+    return pieces
+
+
+def brute_force(model: nn.Sequential, x: np.ndarray, label: int, norm: str, shape: tuple[int, ...]) -> float:
+    """min over activation patterns and classes j ≠ label of the convex program of that piece."""
+    best = math.inf
+    for rows, rhs, lin, off in affine_pieces(model.double(), shape):
+        for j in range(lin.shape[0]):
+            if j == label:
+                continue
+            # region: rows (x + δ) ≤ rhs; adversarial: g_j(x + δ) ≥ 0 → −(L_j − L_y) δ ≤ g_j(x)
+            a = np.vstack([rows, -(lin[j] - lin[label])[None]])
+            b = np.r_[rhs - rows @ x, (lin[j] - lin[label]) @ x + off[j] - off[label]]
+            best = min(best, _convex_program(a, b, x, norm))
+    return best
+
+
+def _convex_program(a: np.ndarray, b: np.ndarray, x: np.ndarray, norm: str) -> float:
+    """min ‖δ‖ s.t. a δ ≤ b, −x ≤ δ ≤ 1 − x."""
+    dim = x.size
+    if norm == "l2":
+        feasible = linprog(np.zeros(dim), A_ub=a, b_ub=b, bounds=list(zip(-x, 1 - x, strict=True)))
+        if feasible.status != 0:
+            return math.inf
+        res = minimize(lambda d: d @ d, feasible.x, jac=lambda d: 2 * d, method="SLSQP",
+                       constraints=[{"type": "ineq", "fun": lambda d: b - a @ d, "jac": lambda d: -a}],
+                       bounds=list(zip(-x, 1 - x, strict=True)), options={"ftol": 1e-14, "maxiter": 500})
+        return math.sqrt(res.fun) if res.success else math.inf
+    if norm == "linf":
+        # variables (δ, t): min t, |δ_i| ≤ t
+        eye = np.eye(dim)
+        a_ub = np.vstack([np.c_[a, np.zeros(len(a))], np.c_[eye, -np.ones(dim)], np.c_[-eye, -np.ones(dim)]])
+        b_ub = np.r_[b, np.zeros(2 * dim)]
+        cost = np.r_[np.zeros(dim), 1.0]
+        bounds = [*zip(-x, 1 - x, strict=True), (0, None)]
+    else:
+        # variables (δ, e): min Σ e, |δ_i| ≤ e_i
+        eye = np.eye(dim)
+        a_ub = np.vstack([np.c_[a, np.zeros_like(a)], np.c_[eye, -eye], np.c_[-eye, -eye]])
+        b_ub = np.r_[b, np.zeros(2 * dim)]
+        cost = np.r_[np.zeros(dim), np.ones(dim)]
+        bounds = [*zip(-x, 1 - x, strict=True), *[(0, None)] * dim]
+    res = linprog(cost, A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs")
+    return float(res.fun) if res.status == 0 else math.inf
+
+
+def tiny_mlp(seed: int) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 3)).eval()
+
+
+def tiny_normalized(seed: int) -> nn.Sequential:
+    """Normalize, then Linear-BatchNorm (eval, non-trivial statistics) — both folded into the affine layers."""
+    torch.manual_seed(seed)
+    bn = nn.BatchNorm1d(6)
+    bn.running_mean.uniform_(-0.5, 0.5)
+    bn.running_var.uniform_(0.5, 2.0)
+    bn.weight.data.uniform_(0.5, 1.5)
+    bn.bias.data.uniform_(-0.3, 0.3)
+    return nn.Sequential(Normalize([0.4], [0.3]), nn.Flatten(), nn.Linear(4, 6), bn, nn.ReLU(),
+                         nn.Linear(6, 3)).eval()
+
+
+def tiny_cnn(seed: int) -> nn.Sequential:
+    """Conv2d, max-pooling (four candidates per window), ReLU on 1×3×3 images."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(1, 2, 2), nn.MaxPool2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(2, 3)).eval()
+
+
+CASES = [(tiny_mlp, (3,)), (tiny_normalized, (1, 2, 2)), (tiny_cnn, (1, 3, 3))]
+
+
+@pytest.mark.parametrize("norm", ["linf", "l1", "l2"])
+@pytest.mark.parametrize(("factory", "shape"), CASES, ids=["mlp", "normalize-batchnorm", "conv-maxpool"])
+def test_tiny_relu_network_equals_brute_force(factory, shape, norm: str) -> None:  # type: ignore[no-untyped-def]
+    model = factory(0)
+    generator = torch.Generator().manual_seed(3)
+    inputs = torch.rand(3, *shape, generator=generator)
+    labels = model(inputs).argmax(1)
+    result = minimal(model, inputs, labels, norm=norm, time_limit=30)
+    for i in range(len(inputs)):
+        x = inputs[i].double().flatten().numpy()
+        expected = brute_force(factory(0), x, int(labels[i]), norm, shape)
+        if math.isinf(expected):
+            assert result.status[i] == "infeasible"
+            continue
+        assert result.status[i] == "optimal"
+        assert result.lower_bound[i] <= expected + 1e-5
+        assert result.distance[i] == pytest.approx(expected, rel=2e-3, abs=1e-4)
+        assert int(model(result.adversarial[i : i + 1]).argmax(1)) != int(labels[i])
