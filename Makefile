@@ -54,3 +54,10 @@ docs: $(DOCS_STAMP)
 
 clean:
 	rm -rf $(VENV) results site
+
+# Mutation score of the core modules (docs/testing.md): mutmut, one module at a time, each mutant against its
+# module's fast tests; report in benchmarks/results/mutation_report.md. MODULES=penalties,losses for a subset.
+.PHONY: mutation
+mutation: $(STAMP)
+	$(PY) -m pip install -q mutmut==3.8.1
+	OMP_NUM_THREADS=1 $(PY) benchmarks/mutation.py $(if $(MODULES),--modules $(MODULES))

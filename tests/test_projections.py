@@ -101,9 +101,11 @@ def test_optimal_against_reference(norm: str, seed: int) -> None:
         reference = _reference(delta[i].numpy(), x[i].numpy(), norm, EPS[norm])
         ours = projected[i].numpy()
         # Our point is feasible and at least as close to a as the reference; the ℓ1/ℓ2/ℓ∞ optimum is unique.
+        # SLSQP's point may break ‖δ‖₁ ≤ ε and the box by ~2e-7 (seed 3, row 11), which lowers its cost by ~2e-8
+        # relative: the comparison allows 1e-7 relative.
         cost_ours = float(np.sum((ours - delta[i].numpy()) ** 2))
         cost_reference = float(np.sum((reference - delta[i].numpy()) ** 2))
-        assert cost_ours <= cost_reference + 1e-8, (norm, i, cost_ours, cost_reference)
+        assert cost_ours <= cost_reference * (1 + 1e-7) + 1e-10, (norm, i, cost_ours, cost_reference)
         if norm != "l0":
             np.testing.assert_allclose(ours, reference, atol=1e-5)
 
@@ -206,3 +208,13 @@ def test_project_box_with_a_loose_box_is_the_ball_projection() -> None:
     expected = delta * (0.5 / norms).clamp_max(1)  # closed-form ℓ2-ball projection
     torch.testing.assert_close(project_box(delta, -wide, wide, norm="l2", eps=0.5), expected)
     torch.testing.assert_close(project_box(delta, -wide, wide, norm="linf", eps=0.5), delta.clamp(-0.5, 0.5))
+
+
+def test_l0_ties_keep_exactly_floor_eps_coordinates_first_by_position() -> None:
+    # Equal gains everywhere: a rule "keep every coordinate whose gain reaches the k-th largest" keeps all of them
+    # (infeasible); the ℓ0 ball allows ⌊ε⌋ = 2, and ties go to the first positions.
+    x = torch.full((3, 5), 0.25, dtype=torch.float64)
+    delta = torch.tensor([[0.5] * 5, [-0.25] * 5, [0.9, 0.5, 0.5, 0.5, 0.5]], dtype=torch.float64)
+    projected = project(delta, x, norm="l0", eps=2.7)
+    expected = torch.tensor([[0.5, 0.5, 0, 0, 0], [-0.25, -0.25, 0, 0, 0], [0.75, 0.5, 0, 0, 0]], dtype=torch.float64)
+    assert torch.equal(projected, expected)

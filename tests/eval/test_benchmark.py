@@ -190,3 +190,47 @@ def test_cli_end_to_end_skips_a_missing_library(tmp_path, capsys, monkeypatch) -
     assert [r["attack"] for r in report["models"]["smallcnn-fmnist"]["rows"]] == ["ddn"]
     assert main(args) == 0
     assert "ddn 2: loaded" in capsys.readouterr().out
+
+
+def test_budget_protocol_local_and_global_optimality(oracles, tmp_path) -> None:
+    """Under a budget of 20 passes per sample, FMN's 30 steps are cut to 10 (one forward + one backward each) and
+    the closed form (which queries its answer once) is the reference: LO 1 on every model, GO 1; the cut FMN
+    misses samples and scores between 0 and 1."""
+    def exact_queried(model, inputs, labels):
+        adversarial = closed_form(model, inputs, labels)
+        model(adversarial)
+        return adversarial
+
+    models = {name: o.model for name, o in oracles.items()}
+    data = {name: (o.inputs, o.labels) for name, o in oracles.items()}
+    attacks = [AttackSpec("fmn", lambda steps: partial(fmn, steps=steps)),
+               AttackSpec("exact", lambda steps: exact_queried)]
+    report = benchmark(models, data, attacks, [30], distance="l2", out=tmp_path, budget=20, batch_size=5)
+    for name, entry in report["models"].items():
+        rows = {r["attack"]: r for r in entry["rows"]}
+        assert rows["exact"]["local_optimality"] == pytest.approx(1.0, abs=1e-3)  # FMN lands 1e-4 nearer
+        assert 0 < rows["fmn"]["local_optimality"] < 1
+        assert rows["fmn"]["forwards_per_sample"] + rows["fmn"]["backwards_per_sample"] <= 20 + 1
+        assert entry["eps0"] == pytest.approx(float(oracles[name].l2.max()), rel=1e-3)
+    fmn_lo = [next(r for r in e["rows"] if r["attack"] == "fmn")["local_optimality"]
+              for e in report["models"].values()]
+    go = {r["attack"]: r["global_optimality"] for r in report["summary"]}
+    assert go == pytest.approx({"exact": 1.0, "fmn": sum(fmn_lo) / len(fmn_lo)}, abs=1e-3)
+    assert (tmp_path / "cells" / "linear-a" / "fmn" / "budget-20-steps-30").is_dir()
+    env = {"torch": torch.__version__, "device": "cpu", "threads": 1, "git_commit": None}
+    write_report(report, tmp_path, arguments={"n": 12, "data": "oracle"}, env=env)
+    text = (tmp_path / "report.md").read_text()
+    assert "20 forward + backward passes per sample" in text and "| GO |" in text and "| LO |" in text
+    with pytest.raises(ValueError, match="budget"):
+        benchmark(models, data, attacks, [10], distance="l2", out=tmp_path, budget=0)
+
+
+def test_cli_budget_sets_the_steps_and_is_recorded(tmp_path, capsys) -> None:
+    assert main(["benchmark", "--budget", "1", "--out", str(tmp_path)]) == 2
+    assert "--budget must be >= 2" in capsys.readouterr().err
+    args = ["benchmark", "--attacks", "ddn", "--budget", "6", "--n", "4", "--out", str(tmp_path), "--no-progress"]
+    assert main(args) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    row = report["models"]["smallcnn-fmnist"]["rows"][0]
+    assert report["budget"] == 6 and row["steps"] == 3 and row["forwards_per_sample"] <= 3 + 1
+    assert "local_optimality" in row and "global_optimality" in report["summary"][0]

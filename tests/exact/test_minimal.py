@@ -216,3 +216,32 @@ def test_tiny_relu_network_equals_brute_force(factory, shape, norm: str) -> None
         assert result.lower_bound[i] <= expected + 1e-5
         assert result.distance[i] == pytest.approx(expected, rel=2e-3, abs=1e-4)
         assert int(model(result.adversarial[i : i + 1]).argmax(1)) != int(labels[i])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["tinymlp-pgd-fmnist", "tinycnn-pgd-fmnist"])
+@pytest.mark.parametrize("norm", ["linf", "l1"])
+def test_no_attack_beats_the_certified_lower_bound_on_the_zoo(name: str, norm: str) -> None:
+    from edgewise.data import sample
+    from edgewise.eval.benchmark import resolve
+    from edgewise.eval.run import run_attack
+    from edgewise.exact.run import ATTACKS
+    from edgewise.models import load_model
+
+    model = load_model(name)
+    inputs, labels = sample()
+    inputs, labels = inputs[:6], labels[:6]
+    found = {}
+    for attack in ATTACKS[norm]:
+        try:
+            built = resolve(attack, distance=norm).build(200)
+        except ImportError:
+            continue
+        found[attack] = run_attack(model, inputs, labels, built, distances=(norm,), progress=False,
+                                   checks=False).distances[norm].double()
+    best = torch.stack(list(found.values())).min(0).values
+    # A ball twice the best attack's radius: the attacks' points are inside, not on the searched boundary.
+    result = minimal(model, inputs, labels, norm=norm, time_limit=60, upper=2 * best)
+    assert any(s == "optimal" for s in result.status)
+    for attack, distances in found.items():
+        assert bool((distances >= result.lower_bound * (1 - 1e-6)).all()), (attack, distances, result.lower_bound)

@@ -6,7 +6,7 @@ import torch
 
 from edgewise.attacks import ddn, fmn
 from edgewise.eval import run_attack
-from edgewise.eval.benchmark import Budgeted
+from edgewise.eval.benchmark import budgeted
 from edgewise.losses import logit_margin
 from edgewise.models.wrappers import BudgetModel
 
@@ -94,7 +94,7 @@ def test_best_point_seen_beats_the_final_iterate(oracle) -> None:
         return far
 
     result = run_attack(oracle.model, oracle.inputs, oracle.labels,
-                        Budgeted(overshooting, budget=100, distance="l2"), progress=False, checks=False)
+                        budgeted(overshooting, budget=100, distance="l2"), progress=False, checks=False)
     final = run_attack(oracle.model, oracle.inputs, oracle.labels, overshooting, progress=False, checks=False)
     assert result.success.all()
     torch.testing.assert_close(result.distances["l2"], 1.01 * oracle.l2, rtol=1e-4, atol=1e-6)
@@ -108,7 +108,7 @@ def test_budgeted_attack_through_run_attack_stays_in_budget_and_gets_the_generat
         seen["generator"] = generator
         return fmn(model, inputs, labels, steps=50, generator=generator)
 
-    attack = Budgeted(recording, budget=40, distance="l2")
+    attack = budgeted(recording, budget=40, distance="l2")
     result = run_attack(oracle.model, oracle.inputs, oracle.labels, attack, progress=False, checks=False)
     assert isinstance(seen["generator"], torch.Generator)
     assert (result.forwards + result.backwards <= 40 + 1).all()  # + run_attack's re-verification forward

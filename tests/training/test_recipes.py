@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from edgewise.attacks.ddn import ddn
 from edgewise.attacks.pgd import pgd, pgd_step, random_start
 from edgewise.distances import lp
 from edgewise.models.zoo import build_model
@@ -47,14 +48,30 @@ def test_pgd_recipe_is_pgd_within_the_ball(batch) -> None:
 
 
 def test_ddn_recipe_projects_onto_the_l2_ball_and_mixes_clean(batch) -> None:
-    model, x, y = batch
-    out = make_recipe("ddn", {"eps": 0.05, "steps": 5})(model, x, y, generator=torch.Generator())
+    """Eq. 9 on inputs the attack moves: labels are the model's own predictions, so every input starts correctly
+    classified and DDN changes it (with the fixture's random labels the untrained model misclassifies almost
+    every input and DDN returns them unchanged, which no projection can get wrong)."""
+    model, x, _ = batch
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    found = ddn(model, x, y, steps=5, generator=torch.Generator())
+    distances = lp.l2(x, found)
+    assert bool((distances > 0).all())
+    eps = float(distances.median())  # the projection is active for half of the samples, inactive for the rest
+    out = make_recipe("ddn", {"eps": eps, "steps": 5})(model, x, y, generator=torch.Generator())
     adv, clean = out.inputs[:6], out.inputs[6:]
     assert torch.equal(clean, x) and torch.equal(out.labels, y.repeat(2))
     assert torch.equal(out.weights, torch.full((12,), 0.5))
-    assert float(lp.l2(x, adv).max()) <= 0.05 + 1e-5
-    eq9 = make_recipe("ddn", {"eps": 0.05, "steps": 5, "clean_weight": 0.0})(model, x, y, generator=torch.Generator())
-    assert len(eq9.inputs) == 6 and torch.equal(eq9.weights, torch.ones(6))
+    inside = distances <= eps
+    assert 0 < int(inside.sum()) < 6
+    torch.testing.assert_close(adv[inside], found[inside])                       # inside the ball: DDN's point
+    outside = ~inside
+    moved, target = (adv - x)[outside].flatten(1), (found - x)[outside].flatten(1)
+    torch.testing.assert_close(moved.norm(dim=1), torch.full((int(outside.sum()),), eps))  # on the sphere ...
+    cosine = (moved * target).sum(1) / (moved.norm(dim=1) * target.norm(dim=1))
+    assert float(cosine.min()) > 0.999                                            # ... along DDN's direction
+    eq9 = make_recipe("ddn", {"eps": eps, "steps": 5, "clean_weight": 0.0})(model, x, y, generator=torch.Generator())
+    assert len(eq9.inputs) == 6 and torch.equal(eq9.weights, torch.ones(6)) and torch.equal(eq9.inputs, adv)
 
 
 def test_ampgd_one_step_is_the_supplement_update(batch) -> None:

@@ -16,6 +16,7 @@ from edgewise.attacks.ddn import ddn
 from edgewise.attacks.fmn import fmn
 from edgewise.attacks.minimal import minimal
 from edgewise.attacks.pgd import pgd
+from edgewise.attacks.sigma_zero import sigma_zero
 
 ATTACKS: dict[str, Callable[..., torch.Tensor]] = {
     "alma": alma,
@@ -24,6 +25,7 @@ ATTACKS: dict[str, Callable[..., torch.Tensor]] = {
     "ddn": ddn,
     "fmn": fmn,
     "pgd": pgd,
+    "sigma_zero": sigma_zero,
     # The fixed-ε attacks in minimal-distance form (a per-sample search over ε, attacks.minimal).
     "apgd_minimal": functools.partial(minimal, attack=apgd),
     "pgd_minimal": functools.partial(minimal, attack=pgd),
@@ -38,4 +40,4 @@ def distance_keyword(attack: Callable[..., torch.Tensor]) -> str | None:
     return next((k for k in ("distance", "norm") if k in parameters), None)
 
 
-__all__ = ["ATTACKS", "alma", "apgd", "cw", "ddn", "distance_keyword", "fmn", "minimal", "pgd"]
+__all__ = ["ATTACKS", "alma", "apgd", "cw", "ddn", "distance_keyword", "fmn", "minimal", "pgd", "sigma_zero"]

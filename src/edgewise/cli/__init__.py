@@ -35,12 +35,12 @@ def csv(kind: Callable[[str], object]) -> Callable[[str], list[object]]:
 
 
 def build_parser() -> Parser:
-    from edgewise.cli import attack, benchmark, minmax, models, train
+    from edgewise.cli import attack, benchmark, exact, minmax, models, train
 
     parser = Parser(prog="edgewise", description=__doc__)
     parser.add_argument("--version", action="version", version=f"edgewise {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for module in (attack, benchmark, train, models, minmax):
+    for module in (attack, benchmark, train, models, minmax, exact):
         module.register(commands)
     return parser
 

@@ -3,8 +3,14 @@
     edgewise benchmark --models smallcnn-fmnist --attacks alma-l2,ddn,fmn-l2,adv-lib:ddn --distance l2 \\
         --steps 100,1000 --n 1000 --out report/
 
-Writes ``report.md``, ``report.json`` and ``robust_accuracy-MODEL.png`` under --out; finished cells (and
-batches) are kept under ``--out/cells`` and reused when the same command runs again.
+    edgewise benchmark --models smallcnn-fmnist --attacks ddn,fmn-l2,apgd_minimal-l2 --budget 1000 --n 500
+
+With ``--budget Q`` every attack runs under AttackBench's protocol: Q forward + backward passes per sample, its
+distance per sample the best successful point it queried; ``--steps`` defaults to Q / 2 (one forward and one
+backward per step).
+
+Writes ``report.md``, ``report.json`` and ``robust_accuracy-MODEL.png`` under --out; finished cells (and batches)
+are kept under ``--out/cells`` and reused when the same command runs again.
 """
 
 from __future__ import annotations
@@ -33,7 +39,10 @@ def register(commands: Any) -> None:
     parser.add_argument("--baselines", action="store_true",
                         help="also run every installed baseline that minimizes --distance")
     parser.add_argument("--distance", default="l2", choices=DISTANCES)
-    parser.add_argument("--steps", type=csv(int), default=[100], help="budgets, e.g. 100,1000")
+    parser.add_argument("--steps", type=csv(int), default=None,
+                        help="iterations per attack, e.g. 100,1000 (default: 100, or --budget / 2 with --budget)")
+    parser.add_argument("--budget", type=int, default=None,
+                        help="forward + backward passes per sample every attack may spend (AttackBench's protocol)")
     parser.add_argument("--data", default="sample", choices=("sample", "fmnist-test"))
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--n", type=int, default=1000, help="number of samples (the first n)")
@@ -65,6 +74,10 @@ def run(args: argparse.Namespace) -> int:
     missing = [m for m in args.models if m not in zoo]
     if missing:
         raise ValueError(f"--models: {missing} not in the zoo {sorted(zoo)}; it may not be trained yet")
+    if args.budget is not None and args.budget < 2:
+        raise ValueError(f"--budget must be >= 2 (forward + backward passes per sample), got {args.budget}")
+    if args.steps is None:
+        args.steps = [100] if args.budget is None else [args.budget // 2]
     if not args.models or not args.steps:
         raise ValueError("--models and --steps must each name at least one value")
     if any(s < 1 for s in args.steps):
@@ -79,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         channels = zoo[name]["in_channels"]
         data[name] = (inputs.expand(-1, channels, -1, -1).contiguous().to(args.device), labels.to(args.device))
     started = time.perf_counter()
-    report = benchmark(models, data, specs, args.steps, distance=args.distance, out=args.out,
+    report = benchmark(models, data, specs, args.steps, distance=args.distance, out=args.out, budget=args.budget,
                        batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress,
                        log=lambda line: print(line, flush=True))
     arguments = {k: v for k, v in vars(args).items() if k != "run"}

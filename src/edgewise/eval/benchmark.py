@@ -44,25 +44,25 @@ from edgewise.eval.run import Attack, _save_atomic, run_attack
 from edgewise.models.wrappers import BudgetModel
 
 
-class Budgeted:
-    """An attack run under AttackBench's protocol: the model it sees answers ``budget`` forward + backward
-    passes per sample (:class:`~edgewise.models.wrappers.BudgetModel`), and what it returns per sample is the
+def _run_budgeted(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, attack: Attack, budget: int,
+                  distance: str, **options: Any) -> torch.Tensor:
+    wrapped = BudgetModel(model, inputs, labels, budget=budget, distance=distance,
+                          targeted=bool(options.get("targeted", False)))
+    attack(wrapped, inputs, labels, **options)
+    return wrapped.best
+
+
+def budgeted(attack: Attack, *, budget: int, distance: str) -> Attack:
+    """``attack`` under AttackBench's protocol: the model it sees answers ``budget`` forward + backward passes per
+    sample (:class:`~edgewise.models.wrappers.BudgetModel`), and what it returns per sample is the
     smallest-``distance`` successful point it queried (its last iterate does not count), or the input.
 
-    Takes the keywords of the attack it wraps (``generator``, ``targeted``: its signature is the attack's).
+    A :func:`functools.partial` (so provenance sees the attack, budget and distance) with the wrapped attack's
+    signature (so ``generator`` and ``targeted`` reach it as they would reach the attack).
     """
-
-    def __init__(self, attack: Attack, *, budget: int, distance: str) -> None:
-        self.attack = attack
-        self.budget = budget
-        self.distance = distance
-        self.__signature__ = inspect.signature(attack)
-
-    def __call__(self, model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, **options: Any) -> torch.Tensor:
-        wrapped = BudgetModel(model, inputs, labels, budget=self.budget, distance=self.distance,
-                              targeted=bool(options.get("targeted", False)))
-        self.attack(wrapped, inputs, labels, **options)
-        return wrapped.best
+    bound = partial(_run_budgeted, attack=attack, budget=budget, distance=distance)
+    bound.__signature__ = inspect.signature(attack)  # type: ignore[attr-defined]
+    return bound
 
 
 @dataclass(frozen=True)
@@ -127,9 +127,9 @@ def resolve(spec: str, *, distance: str) -> AttackSpec:
     return baseline_attack(spec, distance=distance) if ":" in spec else edgewise_attack(spec, distance=distance)
 
 
-def _cell_folder(out: Path, model: str, attack: str, steps: int) -> Path:
+def _cell_folder(out: Path, model: str, attack: str, steps: int, budget: int | None) -> Path:
     safe = attack.replace(":", "_").replace("/", "_")
-    return out / "cells" / model / safe / f"steps-{steps}"
+    return out / "cells" / model / safe / (f"steps-{steps}" if budget is None else f"budget-{budget}-steps-{steps}")
 
 
 def run_cell(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, attack: Attack, folder: Path, *,
@@ -183,9 +183,11 @@ def cell_row(result: AttackResult, *, distance: str, attack: AttackSpec, steps: 
 
 
 def model_summary(results: Mapping[tuple[str, int], AttackResult], *, distance: str) -> dict[str, Any]:
-    """Best of all attacks on one model, each attack's optimality, and the common ε grid."""
+    """Best of all attacks on one model (AttackBench's reference a*), each attack's optimality (area ratio) and
+    local optimality (AttackBench's LO on [0, ε₀]), and the common ε grid."""
     stacked = torch.stack([r.distances[distance].double() for r in results.values()])
-    best = stacked.min(0).values
+    best = metrics.reference_distances(list(stacked))
+    reference = best[torch.isfinite(best)]
     finite = stacked[torch.isfinite(stacked)]
     top = float(finite.max()) * 1.05 if finite.numel() and float(finite.max()) > 0 else 1.0
     grid = torch.linspace(0, top, 501, dtype=torch.float64)
@@ -194,6 +196,10 @@ def model_summary(results: Mapping[tuple[str, int], AttackResult], *, distance: 
         "best_success_rate": float(torch.isfinite(best).double().mean()),
         "best_median_distance": metrics.median_distance(best),
         "optimality": {key: optimality(r.distances[distance], best, grid) for key, r in results.items()},
+        "eps0": float(reference.max()) if reference.numel() else math.nan,
+        "local_optimality": {key: metrics.local_optimality(r.distances[distance].double(), best,
+                                                           clean_accuracy=r.summary(distance=distance)["clean_accuracy"])
+                             for key, r in results.items()},
     }
 
 
@@ -211,7 +217,8 @@ def paired_rows(distances: Mapping[tuple[str, int], torch.Tensor]) -> list[dict[
 
 
 def summarize(rows: Mapping[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Per (attack, steps): the geometric mean over models of each metric (ALMA paper, Tables 1-2)."""
+    """Per (attack, steps): the geometric mean over models of each metric (ALMA paper, Tables 1-2), and the
+    global optimality, the mean of the local optimality over models (AttackBench)."""
     keys: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for model_rows in rows.values():
         for row in model_rows:
@@ -221,22 +228,28 @@ def summarize(rows: Mapping[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
         out.append({"attack": attack, "steps": steps, "budget": group[0]["budget"], "models": len(group),
                     **{f"geometric_mean_{k}": geometric_mean([r[k] for r in group])
                        for k in ("success_rate", "median_distance", "forwards_per_sample",
-                                 "backwards_per_sample", "ms_per_sample_iteration")}})
+                                 "backwards_per_sample", "ms_per_sample_iteration")},
+                    "global_optimality": metrics.global_optimality([r["local_optimality"] for r in group])})
     return out
 
 
 def benchmark(models: Mapping[str, nn.Module], data: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
               attacks: Sequence[AttackSpec], steps: Sequence[int], *, distance: str, out: str | Path,
-              batch_size: int = 256, seed: int = 0, progress: bool = False,
+              budget: int | None = None, batch_size: int = 256, seed: int = 0, progress: bool = False,
               log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run every model × attack × steps cell (resumably, under ``out/cells``) and return the report's numbers.
+
+    With ``budget`` every attack runs under AttackBench's protocol (:func:`budgeted`: ``budget`` forward +
+    backward passes per sample, the best successful point seen during the run).
 
     ``data[model]`` are the inputs (in the model's channel layout) and labels. ``log`` gets one line per cell.
     Returns ``{"models": {model: {"rows": [...], "best_success_rate", "best_median_distance", "curves":
     {label: distances}}}, "summary": [...]}`` (``curves`` holds tensors, for the plots).
     """
     out = Path(out)
-    report: dict[str, Any] = {"models": {}, "distance": distance}
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):
+        raise ValueError(f"budget must be a positive int (forward + backward passes per sample), got {budget!r}")
+    report: dict[str, Any] = {"models": {}, "distance": distance, "budget": budget}
     all_rows: dict[str, list[dict[str, Any]]] = {}
     pooled: dict[tuple[str, int], list[torch.Tensor]] = {}
     for model_name, model in models.items():
@@ -245,13 +258,16 @@ def benchmark(models: Mapping[str, nn.Module], data: Mapping[str, tuple[torch.Te
         labels_of: dict[tuple[str, int], str] = {}
         rows = []
         for attack in attacks:
-            for budget in steps:
-                folder = _cell_folder(out, model_name, attack.name, budget)
-                result, computed = run_cell(model, inputs, labels, attack.build(budget), folder,
+            for iterations in steps:
+                folder = _cell_folder(out, model_name, attack.name, iterations, budget)
+                built = attack.build(iterations)
+                if budget is not None:
+                    built = budgeted(built, budget=budget, distance=distance)
+                result, computed = run_cell(model, inputs, labels, built, folder,
                                             batch_size=batch_size, seed=seed, progress=progress)
-                results[(attack.name, budget)] = result
-                labels_of[(attack.name, budget)] = f"{attack.name} {attack.budget(budget)}"
-                row = cell_row(result, distance=distance, attack=attack, steps=budget)
+                results[(attack.name, iterations)] = result
+                labels_of[(attack.name, iterations)] = f"{attack.name} {attack.budget(iterations)}"
+                row = cell_row(result, distance=distance, attack=attack, steps=iterations)
                 rows.append(row)
                 if log is not None:
                     log(f"{model_name} {attack.name} {row['budget']}: {'ran' if computed else 'loaded'}, "
@@ -260,6 +276,7 @@ def benchmark(models: Mapping[str, nn.Module], data: Mapping[str, tuple[torch.Te
         best = model_summary(results, distance=distance)
         for row in rows:
             row["optimality"] = best["optimality"][(row["attack"], row["steps"])]
+            row["local_optimality"] = best["local_optimality"][(row["attack"], row["steps"])]
         all_rows[model_name] = rows
         distances = {key: r.distances[distance] for key, r in results.items()}
         curves = {labels_of[key]: values for key, values in distances.items()}
@@ -268,7 +285,7 @@ def benchmark(models: Mapping[str, nn.Module], data: Mapping[str, tuple[torch.Te
             pooled.setdefault(key, []).append(values)
         report["models"][model_name] = {
             "rows": rows, "best_success_rate": best["best_success_rate"],
-            "best_median_distance": best["best_median_distance"], "curves": curves,
+            "best_median_distance": best["best_median_distance"], "eps0": best["eps0"], "curves": curves,
             "paired": paired_rows(distances)}
     report["summary"] = summarize(all_rows)
     report["paired"] = paired_rows({key: torch.cat(parts) for key, parts in pooled.items()})
@@ -295,16 +312,21 @@ def _paired_table(rows: Sequence[dict[str, Any]]) -> list[str]:
 def markdown(report: dict[str, Any], *, plots: Mapping[str, str], header: str) -> str:
     """``report.md``: the summary over models, then one table per model with its plot."""
     distance = report["distance"]
-    lines = [f"# edgewise benchmark ({distance})", "", header, "",
-             f"## Geometric mean over {len(report['models'])} model(s)", "",
-             f"| attack | budget | ASR (%) | median {distance} | forwards / backwards | ms per sample·iteration |",
-             "|---|---|---|---|---|---|"]
+    queries = report.get("budget")
+    protocol = (f"every attack limited to {queries} forward + backward passes per sample (AttackBench's protocol; "
+                "its distance per sample is the best successful point it queried)" if queries else
+                "no query budget: each attack runs its steps and is scored on the point it returns")
+    lines = [f"# edgewise benchmark ({distance})", "", header, "", protocol + ".", "",
+             f"## Geometric mean over {len(report['models'])} model(s), global optimality", "",
+             f"| attack | steps | ASR (%) | median {distance} | forwards / backwards | ms per sample·iteration | GO |",
+             "|---|---|---|---|---|---|---|"]
     for row in report["summary"]:
         lines.append(f"| {row['attack']} | {row['budget']} | {_pct(row['geometric_mean_success_rate'])} | "
                      f"{_cell(row['geometric_mean_median_distance'], '.4f')} | "
                      f"{_cell(row['geometric_mean_forwards_per_sample'], '.0f')} / "
                      f"{_cell(row['geometric_mean_backwards_per_sample'], '.0f')} | "
-                     f"{_cell(row['geometric_mean_ms_per_sample_iteration'], '.3f')} |")
+                     f"{_cell(row['geometric_mean_ms_per_sample_iteration'], '.3f')} | "
+                     f"{_cell(row['global_optimality'], '.3f')} |")
     if report["paired"]:
         lines += ["", "Paired with the other libraries, samples of all models pooled (per sample, edgewise's "
                   "distance / the library's, over the samples both attacked successfully):", "",
@@ -313,22 +335,27 @@ def markdown(report: dict[str, Any], *, plots: Mapping[str, str], header: str) -
         rows = entry["rows"]
         lines += ["", f"## {model_name}", "", f"clean accuracy {_pct(rows[0]['clean_accuracy'])}% on n = "
                   f"{rows[0]['n']}; best of all attacks: ASR {_pct(entry['best_success_rate'])}%, median "
-                  f"{distance} {_cell(entry['best_median_distance'], '.4f')}", "",
-                  f"| attack | budget | ASR (%) | median {distance} | mean {distance} | forwards / backwards | "
-                  "wall time (s) | ms per sample·iteration | optimality | failed verification |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  f"{distance} {_cell(entry['best_median_distance'], '.4f')}, ε₀ {_cell(entry['eps0'], '.4f')}",
+                  "", f"| attack | steps | ASR (%) | median {distance} | mean {distance} | forwards / backwards | "
+                  "wall time (s) | ms per sample·iteration | optimality | LO | failed verification |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for row in rows:
             lines.append(f"| {row['attack']} | {row['budget']} | {_pct(row['success_rate'])} | "
                          f"{_cell(row['median_distance'], '.4f')} | {_cell(row['mean_distance'], '.4f')} | "
                          f"{row['forwards_per_sample']:.0f} / {row['backwards_per_sample']:.0f} | "
                          f"{row['seconds']:.1f} | {row['ms_per_sample_iteration']:.3f} | "
-                         f"{row['optimality']:.3f} | {row['failed_verification']} |")
+                         f"{row['optimality']:.3f} | {_cell(row['local_optimality'], '.3f')} | "
+                         f"{row['failed_verification']} |")
         if entry["paired"]:
             lines += ["", *_paired_table(entry["paired"])]
         lines += ["", f"![robust accuracy, {model_name}]({plots[model_name]})"]
     lines += ["", "ASR: fraction of all n samples with a verified adversarial (clean errors count, at distance 0); "
               "median over all n with failures as +inf (\"–\" when undefined); optimality: area under the "
-              "best-of-all robust-accuracy curve / area under the attack's (1 = as good as the best at every ε)."]
+              "best-of-all robust-accuracy curve / area under the attack's (1 = as good as the best at every ε); "
+              "LO: AttackBench's local optimality (acc·ε₀ − AUREC_attack) / (acc·ε₀ − AUREC_best), AUREC the area "
+              "under the robust-accuracy curve on [0, ε₀], ε₀ the largest finite best-of-all distance; GO: the mean "
+              "LO over models. forwards / backwards: passes the model computed (under a budget, passes past it "
+              "are not answered)."]
     return "\n".join(lines) + "\n"
 
 
@@ -350,7 +377,8 @@ def write_report(report: dict[str, Any], out: str | Path, *, arguments: dict[str
     header = (f"n = {arguments.get('n')} samples ({arguments.get('data')}), models {', '.join(report['models'])}; "
               f"torch {env['torch']}, {env['device']}, {env['threads']} thread(s), commit {env['git_commit']}")
     write_text_atomic(out / "report.md", markdown(report, plots=plots, header=header))
-    numbers = {"distance": report["distance"], "summary": report["summary"], "paired": report["paired"],
+    numbers = {"distance": report["distance"], "budget": report.get("budget"), "summary": report["summary"],
+               "paired": report["paired"],
                "models": {m: {k: v for k, v in e.items() if k != "curves"} for m, e in report["models"].items()},
                "plots": plots, "arguments": arguments, "environment": env}
     text = json.dumps(numbers, indent=1, default=float).replace("Infinity", "null").replace("NaN", "null")

@@ -87,6 +87,8 @@ def _from_objective(value: float, norm: str) -> float:
 def _one(network: Network, model: nn.Module, x: torch.Tensor, label: int, *, norm: str, radius: float,
          targeted: bool, time_limit: float, solver: str, gap: float, tolerance: float,
          tighten: bool) -> tuple[torch.Tensor, float, float, str]:
+    if _is_adversarial(model, x, label, targeted):
+        return x, 0.0, 0.0, "optimal"  # misclassified as it is: the minimum is 0
     flat = x.detach().double().cpu().flatten().numpy()
     # A small slack keeps the attack's own point (at distance exactly `upper`) inside the searched ball.
     ball = radius * (1 + 1e-6) + 1e-9 if math.isfinite(radius) else math.inf
