@@ -33,19 +33,19 @@ def register(commands: Any) -> None:
     parser.add_argument("--model", default="tinymlp-fmnist", help="zoo model or model spec (a small ReLU network)")
     parser.add_argument("--weights", default=None, help="state_dict file for --model")
     parser.add_argument("--data", default="sample", help="data spec (sample, fmnist-test, a folder, an .npz)")
-    parser.add_argument("--split", default=None)
+    parser.add_argument("--split", default=None, help="the split of a CIFAR or IDX folder (default: test)")
     parser.add_argument("--n", type=int, default=10, help="number of samples (from --offset on)")
-    parser.add_argument("--offset", type=int, default=0)
+    parser.add_argument("--offset", type=int, default=0, help="dataset index of the first sample")
     parser.add_argument("--distance", default="linf", choices=NORMS, help="the norm minimized")
     parser.add_argument("--time-limit", type=float, default=120.0, help="solver seconds per sample")
-    parser.add_argument("--attacks", type=csv(str), default=None,
+    parser.add_argument("--attack", dest="attacks", type=csv(str), default=None,
                         help="attacks giving the upper bound and compared (default: those of the norm, "
                              "edgewise's and other libraries')")
     parser.add_argument("--steps", type=int, default=1000, help="attack iterations")
-    parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="results/exact")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--batch-size", type=int, default=100, help="samples per batch of the attacks")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the attacks' random draws (per batch)")
+    parser.add_argument("--out", default="results/exact", help="output folder")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
 
 
