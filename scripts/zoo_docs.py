@@ -43,7 +43,9 @@ def table() -> str:
         "|---|---|---|---|---|---|---|---|---|",
         *(row(name, meta) for name, meta in zoo.items()),
         "",
-        "The commands (each model's JSON holds the same under `command`):",
+        "The commands as they were run (each model's JSON holds the same under `command`; in the CLI of that time",
+        "`--model` named the architecture and `--init` the zoo model to start from, today's `--architecture` and",
+        "`--model`):",
         "",
         *(f"- `{name}`: `{meta['command']}`" for name, meta in zoo.items()),
     ]
