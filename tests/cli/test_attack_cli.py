@@ -32,7 +32,7 @@ def test_attack_writes_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[
 @pytest.mark.parametrize(
     ("argv", "match"),
     [
-        (["attack", "--model", "nope"], "--model must be one of"),
+        (["attack", "--model", "nope"], "--model 'nope' is neither a zoo model"),
         (["attack", "--attack", "nope"], "--attack must be one of"),
         (["attack", "--n", "5000"], r"--n must be in \[1, 1000\]"),
         (["attack", "--attack-options", "[1]"], "--attack-options must be a JSON object"),
@@ -41,7 +41,10 @@ def test_attack_writes_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[
         (["attack", "--attack", "fmn", "--distance", "ciede2000"],
          r"--distance must be one of \['l0', 'l1', 'l2', 'linf'\] for attack 'fmn'"),
         (["attack", "--steps", "ten"], "invalid int value"),
-        (["attack", "--data", "fmnist-test", "--data-root", "/nonexistent"], "does not exist"),
+        (["attack", "--data", "/nonexistent"], "--data '/nonexistent' is neither sample nor fmnist-test"),
+        (["attack", "--data", "sample", "--split", "train"], "--split applies to CIFAR and IDX folders, not to "
+                                                            "--data 'sample'"),
+        (["attack", "--weights", "w.pt"], "--weights does not apply to zoo model 'smallcnn-fmnist'"),
         (["frobnicate"], "invalid choice"),
     ],
 )

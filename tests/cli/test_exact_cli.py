@@ -12,7 +12,7 @@ pytest.importorskip("pyscipopt")
 def test_exact_writes_the_comparison_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "exact"
     argv = ["exact", "--model", "tinymlp-pgd-fmnist", "--distance", "linf", "--n", "2", "--steps", "10",
-            "--attacks", "fmn-linf", "--time-limit", "4", "--out", str(out), "--no-progress"]
+            "--attack", "fmn-linf", "--time-limit", "4", "--out", str(out), "--no-progress"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "certified optimal:" in printed and "fmn-linf: median ratio" in printed
@@ -35,8 +35,8 @@ def test_exact_writes_the_comparison_and_resumes(tmp_path: Path, capsys: pytest.
     [
         (["exact", "--distance", "l0"], "--distance: invalid choice"),
         (["exact", "--time-limit", "0"], "--time-limit must be > 0"),
-        (["exact", "--attacks", "nope"], "is not in the registry"),
-        (["exact", "--distance", "l1", "--attacks", "fmn-linf"], "minimizes 'linf'"),
+        (["exact", "--attack", "nope"], "is not in the registry"),
+        (["exact", "--distance", "l1", "--attack", "fmn-linf"], "minimizes 'linf'"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(argv: list[str], match: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -44,3 +44,13 @@ def test_bad_arguments_exit_2_with_one_line(argv: list[str], match: str, capsys:
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert re.search(match, err), err
+
+
+def test_benchmark_exact_writes_the_ratios(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    argv = ["benchmark", "--model", "tinymlp-pgd-fmnist", "--attack", "fmn-linf", "--distance", "linf",
+            "--steps", "10", "--n", "1", "--exact", "--exact-time-limit", "3", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    summary = json.loads((out / "exact-tinymlp-pgd-fmnist.json").read_text())
+    assert summary["n"] == 1 and summary["norm"] == "linf" and set(summary["attacks"]) == {"fmn-linf 10"}
+    assert (out / "exact" / "tinymlp-pgd-fmnist" / "attack_vs_exact.png").is_file()
