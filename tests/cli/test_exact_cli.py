@@ -44,3 +44,13 @@ def test_bad_arguments_exit_2_with_one_line(argv: list[str], match: str, capsys:
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert re.search(match, err), err
+
+
+def test_benchmark_exact_writes_the_ratios(tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    argv = ["benchmark", "--model", "tinymlp-pgd-fmnist", "--attack", "fmn-linf", "--distance", "linf",
+            "--steps", "10", "--n", "1", "--exact", "--exact-time-limit", "3", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    summary = json.loads((out / "exact-tinymlp-pgd-fmnist.json").read_text())
+    assert summary["n"] == 1 and summary["norm"] == "linf" and set(summary["attacks"]) == {"fmn-linf 10"}
+    assert (out / "exact" / "tinymlp-pgd-fmnist" / "attack_vs_exact.png").is_file()

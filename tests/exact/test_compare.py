@@ -8,7 +8,7 @@ from edgewise.exact import compare
 
 def test_ratios_over_the_certified_samples_only() -> None:
     exact = torch.tensor([1.0, 2.0, 4.0, 0.0, 3.0, math.inf])
-    lower = torch.tensor([1.0, 2.0, 4.0, 0.0, 2.0, 5.0])
+    lower = torch.tensor([1.0, 2.0, 3.999, 0.0, 2.0, 5.0])
     status = ["optimal", "optimal", "optimal", "optimal", "time_limit", "infeasible"]
     attack = torch.tensor([1.005, 2.2, math.inf, 0.0, 1.0, 6.0])
     stats = compare(exact, lower, status, {"a": attack})["a"]

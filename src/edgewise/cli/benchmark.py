@@ -16,6 +16,7 @@ are kept under ``--out/cells`` and reused when the same command runs again.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -65,6 +66,10 @@ def register(commands: Any) -> None:
                              "default: none)")
     add_data(parser)
     add_run(parser, out="report")
+    parser.add_argument("--exact", action="store_true",
+                        help="also certify the minimal distances (edgewise.exact, small ReLU networks) inside the "
+                             "attacks' best radius and report each attack's ratio to them (exact-MODEL.json, .png)")
+    parser.add_argument("--exact-time-limit", type=float, default=60.0, help="solver seconds per sample")
     parser.set_defaults(run=run, attack_default=["ddn", "fmn-l2"])
 
 
@@ -127,5 +132,30 @@ def run(args: argparse.Namespace) -> int:
     env = environment(str(device), args.seed)
     env["total_seconds"] = time.perf_counter() - started
     written = write_report(report, out, arguments={**arguments, "provenance": provenance}, env=env)
+    if args.exact:
+        written += exact_reports(report, models, data, out, args)
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
+
+
+def exact_reports(report: dict[str, Any], models: dict[str, Any], data: dict[str, Any], out: Path,
+                  args: argparse.Namespace) -> list[Path]:
+    """--exact: per model, the certified distances and every (attack, steps) cell's ratio to them."""
+    from edgewise.cli.exact import print_summary
+    from edgewise.eval.report import write_text_atomic
+    from edgewise.exact.run import certify_against
+
+    written = []
+    for name, model in models.items():
+        curves = {label: d for label, d in report["models"][name]["curves"].items() if label != "best of all"}
+        folder = out / "exact" / name
+        inputs, labels = data[name]
+        _, summary = certify_against(model, inputs, labels, curves, norm=args.distance,
+                                     time_limit=args.exact_time_limit, folder=folder, progress=not args.no_progress,
+                                     title=f"{name} {args.distance}")
+        path = out / f"exact-{name}.json"
+        write_text_atomic(path, json.dumps(summary, indent=1).replace("Infinity", "null") + "\n")
+        print(name, end=": ")
+        print_summary(summary)
+        written += [path, folder / "attack_vs_exact.png"]
+    return written

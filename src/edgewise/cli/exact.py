@@ -15,15 +15,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from edgewise.cli import csv
 from edgewise.data import load as load_data
 from edgewise.data import select, stack
 from edgewise.eval.benchmark import resolve
 from edgewise.eval.report import environment, write_text_atomic
-from edgewise.exact import NORMS, compare, plot_comparison
-from edgewise.exact.run import ATTACKS, attack_distances, run_exact
+from edgewise.exact import NORMS
+from edgewise.exact.run import ATTACKS, attack_distances, certify_against
 from edgewise.models import identity
 from edgewise.models import load as load_model
 
@@ -64,29 +62,30 @@ def run(args: argparse.Namespace) -> int:
     progress = not args.no_progress
     distances = attack_distances(model, inputs, labels, attacks, norm=args.distance, folder=out / "attacks",
                                  indices=indices, batch_size=args.batch_size, seed=args.seed, progress=progress)
-    upper = torch.stack(list(distances.values())).min(0).values
-    result = run_exact(model, inputs, labels, norm=args.distance, time_limit=args.time_limit, folder=out / "exact",
-                       upper=upper, indices=indices, progress=progress)
-    comparison = compare(result.distance, result.lower_bound, result.status, distances)
-    plot_comparison(result.distance, result.status, distances, out / "attack_vs_exact.png",
-                    title=f"{args.model} {args.distance}")
+    result, summary = certify_against(model, inputs, labels, distances, norm=args.distance,
+                                      time_limit=args.time_limit, folder=out, indices=indices, progress=progress,
+                                      title=f"{args.model} {args.distance}")
     with (out / "samples.jsonl").open("w") as lines:
         for i in range(len(inputs)):
             lines.write(json.dumps({"index": int(indices[i]), "label": int(labels[i]), "status": result.status[i],
                                     "distance": float(result.distance[i]),
                                     "lower_bound": float(result.lower_bound[i]), "seconds": float(result.seconds[i]),
                                     "attacks": {name: float(d[i]) for name, d in distances.items()}}) + "\n")
-    certified = sum(s == "optimal" for s in result.status)
-    summary = {"n": len(inputs), "distance": args.distance, "certified": certified,
-               "median_seconds": float(result.seconds.median()), "attacks": comparison}
     arguments = {k: v for k, v in vars(args).items() if k != "run"}
     write_text_atomic(out / "results.json", json.dumps(
         {"summary": summary, "model": identity(args.model, weights=args.weights), "arguments": arguments,
          "environment": environment("cpu", args.seed)}, indent=1, default=str).replace("Infinity", "null") + "\n")
-    print(f"certified optimal: {certified}/{len(inputs)}, median solve {summary['median_seconds']:.2f} s")
-    for name, stats in comparison.items():
+    print_summary(summary)
+    return 0
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    """The printed comparison: certified count, median solve time, one line per attack."""
+    seconds = "n/a" if summary["median_seconds"] is None else f"{summary['median_seconds']:.2f} s"
+    print(f"certified optimal: {summary['certified']}/{summary['clean_correct']} clean-correct samples, "
+          f"median solve {seconds}")
+    for name, stats in summary["attacks"].items():
         median = "n/a" if stats["median"] is None else f"{stats['median']:.4f}"
         within = "n/a" if stats["within_1pct"] is None else f"{100 * stats['within_1pct']:.0f}%"
         print(f"{name}: median ratio to exact {median}, within 1% {within}, "
               f"below the certified lower bound {len(stats['below_lower_bound'])}")
-    return 0

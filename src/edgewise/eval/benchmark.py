@@ -39,6 +39,7 @@ from torch import nn
 
 from edgewise.attacks import ATTACKS, distance_keyword
 from edgewise.eval import metrics
+from edgewise.eval.provenance import check_record, describe_attack, fingerprint_model, fingerprint_tensor
 from edgewise.eval.result import AttackResult
 from edgewise.eval.run import Attack, _save_atomic, run_attack
 from edgewise.models.wrappers import BudgetModel
@@ -136,8 +137,14 @@ def run_cell(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, attac
              batch_size: int, seed: int, progress: bool) -> tuple[AttackResult, bool]:
     """One (model, attack, steps) cell: loaded if it finished before, else run (resuming its batches) and saved.
 
-    Returns the result and whether it was computed now (False: loaded).
+    The folder's ``cell.json`` records what produced the cell (model fingerprint, attack description with its
+    budget, digests of the inputs and labels, seed, batch size): a cell of another run is a ``ValueError`` naming
+    the first differing field, never a stale result. Returns the result and whether it was computed now.
     """
+    record = {"model": fingerprint_model(model), "attack": describe_attack(attack),
+              "inputs": fingerprint_tensor(inputs), "labels": fingerprint_tensor(labels), "seed": seed,
+              "batch_size": batch_size}
+    check_record(folder / "cell.json", record, label=f"benchmark cell {folder}")
     path = folder / f"result-n{len(inputs)}-b{batch_size}.pt"
     if path.is_file():
         stored = torch.load(path, weights_only=True)

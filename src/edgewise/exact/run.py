@@ -13,6 +13,7 @@ from tqdm import tqdm
 from edgewise.eval.provenance import check_record, fingerprint_model
 from edgewise.eval.run import Attack, _save_atomic, run_attack
 from edgewise.exact.certify import ExactResult, minimal
+from edgewise.exact.compare import compare, plot_comparison
 
 ATTACKS = {
     "linf": ("fmn-linf", "adv-lib:fmn-linf", "foolbox:fmn-linf"),
@@ -75,3 +76,29 @@ def attack_distances(model: nn.Module, inputs: torch.Tensor, labels: torch.Tenso
                             checks=False)
         distances[name] = result.distances[norm].double()
     return distances
+
+
+def certify_against(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
+                    distances: dict[str, torch.Tensor], *, norm: str, time_limit: float, folder: str | Path,
+                    indices: torch.Tensor | None = None, progress: bool = True,
+                    title: str = "") -> tuple[ExactResult, dict[str, Any]]:
+    """The exact distances inside the attacks' best radius (:func:`run_exact` in ``folder/exact``), and the
+    summary of the comparison: n, certified (optimal on a clean-correct sample), median solve seconds, largest
+    relative bracket (distance − lower_bound) / distance over certified samples, and :func:`compare` per
+    attack; ``folder/attack_vs_exact.png`` plots it."""
+    folder = Path(folder)
+    upper = torch.stack([d.double().cpu() for d in distances.values()]).min(0).values
+    result = run_exact(model, inputs, labels, norm=norm, time_limit=time_limit, folder=folder / "exact",
+                       upper=upper, indices=indices, progress=progress)
+    plot_comparison(result.distance, result.status, distances, folder / "attack_vs_exact.png", title=title)
+    correct = ~(upper == 0)
+    certified = torch.tensor([s == "optimal" for s in result.status]) & correct
+    bracket = (result.distance - result.lower_bound) / result.distance
+    summary = {
+        "n": len(inputs), "norm": norm, "time_limit": time_limit, "clean_correct": int(correct.sum()),
+        "certified": int(certified.sum()),
+        "median_seconds": float(result.seconds[correct].median()) if bool(correct.any()) else None,
+        "max_relative_bracket": float(bracket[certified].max()) if bool(certified.any()) else None,
+        "attacks": compare(result.distance, result.lower_bound, result.status, distances),
+    }
+    return result, summary
