@@ -129,10 +129,13 @@ def test_benchmark_every_option(files: dict[str, str], tmp_path: Path, monkeypat
     out = tmp_path / "bench"
     argv = ["benchmark", *spec_options(files), "--attack", "fmn-linf", "--baselines", "--distance", "linf",
             "--steps", "2,3", "--budget", "6", "--n", "3", "--offset", "1", "--batch-size", "2", "--seed", "4",
-            "--device", "cpu:0", "--out", str(out), "--no-progress"]
+            "--device", "cpu:0", "--out", str(out), "--no-progress", "--exact", "--exact-time-limit", "5"]
     assert {a for a in argv if a.startswith("--")} | {"--indices"} == options_of("benchmark")
     monkeypatch.setattr(benchmark_cli, "BASELINES", {})  # --baselines reaches attack_specs; none is run here
+    certified: list[Any] = []  # --exact reaches exact_reports (the solver itself is tested in tests/exact)
+    monkeypatch.setattr(benchmark_cli, "exact_reports", lambda *args: certified.append(args) or [])
     assert main(argv) == 0
+    assert len(certified) == 1 and certified[0][4].exact_time_limit == 5.0
     assert asked[0]["baselines"] is True and asked[0]["distance"] == "linf"
     report = json.loads((out / "report.json").read_text())
     check_spec_provenance(report["arguments"]["provenance"], files)
