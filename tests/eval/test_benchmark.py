@@ -234,3 +234,16 @@ def test_cli_budget_sets_the_steps_and_is_recorded(tmp_path, capsys) -> None:
     row = report["models"]["smallcnn-fmnist"]["rows"][0]
     assert report["budget"] == 6 and row["steps"] == 3 and row["forwards_per_sample"] <= 3 + 1
     assert "local_optimality" in row and "global_optimality" in report["summary"][0]
+
+
+def test_a_cell_of_another_run_is_refused_naming_the_field(oracles, tmp_path) -> None:
+    o = oracles["linear-a"]
+    first = [AttackSpec("ddn", lambda steps: partial(ddn, steps=steps, levels=None))]
+    benchmark({"m": o.model}, {"m": (o.inputs, o.labels)}, first, [2], distance="l2", out=tmp_path, batch_size=6)
+    other = [AttackSpec("ddn", lambda steps: partial(ddn, steps=steps, levels=256))]
+    with pytest.raises(ValueError, match=r"benchmark cell .* was written by a run with attack\.keywords\.levels=None"):
+        benchmark({"m": o.model}, {"m": (o.inputs, o.labels)}, other, [2], distance="l2", out=tmp_path,
+                  batch_size=6)
+    with pytest.raises(ValueError, match=r"was written by a run with inputs="):
+        benchmark({"m": o.model}, {"m": (o.inputs.flip(0), o.labels.flip(0))}, first, [2], distance="l2",
+                  out=tmp_path, batch_size=6)
