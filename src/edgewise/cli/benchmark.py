@@ -44,7 +44,7 @@ from edgewise.eval.benchmark import AttackSpec, benchmark, resolve, write_report
 from edgewise.eval.report import environment
 from edgewise.validation import check_device
 
-DISTANCES = ("l1", "l2", "linf")
+DISTANCES = ("l0", "l1", "l2", "linf")
 
 
 def register(commands: Any) -> None:

@@ -190,6 +190,22 @@ class RepeatedChannels(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
         return image.expand(self.channels, -1, -1), label
 
 
+class Targets(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
+    """A dataset whose labels are the targets of a targeted attack: (y + 1) mod ``classes``."""
+
+    def __init__(self, dataset: Any, classes: int) -> None:
+        self.dataset, self.classes_count = dataset, classes
+        self.spec, self.classes, self.num_classes = dataset.spec, dataset.classes, dataset.num_classes
+        self.shape, self.identity = dataset.shape, {**dataset.identity, "labels": f"(y + 1) mod {classes}"}
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image, label = self.dataset[index]
+        return image, (label + 1) % self.classes_count
+
+
 def for_model(dataset: ImageDataset, spec: str) -> Any:
     """``dataset`` as the model ``spec`` takes it: gray images repeated to a zoo model's input channels."""
     meta = list_models().get(spec)
