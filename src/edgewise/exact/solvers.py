@@ -76,13 +76,16 @@ def lp_ranges(program: Program, cols: np.ndarray, weights: sparse.csr_matrix) ->
     return low, high
 
 
-def solve(program: Program, *, solver: str, time_limit: float, gap: float) -> Solution:
+def solve(program: Program, *, solver: str, time_limit: float, gap: float,
+          start: np.ndarray | None = None) -> Solution:
+    """Solve ``program``; ``start``: values of its first columns (the perturbed input x') of a known feasible
+    point, handed to the solver as a partial solution that it completes (a first incumbent)."""
     if solver == "highs":
-        return _solve_highs(program, time_limit=time_limit, gap=gap)
-    return _solve_scip(program, time_limit=time_limit, gap=gap)
+        return _solve_highs(program, time_limit=time_limit, gap=gap, start=start)
+    return _solve_scip(program, time_limit=time_limit, gap=gap, start=start)
 
 
-def _solve_highs(program: Program, *, time_limit: float, gap: float) -> Solution:
+def _solve_highs(program: Program, *, time_limit: float, gap: float, start: np.ndarray | None) -> Solution:
     import highspy
 
     if program.center is not None:
@@ -90,6 +93,8 @@ def _solve_highs(program: Program, *, time_limit: float, gap: float) -> Solution
     h = _highs(program, relax=False)
     h.setOptionValue("time_limit", max(time_limit, 1e-3))
     h.setOptionValue("mip_rel_gap", gap)
+    if start is not None:
+        h.setSolution(len(start), np.arange(len(start), dtype=np.int32), start.astype(np.float64))
     h.run()
     status = h.getModelStatus()
     info = h.getInfo()
@@ -104,7 +109,7 @@ def _solve_highs(program: Program, *, time_limit: float, gap: float) -> Solution
                     bound if math.isfinite(bound) else 0.0)
 
 
-def _solve_scip(program: Program, *, time_limit: float, gap: float) -> Solution:
+def _solve_scip(program: Program, *, time_limit: float, gap: float, start: np.ndarray | None) -> Solution:
     from pyscipopt import Model, quicksum
     from pyscipopt.scip import ExprCons
 
@@ -120,8 +125,8 @@ def _solve_scip(program: Program, *, time_limit: float, gap: float) -> Solution:
     ]
     matrix = program.matrix.tocsr()
     for r in range(matrix.shape[0]):
-        start, stop = matrix.indptr[r], matrix.indptr[r + 1]
-        expression = quicksum(v * variables[c] for c, v in zip(matrix.indices[start:stop], matrix.data[start:stop],
+        first, stop = matrix.indptr[r], matrix.indptr[r + 1]
+        expression = quicksum(v * variables[c] for c, v in zip(matrix.indices[first:stop], matrix.data[first:stop],
                                                                 strict=True))
         lo, hi = program.row_lower[r], program.row_upper[r]
         model.addCons(ExprCons(expression, lhs=lo if math.isfinite(lo) else None,
@@ -133,6 +138,11 @@ def _solve_scip(program: Program, *, time_limit: float, gap: float) -> Solution:
         model.addCons(quicksum((variables[i] - center[i]) ** 2 for i in range(len(center))) <= squared)
         objective = objective + squared
     model.setObjective(objective, "minimize")
+    if start is not None:
+        partial = model.createPartialSol()
+        for variable, value in zip(variables, start, strict=False):
+            model.setSolVal(partial, variable, float(value))
+        model.addSol(partial)
     model.optimize()
     status = model.getStatus()
     if status == "infeasible":
