@@ -87,6 +87,21 @@ def test_linear_model_equals_closed_form(norm: str, dtype: torch.dtype) -> None:
     assert boxed > 0, "no sample where the box changes the optimum: the test would not see the box"
 
 
+@pytest.mark.parametrize("solver", ["scip", "highs"])
+def test_a_start_changes_nothing_but_the_first_incumbent(solver: str) -> None:
+    model = linear_model(6, 3, seed=1, dtype=torch.float64)
+    inputs = torch.rand(4, 6, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    labels = model(inputs).argmax(1)
+    plain = minimal(model, inputs, labels, norm="l1", time_limit=30, solver=solver)
+    # A start far from optimal (twice the optimal perturbation, where that is still adversarial) or none at all.
+    starts = (inputs + 2 * (plain.adversarial - inputs)).clamp(0, 1)
+    started = minimal(model, inputs, labels, norm="l1", time_limit=30, solver=solver, starts=starts)
+    assert started.status == plain.status == ["optimal"] * 4
+    assert torch.allclose(started.distance, plain.distance, rtol=1e-4)
+    with pytest.raises(ValueError, match="starts must have the shape of inputs"):
+        minimal(model, inputs, labels, norm="l1", time_limit=30, starts=starts[:2])
+
+
 # --- brute force over activation patterns -------------------------------------------------------------------
 
 def affine_pieces(model: nn.Sequential,
