@@ -234,7 +234,7 @@ def test_tiny_relu_network_equals_brute_force(factory, shape, norm: str) -> None
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["tinymlp-pgd-fmnist", "tinycnn-pgd-fmnist"])
+@pytest.mark.parametrize("name", ["tinymlp-fmnist", "tinycnn-fmnist"])
 @pytest.mark.parametrize("norm", ["linf", "l1"])
 def test_no_attack_beats_the_certified_lower_bound_on_the_zoo(name: str, norm: str) -> None:
     from edgewise.data import sample
@@ -255,8 +255,9 @@ def test_no_attack_beats_the_certified_lower_bound_on_the_zoo(name: str, norm: s
         found[attack] = run_attack(model, inputs, labels, built, distances=(norm,), progress=False,
                                    checks=False).distances[norm].double()
     best = torch.stack(list(found.values())).min(0).values
-    # A ball twice the best attack's radius: the attacks' points are inside, not on the searched boundary.
-    result = minimal(model, inputs, labels, norm=norm, time_limit=60, upper=2 * best)
-    assert any(s == "optimal" for s in result.status)
+    # A ball a little larger than the best attack's radius: the attacks' points are inside it, not on its edge.
+    result = minimal(model, inputs, labels, norm=norm, time_limit=30, upper=best * 1.001)
+    # Lower bounds are certified whatever the status; some must be close to the attacks for the check to bite.
+    assert bool((result.lower_bound >= 0.9 * best).any())
     for attack, distances in found.items():
         assert bool((distances >= result.lower_bound * (1 - 1e-6)).all()), (attack, distances, result.lower_bound)
