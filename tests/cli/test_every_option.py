@@ -121,7 +121,8 @@ def test_attack_indices(files: dict[str, str], tmp_path: Path) -> None:
     assert [json.loads(line)["index"] for line in (out / "samples.jsonl").read_text().splitlines()] == [7, 3]
 
 
-def test_benchmark_every_option(files: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_benchmark_every_option(files: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                capsys: pytest.CaptureFixture[str]) -> None:
     calls: list[dict[str, Any]] = []
     recording(monkeypatch, ATTACKS, "fmn", calls)
     asked: list[dict[str, Any]] = []
@@ -136,6 +137,9 @@ def test_benchmark_every_option(files: dict[str, str], tmp_path: Path, monkeypat
     monkeypatch.setattr(benchmark_cli, "exact_reports", lambda *args: certified.append(args) or [])
     assert main(argv) == 0
     assert len(certified) == 1 and certified[0][4].exact_time_limit == 5.0
+    printed = capsys.readouterr().out.splitlines()  # what was evaluated, first
+    assert printed[0].startswith(f"model   {files['model']} (python") and "mean [0.3] std [0.4]" in printed[0]
+    assert printed[1].startswith(f"data    {files['idx']} (split train, input 1x12x12, 10 classes")
     assert asked[0]["baselines"] is True and asked[0]["distance"] == "linf"
     report = json.loads((out / "report.json").read_text())
     check_spec_provenance(report["arguments"]["provenance"], files)
@@ -150,8 +154,8 @@ def test_benchmark_every_option(files: dict[str, str], tmp_path: Path, monkeypat
 
 
 @pytest.mark.parametrize("kind", ["universal", "transform"])
-def test_minmax_every_option(kind: str, files: dict[str, str], tmp_path: Path,
-                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_minmax_every_option(kind: str, files: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                             capsys: pytest.CaptureFixture[str]) -> None:
     calls: list[dict[str, Any]] = []
     recording(monkeypatch, minmax_cli, f"{kind}_attack", calls)
     out = tmp_path / kind
@@ -162,6 +166,9 @@ def test_minmax_every_option(kind: str, files: dict[str, str], tmp_path: Path,
     others = {"--group-size", "--transforms", "--random"} - set(extra)  # they apply to the other --kind
     assert {a for a in argv if a.startswith("--")} | others | {"--indices"} == options_of("minmax")
     assert main(argv) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith(f"model   {files['model']} (python")
+    assert printed[1].startswith(f"data    {files['idx']}")
     results = json.loads((out / "results.json").read_text())
     check_spec_provenance(results["provenance"], files)
     assert results["environment"]["device"] == "cpu:0" and results["provenance"]["seed"] == 3

@@ -24,9 +24,11 @@ from edgewise.cli.options import (
     check_eps,
     check_positive,
     claim_out,
+    data_line,
     for_model,
     load_data,
     load_models,
+    model_line,
     remove_outputs,
     safe_name,
 )
@@ -39,7 +41,6 @@ from edgewise.eval.provenance import describe_attack, fingerprint_tensor
 from edgewise.eval.report import environment, plot_curves, plot_examples, write_results
 from edgewise.eval.sanity import check_evaluation
 from edgewise.eval.trace import Trace, write_trace
-from edgewise.models import list_models
 from edgewise.projections import NORMS
 
 DEFAULT_EPS = {"l0": (5.0, 10.0, 20.0), "l1": (2.0, 5.0, 10.0), "l2": (0.25, 0.5, 1.0, 1.5),
@@ -183,20 +184,9 @@ def parse_options(text: str) -> dict[str, Any]:
 
 def evaluated_lines(provenance: dict[str, Any]) -> list[str]:
     """The top of the printed report: what was evaluated (model, data, attack), from the run's record."""
-    model, data = provenance["model"], provenance["data"]
-    files = ", ".join(f"{name} sha256 {digest[:12]}" for name, digest in model["files"].items())
-    zoo = list_models().get(model["spec"], {})
-    normalization = (f"mean {model['mean']} std {model['std']}" if model["mean"] is not None else
-                     f"inside the zoo model, mean {zoo['mean']} std {zoo['std']}" if "mean" in zoo else "none")
-    return [
-        f"model   {model['spec']} ({model['kind']}{', ' + files if files else ''}; state sha256 "
-        f"{model['sha256'][:12]}; {model['outputs']} classes; normalization {normalization})",
-        f"data    {data['spec']} (split {data['split']}, input {'x'.join(map(str, data['shape']))}, "
-        f"{data['num_classes']} classes, files sha256 {data['sha256'][:12]}; n={data['n']} of "
-        f"{data['num_samples']}, indices sha256 {data['indices_sha256'][:12]})",
-        f"attack  {provenance['attack_name']}{' targeted' if provenance['targeted'] else ''}, distance "
-        f"{provenance['distance']}, levels {provenance['levels']}, seed {provenance['seed']}",
-    ]
+    return [model_line(provenance["model"]), data_line(provenance["data"]),
+            f"attack  {provenance['attack_name']}{' targeted' if provenance['targeted'] else ''}, distance "
+            f"{provenance['distance']}, levels {provenance['levels']}, seed {provenance['seed']}"]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -241,6 +241,25 @@ def check_eps(values: list[Any] | None, *, strict: bool = False) -> None:
         raise ValueError(f"--eps must be a comma list of numbers {'>' if strict else '>='} 0, got {values}")
 
 
+def model_line(model: dict[str, Any]) -> str:
+    """One printed line saying which model was evaluated (from its identity record)."""
+    files = ", ".join(f"{name} sha256 {digest[:12]}" for name, digest in model["files"].items())
+    zoo = list_models().get(model["spec"], {})
+    normalization = (f"mean {model['mean']} std {model['std']}" if model["mean"] is not None else
+                     f"inside the zoo model, mean {zoo['mean']} std {zoo['std']}" if "mean" in zoo else "none")
+    classes = f"; {model['outputs']} classes" if "outputs" in model else ""
+    return (f"model   {model['spec']} ({model['kind']}{', ' + files if files else ''}; state sha256 "
+            f"{model['sha256'][:12]}{classes}; normalization {normalization})")
+
+
+def data_line(data: dict[str, Any]) -> str:
+    """One printed line saying which data was evaluated (from its identity record)."""
+    chosen = f"; n={data['n']} of {data['num_samples']}" if "n" in data else f"; {data['num_samples']} samples"
+    indices = f", indices sha256 {data['indices_sha256'][:12]}" if "indices_sha256" in data else ""
+    return (f"data    {data['spec']} (split {data['split']}, input {'x'.join(map(str, data['shape']))}, "
+            f"{data['num_classes']} classes, files sha256 {data['sha256'][:12]}{chosen}{indices})")
+
+
 def claim_out(out: Path, command: str, record: dict[str, Any]) -> dict[str, Any]:
     """Make ``out`` this run's folder: refuse a folder written by another command or by a run whose ``record``
     (what produced its finished work: model, data, attack and options) differs, in one line naming the first
