@@ -110,15 +110,17 @@ def _one(network: Network, model: nn.Module, x: torch.Tensor, label: int, *, nor
     if solution.status == "infeasible":
         return x, math.inf, ball, "infeasible"
     lower = _from_objective(solution.bound, norm)
-    found = None
+    candidates = []
     if solution.point is not None:
         # The optimum sits on the margin −τ; on its activation pattern the program is convex, and re-solved with
         # margin +τ it gives a point the real model misclassifies, a hair further away.
         remaining = max(time_limit - (time.perf_counter() - started), 1.0)
         repaired = solve(program.fixed(solution.point, 2 * tolerance), solver=solver, time_limit=remaining, gap=gap)
-        for candidate in (repaired.point, solution.point):
-            if candidate is not None and found is None:
-                found = _verified(model, x, candidate[: x.numel()], label, targeted, norm)
+        candidates += [repaired.point, solution.point]
+    found = None
+    for candidate in [*candidates, known]:  # the start, verified adversarial, if the solver's points fail
+        if candidate is not None and found is None:
+            found = _verified(model, x, candidate[: x.numel()], label, targeted, norm)
     if found is None:
         return x, math.inf, lower, "time_limit"
     adversarial, distance = found

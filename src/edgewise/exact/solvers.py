@@ -7,7 +7,7 @@ docs/exact.md records which one is faster here.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -79,10 +79,29 @@ def lp_ranges(program: Program, cols: np.ndarray, weights: sparse.csr_matrix) ->
 def solve(program: Program, *, solver: str, time_limit: float, gap: float,
           start: np.ndarray | None = None) -> Solution:
     """Solve ``program``; ``start``: values of its first columns (the perturbed input x') of a known feasible
-    point, handed to the solver as a partial solution that it completes (a first incumbent)."""
+    point, completed to every column and handed to the solver as its first incumbent."""
+    full = None if start is None else _complete(program, start)
     if solver == "highs":
-        return _solve_highs(program, time_limit=time_limit, gap=gap, start=start)
-    return _solve_scip(program, time_limit=time_limit, gap=gap, start=start)
+        return _solve_highs(program, time_limit=time_limit, gap=gap, start=full)
+    return _solve_scip(program, time_limit=time_limit, gap=gap, start=full)
+
+
+def _complete(program: Program, start: np.ndarray) -> np.ndarray | None:
+    """Every column's value at the input ``start``: the program with x' fixed there, where bound propagation
+    decides every binary (HiGHS); None when ``start`` is outside the program's input bounds or not feasible."""
+    import highspy
+
+    size = len(start)
+    lower, upper = program.col_lower.copy(), program.col_upper.copy()
+    if (start < lower[:size] - 1e-9).any() or (start > upper[:size] + 1e-9).any():
+        return None
+    lower[:size] = upper[:size] = np.clip(start, lower[:size], upper[:size])
+    h = _highs(replace(program, col_lower=lower, col_upper=upper, center=None), relax=False)
+    h.setOptionValue("time_limit", 5.0)
+    h.run()
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return None
+    return np.asarray(h.getSolution().col_value)
 
 
 def _solve_highs(program: Program, *, time_limit: float, gap: float, start: np.ndarray | None) -> Solution:
@@ -94,7 +113,7 @@ def _solve_highs(program: Program, *, time_limit: float, gap: float, start: np.n
     h.setOptionValue("time_limit", max(time_limit, 1e-3))
     h.setOptionValue("mip_rel_gap", gap)
     if start is not None:
-        h.setSolution(len(start), np.arange(len(start), dtype=np.int32), start.astype(np.float64))
+        h.setSolution(len(start), np.arange(len(start), dtype=np.int32), start)
     h.run()
     status = h.getModelStatus()
     info = h.getInfo()
@@ -139,10 +158,12 @@ def _solve_scip(program: Program, *, time_limit: float, gap: float, start: np.nd
         objective = objective + squared
     model.setObjective(objective, "minimize")
     if start is not None:
-        partial = model.createPartialSol()
-        for variable, value in zip(variables, start, strict=False):
-            model.setSolVal(partial, variable, float(value))
-        model.addSol(partial)
+        known = model.createSol()
+        for variable, value in zip(variables, start, strict=True):
+            model.setSolVal(known, variable, float(value))
+        if program.center is not None:
+            model.setSolVal(known, squared, float(np.sum((start[: len(program.center)] - program.center) ** 2)))
+        model.addSol(known)
     model.optimize()
     status = model.getStatus()
     if status == "infeasible":
