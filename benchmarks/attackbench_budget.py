@@ -14,7 +14,10 @@ Default attacks: edgewise's minimal attacks for ``--distance`` and every install
 Writes benchmarks/results/attackbench-NAME/ (report.md, report.json, robust_accuracy-MODEL.png and
 distances.json with the per-sample distances of every attack and of the reference); the finished cells are kept
 under runs/attackbench-NAME/ and reused when the same command runs again (with more models or attacks, only the
-new cells run). Needs the Fashion-MNIST test split (``apt-get install dataset-fashion-mnist``).
+new cells run). ``--finished-only`` runs nothing: it reports, per model, the attacks whose cells have finished
+(runs of several processes, one per model or per attack, share the cells folder); GO is then the mean over the
+models an attack ran on (the report's "models" column). Needs the Fashion-MNIST test split
+(``apt-get install dataset-fashion-mnist``).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import torch
 
 from edgewise.cli.benchmark import attack_specs
 from edgewise.data import fashion_mnist, sample_indices
-from edgewise.eval.benchmark import benchmark, write_report
+from edgewise.eval.benchmark import AttackSpec, benchmark, cell_folder, summarize, write_report
 from edgewise.eval.report import environment, write_text_atomic
 from edgewise.models import list_models, load_model
 
@@ -37,6 +40,7 @@ EDGEWISE = {
     "l2": ["ddn", "fmn-l2", "alma-l2", "cw-l2", "apgd_minimal-l2", "pgd_minimal-l2"],
     "l1": ["fmn-l1", "alma-l1", "apgd_minimal-l1", "pgd_minimal-l1"],
     "linf": ["fmn-linf", "apgd_minimal-linf", "pgd_minimal-linf"],
+    "l0": ["sigma_zero"],
 }
 
 
@@ -49,6 +53,12 @@ def held_out(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return inputs[indices], labels[indices], indices
 
 
+def finished(out: Path, model: str, specs: list[AttackSpec], *, steps: int, budget: int, n: int,
+             batch_size: int) -> list[AttackSpec]:
+    return [s for s in specs
+            if (cell_folder(out, model, s.name, steps, budget) / f"result-n{n}-b{batch_size}.pt").is_file()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=",".join(list_models()), help="zoo models, comma-separated")
@@ -58,6 +68,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--batch-size", type=int, default=250)
     parser.add_argument("--name", default=None, help="default: DISTANCE-qBUDGET-nN")
+    parser.add_argument("--finished-only", action="store_true", help="report the finished cells, run nothing")
     args = parser.parse_args()
     name = args.name or f"{args.distance}-q{args.budget}-n{args.n}"
     names = args.attacks.split(",") if args.attacks else EDGEWISE[args.distance]
@@ -69,13 +80,21 @@ def main() -> None:
         models[model] = load_model(model)
         data[model] = (inputs.expand(-1, zoo[model]["in_channels"], -1, -1).contiguous(), labels)
     started = time.perf_counter()
-    report = benchmark(models, data, specs, [args.budget // 2], distance=args.distance,
-                       out=ROOT.parent / "runs" / f"attackbench-{name}", budget=args.budget,
-                       batch_size=args.batch_size, progress=True, log=lambda line: print(line, flush=True))
+    cells, steps = ROOT.parent / "runs" / f"attackbench-{name}", args.budget // 2
+    chosen = {model: finished(cells, model, specs, steps=steps, budget=args.budget, n=args.n,
+                              batch_size=args.batch_size) if args.finished_only else specs for model in models}
+    parts = {model: benchmark({model: models[model]}, {model: data[model]}, chosen[model], [steps],
+                              distance=args.distance, out=cells, budget=args.budget, batch_size=args.batch_size,
+                              progress=True, log=lambda line: print(line, flush=True))
+             for model in models if chosen[model]}
+    report = {"distance": args.distance, "budget": args.budget, "paired": [],
+              "models": {model: part["models"][model] for model, part in parts.items()},
+              "summary": summarize({model: part["models"][model]["rows"] for model, part in parts.items()})}
     env = environment("cpu", 0)
     env["total_seconds"] = time.perf_counter() - started
     out = ROOT / "results" / f"attackbench-{name}"
-    arguments = {**vars(args), "attacks": [s.name for s in specs], "data": "fmnist-test, held out",
+    arguments = {**vars(args), "attacks": {model: [s.name for s in chosen[model]] for model in parts},
+                 "data": "fmnist-test, held out",
                  "test_indices": [int(indices[0]), int(indices[-1])]}
     write_report(report, out, arguments=arguments, env=env)
     distances = {model: {label: [None if not torch.isfinite(d) else float(d) for d in values]

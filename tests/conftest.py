@@ -90,6 +90,31 @@ def make_box_oracle(batch: int = 8, dim: int = 64, *, seed: int = 1) -> LinearOr
     )
 
 
+class Bent(nn.Module):
+    """The linear oracle's model with its class-1 logit f bent to f (1 − |f| / 2): same sign, same decision
+    boundary {f = 0}, hence the same closed-form minimal perturbations, but a concave margin near it.
+
+    On the exactly linear model FMN's first ε-step (line 7, ‖δ‖ + L / ‖∇L‖q) lands exactly on the boundary and
+    stays there (a fixed point of the algorithm: adv-lib 0.2.8's fmn leaves 3/16 (ℓ2) and 1/16 (ℓ1) of the
+    oracle's samples unbroken too), so success would depend on rounding. With curvature it steps across.
+    """
+
+    def __init__(self, linear: nn.Module) -> None:
+        super().__init__()
+        self.linear = linear
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        logits = self.linear(inputs)
+        bent = logits[:, 1] * (1 - logits[:, 1].abs() / 2)
+        return torch.cat([logits[:, :1], bent.unsqueeze(1), logits[:, 2:]], 1)
+
+
+@pytest.fixture
+def bend() -> type[Bent]:
+    """``Bent`` itself: ``bend(oracle.model)`` is the oracle's model with a curved margin."""
+    return Bent
+
+
 @pytest.fixture
 def box_oracle() -> LinearOracle:
     return make_box_oracle()

@@ -98,7 +98,7 @@ def test_attacks_reject_malformed_batches(name: str, case: Case) -> None:
 @SETTINGS
 @given(keyword=st.from_regex(r"[a-z][a-z_]{0,12}", fullmatch=True))
 def test_attacks_reject_unknown_keywords(name: str, keyword: str) -> None:
-    if keyword in {"steps", "eps"} or keyword in ATTACKS[name].__kwdefaults__:
+    if keyword in {"steps", "eps"} or keyword in inspect.signature(ATTACKS[name]).parameters:
         return
     inputs, labels = torch.rand(2, 1, 4, 4), torch.tensor([0, 1])
     expect(TypeError, keyword, lambda: ATTACKS[name](MODEL, inputs, labels, **budget(name), **{keyword: 1}))
@@ -289,19 +289,20 @@ def test_cli_truncated_data_files(tmp_path: Path, cut: float, capsys: pytest.Cap
     path = tmp_path / "t10k-images-idx3-ubyte.gz"
     path.write_bytes(path.read_bytes()[: int(cut * path.stat().st_size)])
     out = tmp_path / "out"
-    assert main(["attack", "--data", "fmnist-test", "--data-root", str(tmp_path), "--out", str(out)]) == 2
+    assert main(["attack", "--data", str(tmp_path), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "t10k-images-idx3-ubyte.gz" in err[0]
     assert not out.exists()
 
 
 OTHER_COMMANDS = {
-    "benchmark": {"--models": "name", "--attacks": "name", "--distance": "name", "--steps": "list", "--n": "count",
+    "benchmark": {"--model": "name", "--attack": "name", "--distance": "name", "--steps": "list", "--n": "count",
                   "--batch-size": "count", "--device": "name"},
-    "minmax": {"--kind": "name", "--models": "name", "--norm": "name", "--eps": "number", "--steps": "count",
+    "minmax": {"--kind": "name", "--model": "name", "--distance": "name", "--eps": "list", "--steps": "count",
                "--step-size": "number", "--weight-step": "number", "--gamma": "number", "--n": "count",
                "--batch-size": "count"},
-    "train": {"--model": "name", "--dataset": "name", "--recipe": "name", "--epochs": "count", "--batch-size": "count",
+    "train": {"--architecture": "name", "--model": "name", "--data": "name", "--recipe": "name", "--epochs": "count",
+              "--batch-size": "count",
               "--optimizer": "name", "--lr": "number", "--weight-decay": "number", "--lr-milestones": "list",
               "--in-channels": "count", "--recipe-options": "name", "--train-samples": "count", "--device": "name"},
 }

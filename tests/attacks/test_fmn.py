@@ -1,6 +1,5 @@
 import pytest
 import torch
-from torch import nn
 
 from edgewise.attacks import fmn
 from edgewise.models import CountingModel, load_model
@@ -13,29 +12,10 @@ def lp_norm(delta: torch.Tensor, norm: str) -> torch.Tensor:
     return {"l1": flat.abs().sum(1), "l2": flat.norm(dim=1), "linf": flat.abs().amax(1)}[norm]
 
 
-class Bent(nn.Module):
-    """The linear oracle's model with its class-1 logit f bent to f (1 − |f| / 2): same sign, same decision
-    boundary {f = 0}, hence the same closed-form minimal perturbations, but a concave margin near it.
-
-    On the exactly linear model FMN's first ε-step (line 7, ‖δ‖ + L / ‖∇L‖q) lands exactly on the boundary and
-    stays there (a fixed point of the algorithm: adv-lib 0.2.8's fmn leaves 3/16 (ℓ2) and 1/16 (ℓ1) of the
-    oracle's samples unbroken too), so success would depend on rounding. With curvature it steps across.
-    """
-
-    def __init__(self, linear: nn.Module) -> None:
-        super().__init__()
-        self.linear = linear
-
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        logits = self.linear(inputs)
-        bent = logits[:, 1] * (1 - logits[:, 1].abs() / 2)
-        return torch.cat([logits[:, :1], bent.unsqueeze(1), logits[:, 2:]], 1)
-
-
 @pytest.mark.parametrize("norm", NORMS)
-def test_oracle_within_1_percent_of_the_closed_form(linear_oracle, norm: str) -> None:
+def test_oracle_within_1_percent_of_the_closed_form(linear_oracle, bend, norm: str) -> None:
     o = linear_oracle
-    model = Bent(o.model)
+    model = bend(o.model)
     adv = fmn(model, o.inputs, o.labels, norm=norm, steps=200)
     assert bool((model(adv).argmax(1) != o.labels).all())
     ratio = lp_norm(adv - o.inputs, norm) / getattr(o, norm)
@@ -55,9 +35,9 @@ def test_box_active_oracle_within_1_percent(box_oracle, norm: str) -> None:
 
 
 @pytest.mark.parametrize("norm", NORMS)
-def test_targeted_oracle(linear_oracle, norm: str) -> None:
+def test_targeted_oracle(linear_oracle, bend, norm: str) -> None:
     o = linear_oracle
-    model, targets = Bent(o.model), 1 - o.labels
+    model, targets = bend(o.model), 1 - o.labels
     adv = fmn(model, o.inputs, targets, norm=norm, steps=200, targeted=True)
     assert bool((model(adv).argmax(1) == targets).all())
     assert float((lp_norm(adv - o.inputs, norm) / getattr(o, norm)).max()) <= 1.01

@@ -20,6 +20,10 @@ def test_attack_writes_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert status == 0
     printed = capsys.readouterr().out
     assert "attack success rate" in printed and "median l2" in printed
+    lines = printed.splitlines()  # what was evaluated comes first
+    assert lines[0].startswith("model   smallcnn-fmnist (zoo, smallcnn-fmnist.pt sha256 ")
+    assert lines[1].startswith("data    sample (split None, input 1x28x28, 10 classes") and "n=20 of 1000" in lines[1]
+    assert lines[2] == "attack  ddn, distance l2, levels None, seed 0"
     results = json.loads((out / "results.json").read_text())
     assert results["summary"]["n"] == 20 and results["arguments"]["steps"] == 10
     assert {"torch", "device", "git_commit", "seed"} <= set(results["environment"])
@@ -32,7 +36,7 @@ def test_attack_writes_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[
 @pytest.mark.parametrize(
     ("argv", "match"),
     [
-        (["attack", "--model", "nope"], "--model must be one of"),
+        (["attack", "--model", "nope"], "--model 'nope' is neither a zoo model"),
         (["attack", "--attack", "nope"], "--attack must be one of"),
         (["attack", "--n", "5000"], r"--n must be in \[1, 1000\]"),
         (["attack", "--attack-options", "[1]"], "--attack-options must be a JSON object"),
@@ -41,7 +45,10 @@ def test_attack_writes_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[
         (["attack", "--attack", "fmn", "--distance", "ciede2000"],
          r"--distance must be one of \['l0', 'l1', 'l2', 'linf'\] for attack 'fmn'"),
         (["attack", "--steps", "ten"], "invalid int value"),
-        (["attack", "--data", "fmnist-test", "--data-root", "/nonexistent"], "does not exist"),
+        (["attack", "--data", "/nonexistent"], "--data '/nonexistent' is neither sample nor fmnist-test"),
+        (["attack", "--data", "sample", "--split", "train"], "--split applies to CIFAR and IDX folders, not to "
+                                                            "--data 'sample'"),
+        (["attack", "--weights", "w.pt"], "--weights does not apply to zoo model 'smallcnn-fmnist'"),
         (["frobnicate"], "invalid choice"),
     ],
 )

@@ -12,13 +12,13 @@ from edgewise.cli import main
 
 def test_small_ensemble_run_writes_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
-    status = main(["minmax", "--kind", "ensemble", "--models", "A,C", "--norm", "l2", "--eps", "1", "--steps", "2",
+    status = main(["minmax", "--kind", "ensemble", "--model", "A,C", "--distance", "l2", "--eps", "1", "--steps", "2",
                    "--n", "8", "--out", str(out)])
     assert status == 0
     printed = capsys.readouterr().out
     assert "| average |" in printed and "| minmax |" in printed and "ASR_all" in printed
     results = json.loads((out / "results.json").read_text())
-    row = results["results"]["A,C"]
+    row = results["results"]["A,C"]["1"]
     assert row["domains"] == ["A", "C"] and set(row["minmax"]["accuracy"]) == {"A", "C"}
     assert results["models"] == {"A": "mlp-fmnist", "C": "lenet-fmnist"}
     assert len((out / "samples.jsonl").read_text().splitlines()) == 16
@@ -26,18 +26,19 @@ def test_small_ensemble_run_writes_results(tmp_path: Path, capsys: pytest.Captur
 
 
 def test_universal_and_transform_runs(tmp_path: Path) -> None:
-    assert main(["minmax", "--kind", "universal", "--models", "A", "--group-size", "2", "--steps", "2", "--n", "6",
+    assert main(["minmax", "--kind", "universal", "--model", "A", "--group-size", "2", "--steps", "2", "--n", "6",
                  "--out", str(tmp_path / "u")]) == 0
-    assert main(["minmax", "--kind", "transform", "--models", "A", "--transforms", "identity,hflip", "--steps",
+    assert main(["minmax", "--kind", "transform", "--model", "A", "--transforms", "identity,hflip", "--steps",
                  "2", "--n", "4", "--out", str(tmp_path / "t")]) == 0
-    row = json.loads((tmp_path / "t" / "results.json").read_text())["results"]["A"]
+    row = json.loads((tmp_path / "t" / "results.json").read_text())["results"]["A"]["0.2"]
     assert row["domains"] == ["identity", "hflip"]
 
 
 @pytest.mark.parametrize("argv,match", [
     (["minmax", "--kind", "pairs"], "invalid choice"),
-    (["minmax", "--models", "Z"], "model must be one of"),
-    (["minmax", "--norm", "l2", "--eps", "-1", "--n", "2", "--steps", "1"], "eps must be > 0"),
+    (["minmax", "--model", "Z"], "--model 'Z' is neither a zoo model"),
+    (["minmax", "--distance", "l2", "--eps", "-1", "--n", "2", "--steps", "1"],
+     "--eps must be a comma list of numbers > 0"),
 ])
 def test_bad_arguments_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str],
                               match: str) -> None:

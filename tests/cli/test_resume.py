@@ -58,4 +58,4 @@ def test_a_resumed_folder_refuses_other_arguments(tmp_path: Path, capsys: pytest
     short = ["attack", "--attack", "ddn", "--steps", "2", "--n", "4", "--no-progress", "--out", str(tmp_path)]
     assert main(short) == 0
     assert main([*short[:-2], "--steps", "3", "--out", str(tmp_path)]) == 2
-    assert "holds batches of a run with other arguments" in capsys.readouterr().err
+    assert "run with attack.keywords.steps=2, this run has attack.keywords.steps=3" in capsys.readouterr().err

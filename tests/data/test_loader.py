@@ -212,6 +212,7 @@ def model_files(tmp_path_factory: pytest.TempPathFactory) -> dict[int, dict[str,
 
 def per_sample(result) -> dict[str, torch.Tensor]:
     return {"adversarial": result.adversarial, "success": result.success, "labels": result.labels,
+            "indices": result.indices,
             "clean_prediction": result.clean_prediction, "forwards": result.forwards,
             **{f"distance-{k}": v for k, v in result.distances.items()}}
 
@@ -237,10 +238,10 @@ def test_loaded_model_and_data_give_the_results_of_the_same_tensors(files, subse
     model = models.load(model_spec, **kwargs)
     assert not model.training
     assert data.check_compatible(model, dataset) == 10
-    inputs, labels = data.stack(dataset, chosen)
     attack = functools.partial(ddn, steps=3)
-    options = {"batch_size": 4, "progress": False, "checks": False, "distances": ("l2", "linf")}
-    got = run_attack(model, inputs, labels, attack, indices=chosen, **options)
+    options = {"batch_size": 4, "progress": False, "checks": False, "distances": ("l2", "linf"),
+               "keep_adversarial": True}
+    got = run_attack(model, dataset, None, attack, indices=chosen, **options)  # streamed from the dataset
     want = run_attack(reference, expected_inputs, expected_labels, attack, indices=chosen, **options)
     for key, value in per_sample(want).items():
         assert torch.equal(per_sample(got)[key], value), key

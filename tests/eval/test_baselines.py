@@ -9,7 +9,8 @@ from edgewise.eval import run_attack
 from edgewise.eval.baselines import BASELINES, MissingLibraryError, load_baseline
 from edgewise.models import load_model
 
-SLOW = {"torchattacks:deepfool", "torchattacks:fab-l2", "foolbox:cw-l2", "foolbox:ead"}
+SLOW = {"torchattacks:deepfool", "torchattacks:fab-l2", "foolbox:cw-l2", "foolbox:ead", "attackbench:apgd-l1",
+        "attackbench:apgd-l2", "attackbench:apgd-linf", "attackbench:fab-l1", "attackbench:fab-linf"}
 
 
 def installed(name: str) -> bool:
@@ -71,3 +72,19 @@ def test_unknown_baseline() -> None:
 
 def test_budgets_follow_the_paper() -> None:
     assert BASELINES["foolbox:cw-l2"].budget(100) == "9×100" and BASELINES["adv-lib:ddn"].budget(100) == "100"
+
+
+@pytest.mark.parametrize(("name", "overshoot"), [("attackbench:fab-l2", 1.0), ("attackbench:superdeepfool", 1.6)])
+def test_attackbench_boundary_attacks_on_a_linear_model(name: str, overshoot: float) -> None:
+    """FAB projects onto the linearized boundary: on a linear model that is the closed-form minimal ℓ2
+    perturbation. attackbenchlib's SuperDeepFool multiplies each DeepFool step by α = 1.5 (and a 2% overshoot):
+    it lands past the boundary, by at most 1.6×."""
+    from ..conftest import make_linear_oracle  # type: ignore[import-not-found]
+
+    require(name)
+    oracle = make_linear_oracle(batch=6, seed=4, classes=10)
+    result = run_attack(oracle.model, oracle.inputs, oracle.labels, load_baseline(name, steps=20), progress=False,
+                        checks=False)
+    assert result.success.all()
+    ratio = result.distances["l2"] / oracle.l2
+    assert (ratio >= 1 - 1e-4).all() and (ratio <= overshoot + 0.01).all()

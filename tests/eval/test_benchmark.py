@@ -172,16 +172,16 @@ def test_cw_budget_is_search_rounds_times_steps() -> None:
 
 
 def test_cli_bad_names_are_one_line_exit_2(capsys) -> None:
-    assert main(["benchmark", "--models", "nosuch-fmnist", "--attacks", "ddn"]) == 2
-    assert main(["benchmark", "--attacks", "nosuch-l2"]) == 2
+    assert main(["benchmark", "--model", "nosuch-fmnist", "--attack", "ddn"]) == 2
+    assert main(["benchmark", "--attack", "nosuch-l2"]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
-    assert len(errors) == 2 and "'nosuch-fmnist'] not in the zoo" in errors[0]
+    assert len(errors) == 2 and "--model 'nosuch-fmnist' is neither a zoo model" in errors[0]
     assert "attack 'nosuch-l2' is not in the registry" in errors[1]
 
 
 def test_cli_end_to_end_skips_a_missing_library(tmp_path, capsys, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "foolbox", None)
-    args = ["benchmark", "--models", "smallcnn-fmnist", "--attacks", "ddn,foolbox:ddn", "--steps", "2",
+    args = ["benchmark", "--model", "smallcnn-fmnist", "--attack", "ddn,foolbox:ddn", "--steps", "2",
             "--n", "6", "--out", str(tmp_path), "--no-progress"]
     assert main(args) == 0
     captured = capsys.readouterr()
@@ -228,9 +228,22 @@ def test_budget_protocol_local_and_global_optimality(oracles, tmp_path) -> None:
 def test_cli_budget_sets_the_steps_and_is_recorded(tmp_path, capsys) -> None:
     assert main(["benchmark", "--budget", "1", "--out", str(tmp_path)]) == 2
     assert "--budget must be >= 2" in capsys.readouterr().err
-    args = ["benchmark", "--attacks", "ddn", "--budget", "6", "--n", "4", "--out", str(tmp_path), "--no-progress"]
+    args = ["benchmark", "--attack", "ddn", "--budget", "6", "--n", "4", "--out", str(tmp_path), "--no-progress"]
     assert main(args) == 0
     report = json.loads((tmp_path / "report.json").read_text())
     row = report["models"]["smallcnn-fmnist"]["rows"][0]
     assert report["budget"] == 6 and row["steps"] == 3 and row["forwards_per_sample"] <= 3 + 1
     assert "local_optimality" in row and "global_optimality" in report["summary"][0]
+
+
+def test_a_cell_of_another_run_is_refused_naming_the_field(oracles, tmp_path) -> None:
+    o = oracles["linear-a"]
+    first = [AttackSpec("ddn", lambda steps: partial(ddn, steps=steps, levels=None))]
+    benchmark({"m": o.model}, {"m": (o.inputs, o.labels)}, first, [2], distance="l2", out=tmp_path, batch_size=6)
+    other = [AttackSpec("ddn", lambda steps: partial(ddn, steps=steps, levels=256))]
+    with pytest.raises(ValueError, match=r"benchmark cell .* was written by a run with attack\.keywords\.levels=None"):
+        benchmark({"m": o.model}, {"m": (o.inputs, o.labels)}, other, [2], distance="l2", out=tmp_path,
+                  batch_size=6)
+    with pytest.raises(ValueError, match=r"was written by a run with inputs="):
+        benchmark({"m": o.model}, {"m": (o.inputs.flip(0), o.labels.flip(0))}, first, [2], distance="l2",
+                  out=tmp_path, batch_size=6)

@@ -94,8 +94,12 @@ def test_attack_description_digests_tensors_modules_and_closures() -> None:
             pass
 
     # An object without a stable form is described by its class, never by a repr holding its address.
-    assert describe_attack(functools.partial(ddn, callback=Callback())) == describe_attack(
-        functools.partial(ddn, callback=Callback()))
+    assert describe_attack(functools.partial(ddn, init_norm=Callback())) == describe_attack(
+        functools.partial(ddn, init_norm=Callback()))
+    assert describe_attack(functools.partial(ddn, init_norm=Callback())) != describe_attack(ddn)
+    # The callback only observes (diagnostics): tracing a run does not make it another run.
+    assert describe_attack(functools.partial(ddn, steps=3, callback=Callback())) == describe_attack(
+        functools.partial(ddn, steps=3))
     with pytest.raises(TypeError, match="attack must be callable, got str"):
         describe_attack("ddn")  # type: ignore[arg-type]
 

@@ -81,5 +81,5 @@ def test_two_processes_give_the_weights_of_one(tmp_path: Path) -> None:
 def test_train_cli_rejects_bad_recipe_options(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--recipe", "ampgd", "--recipe-options", '{"bogus": 1}']) == 2
     assert "takes no option(s) ['bogus']" in capsys.readouterr().err
-    assert main(["train", "--recipe", "pgd", "--init", "mlp-fmnist"]) == 2
-    assert "init must be a zoo model with architecture 'smallcnn'" in capsys.readouterr().err
+    assert main(["train", "--recipe", "pgd", "--architecture", "smallcnn", "--model", "mlp-fmnist"]) == 2
+    assert "--model must be a zoo model with architecture 'smallcnn'" in capsys.readouterr().err

@@ -15,14 +15,32 @@ import torch
 from edgewise.attacks import ATTACKS, distance_keyword
 from edgewise.attacks.base import check_levels
 from edgewise.cli import csv
-from edgewise.data import CLASSES, fashion_mnist, sample
+from edgewise.cli.options import (
+    Targets,
+    add_data,
+    add_models,
+    add_run,
+    check_applicable,
+    check_eps,
+    check_positive,
+    claim_out,
+    data_line,
+    for_model,
+    load_data,
+    load_models,
+    model_line,
+    remove_outputs,
+    safe_name,
+)
+from edgewise.data import check_compatible, stack
+from edgewise.distances import get as get_distance
 from edgewise.distances import names as distance_names
-from edgewise.eval import AttackResult, run_attack
+from edgewise.eval import DISTANCES, AttackResult, run_attack
 from edgewise.eval.distributed import gather, shard_positions, start, stop
-from edgewise.eval.report import environment, plot_curves, plot_examples, write_results, write_text_atomic
+from edgewise.eval.provenance import describe_attack, fingerprint_tensor
+from edgewise.eval.report import environment, plot_curves, plot_examples, write_results
 from edgewise.eval.sanity import check_evaluation
 from edgewise.eval.trace import Trace, write_trace
-from edgewise.models import list_models, load_model
 from edgewise.projections import NORMS
 
 DEFAULT_EPS = {"l0": (5.0, 10.0, 20.0), "l1": (2.0, 5.0, 10.0), "l2": (0.25, 0.5, 1.0, 1.5),
@@ -30,47 +48,50 @@ DEFAULT_EPS = {"l0": (5.0, 10.0, 20.0), "l1": (2.0, 5.0, 10.0), "l2": (0.25, 0.5
 
 
 def register(commands: Any) -> None:
-    parser = commands.add_parser("attack", help="attack a model and write a robustness report")
-    parser.add_argument("--model", default="smallcnn-fmnist", help="zoo model (see `edgewise models`)")
+    parser = commands.add_parser("attack", help="attack a model and write a robustness report",
+                                 description="Run one attack on a model over a dataset and write the report: "
+                                 "results.json, samples.jsonl, robust_accuracy.png, examples.png (docs/cli.md).")
+    add_models(parser, default=["smallcnn-fmnist"], several=False, help="the model (see `edgewise models`)")
     parser.add_argument("--attack", default="ddn", help=f"one of {', '.join(sorted(ATTACKS))}")
-    parser.add_argument("--steps", type=int, default=None, help="attack iterations (default: the attack's)")
+    parser.add_argument("--steps", type=int, default=None, help="attack iterations (default: the attack's own)")
     parser.add_argument("--distance", default=None,
-                        help="what the attack minimizes: a registry distance (alma, cw) or the norm l1/l2/linf "
-                        "(fmn; pgd's threat model); ddn is l2 only")
+                        help="what the attack minimizes: a registry distance (alma, cw: "
+                        f"{', '.join(distance_names())}) or an lp norm (fmn, pgd: {', '.join(NORMS)}); ddn is l2 "
+                        "only (default: the attack's own); the report measures this distance")
     parser.add_argument("--attack-options", default="{}", help="JSON object of extra keyword arguments")
-    parser.add_argument("--data", default="sample", choices=("sample", "fmnist-test"),
-                        help="the shipped 1,000-image sample, or the full Fashion-MNIST test set")
-    parser.add_argument("--data-root", default=None, help="folder with the Fashion-MNIST IDX files")
-    parser.add_argument("--n", "--samples", dest="n", type=int, default=1000,
-                        help="number of samples (the first n); under torchrun write --samples (torchrun takes "
-                             "--n for an abbreviation of its own options)")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--targeted", action="store_true",
+                        help="labels become targets (y + 1) mod classes, and the attack is told it is targeted")
     parser.add_argument("--levels", type=int, default=None,
-                        help="quantize returned examples to this many levels before verification (256: 8 bits)")
-    parser.add_argument("--targeted", action="store_true", help="labels become targets: (y + 1) mod classes")
-    parser.add_argument("--eps", type=csv(float), default=None, help="budgets for robust accuracy, e.g. 0.5,1")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--out", default=None, help="output folder (default results/MODEL-ATTACK)")
-    parser.add_argument("--no-progress", action="store_true")
+                        help="quantize returned examples to this many levels before verification (256: 8 bits; "
+                             "default: none)")
+    parser.add_argument("--eps", type=csv(float), default=None,
+                        help="comma list of budgets for robust accuracy, e.g. 0.5,1 (default: a list per "
+                             "distance); a summary only: changing it reuses the finished batches")
+    add_data(parser)
+    add_run(parser, out="results/MODEL-ATTACK, MODEL the spec's file or zoo name")
     parser.add_argument("--trace", action="store_true",
                         help="for attacks that take a callback (alma, cw, ddn, fmn, pgd): write trace.json and "
                              "trace.png, the median over samples, per step, of what the attack reports (alma: mu, "
-                             "rho, lr, distance, best distance); batches resumed from --out are not traced")
+                             "rho, lr, distance, best distance); a traced run keeps its own --out (every batch traced)")
     parser.add_argument("--no-checks", dest="checks", action="store_false",
                         help="skip the sanity checks of the model before the attack (probabilities, train mode, "
                              "non-determinism, masked gradients)")
     parser.set_defaults(run=run)
 
 
-def bind_attack(name: str, *, steps: int | None, distance: str | None,
-                options: dict[str, Any]) -> functools.partial[torch.Tensor]:
-    """The attack ``name`` with its hyper-parameters bound; unknown names or options are errors."""
+def bind_attack(name: str, *, steps: int | None, distance: str | None, options: dict[str, Any],
+                targeted: bool = False) -> functools.partial[torch.Tensor]:
+    """The attack ``name`` with its hyper-parameters bound; unknown names or options are errors.
+
+    ``targeted`` is bound too (an attack that cannot run targeted is refused), so the attack always knows
+    whether the labels it gets are targets."""
     if name not in ATTACKS:
         raise ValueError(f"--attack must be one of {sorted(ATTACKS)}, got {name!r}")
     function = ATTACKS[name]
     parameters = inspect.signature(function).parameters
     kwargs = dict(options)
+    if "targeted" in kwargs:
+        raise ValueError("--attack-options must not set 'targeted': give --targeted")
     if steps is not None:
         kwargs["steps"] = steps
     if distance is not None:
@@ -81,27 +102,36 @@ def bind_attack(name: str, *, steps: int | None, distance: str | None,
         if distance not in allowed:
             raise ValueError(f"--distance must be one of {allowed} for attack {name!r}, got {distance!r}")
         kwargs[keyword] = distance
+    if "targeted" in parameters:
+        kwargs["targeted"] = targeted
+    elif targeted:
+        raise ValueError(f"--targeted: attack {name!r} cannot run targeted")
     unknown = sorted(set(kwargs) - set(parameters))
     if unknown:
         raise ValueError(f"attack {name!r} takes no option(s) {unknown}; it takes {sorted(parameters)[3:]}")
     return functools.partial(function, **kwargs)
 
 
-def measured_distance(attack: functools.partial[torch.Tensor], result: AttackResult) -> str:
-    """The distance of the report: the one the attack minimizes (bound, or its default) when the harness records
-    it (ℓ0, ℓ1, ℓ2, ℓ∞), else ℓ2 (DDN; ALMA for CIEDE2000, SSIM or LPIPS)."""
+def minimized_distance(attack: functools.partial[torch.Tensor]) -> str:
+    """The registry name of the distance the attack minimizes (bound, or its default): the report's distance."""
     keyword = distance_keyword(attack.func)
     if keyword is None:
         return "l2"
     chosen = attack.keywords.get(keyword, inspect.signature(attack.func).parameters[keyword].default)
-    return chosen if isinstance(chosen, str) and chosen in result.distances else "l2"
+    if not isinstance(chosen, str):
+        raise ValueError(f"--attack-options: {keyword} must be a distance name for the report, got {chosen!r}")
+    return chosen
 
 
-def load_data(which: str, root: str | None, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    inputs, labels = sample() if which == "sample" else fashion_mnist("test", root)
-    if not 1 <= n <= len(inputs):
-        raise ValueError(f"--n must be in [1, {len(inputs)}] for --data {which}, got {n}")
-    return inputs[:n], labels[:n]
+def check_distance(name: str, inputs: torch.Tensor) -> None:
+    """Build distance ``name`` on one input: a distance that cannot run here (LPIPS without its ImageNet
+    weights) fails now, in one line, not after the attack."""
+    if name not in distance_names():
+        raise ValueError(f"the attack's distance must be one of {distance_names()}, got {name!r}")
+    try:
+        get_distance(name)(inputs[:1])
+    except RuntimeError as error:
+        raise ValueError(f"--distance {name}: {error}") from error
 
 
 def summary_table(summary: dict[str, Any]) -> str:
@@ -136,78 +166,95 @@ def sanity_line(findings: list[dict[str, str]] | None) -> str:
     return "passed" if not findings else "WARNING " + ", ".join(finding["check"] for finding in findings)
 
 
-RESUME_IRRELEVANT = ("out", "no_progress", "checks")
+EXAMPLES = 8
+"""Adversarial images kept for the example grid (the others are measured, not held: memory stays flat)."""
+OUTPUTS = ("results.json", "samples.jsonl", "robust_accuracy.png", "examples.png", "trace.json", "trace.png")
 
 
-def claim_batches(folder: Path, arguments: dict[str, Any]) -> None:
-    """Record the arguments of the run owning ``folder``; finished batches of other arguments are never reused."""
-    relevant = {k: v for k, v in arguments.items() if k not in RESUME_IRRELEVANT}
-    record = folder / "arguments.json"
-    finished = any(folder.glob("batch-*.pt"))
-    if finished and record.is_file() and json.loads(record.read_text()) != relevant:
-        raise ValueError(f"--out {folder.parent} holds batches of a run with other arguments ({record}); "
-                         "use another --out or delete that folder")
-    folder.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(record, json.dumps(relevant, sort_keys=True) + "\n")
+def parse_options(text: str) -> dict[str, Any]:
+    """``--attack-options``: a JSON object."""
+    try:
+        options = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--attack-options must be a JSON object, got {text!r}") from error
+    if not isinstance(options, dict):
+        raise ValueError(f"--attack-options must be a JSON object, got {text!r}")
+    return options
+
+
+def evaluated_lines(provenance: dict[str, Any]) -> list[str]:
+    """The top of the printed report: what was evaluated (model, data, attack), from the run's record."""
+    return [model_line(provenance["model"]), data_line(provenance["data"]),
+            f"attack  {provenance['attack_name']}{' targeted' if provenance['targeted'] else ''}, distance "
+            f"{provenance['distance']}, levels {provenance['levels']}, seed {provenance['seed']}"]
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.model not in list_models():
-        raise ValueError(f"--model must be one of {sorted(list_models())}, got {args.model!r}")
-    try:
-        options = json.loads(args.attack_options)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"--attack-options must be a JSON object, got {args.attack_options!r}") from error
-    if not isinstance(options, dict):
-        raise ValueError(f"--attack-options must be a JSON object, got {args.attack_options!r}")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    check_applicable(args)
+    options = parse_options(args.attack_options)
+    check_positive("--batch-size", args.batch_size)
+    check_positive("--steps", args.steps)
     check_levels(args.levels)
-    if args.steps is not None and args.steps < 1:
-        raise ValueError(f"--steps must be >= 1, got {args.steps}")
-    if any(not eps >= 0 for eps in args.eps or ()):
-        raise ValueError(f"--eps must be numbers >= 0, got {args.eps}")
+    check_eps(args.eps)
+    attack = bind_attack(args.attack, steps=args.steps, distance=args.distance, options=options,
+                         targeted=args.targeted)
     trace = Trace() if args.trace else None
-    if trace is not None:
-        options = {**options, "callback": trace}
-    attack = bind_attack(args.attack, steps=args.steps, distance=args.distance, options=options)
-    inputs, labels = load_data(args.data, args.data_root, args.n)
+    traced = attack if trace is None else functools.partial(attack, callback=trace)
+    distance = minimized_distance(attack)
+    dataset, indices = load_data(args)
     process = start(args.device)
-    model = load_model(args.model, device=process.device)
-    channels = list_models()[args.model]["in_channels"]
-    inputs, labels = inputs.expand(-1, channels, -1, -1).contiguous().to(process.device), labels.to(process.device)
+    (model,), (model_record,) = load_models([args.model], args, device=process.device)
+    seen = for_model(dataset, args.model)
+    outputs = check_compatible(model, seen, device=process.device)
+    check_distance(distance, stack(seen, indices[:1])[0])
     if args.targeted:
-        labels = (labels + 1) % 10
-    out = Path(args.out or f"results/{args.model}-{args.attack}")
-    arguments = {k: v for k, v in vars(args).items() if k != "run"}
+        seen = Targets(seen, outputs)
+    out = Path(args.out or f"results/{safe_name(args.model)}-{args.attack}")
+    measured = tuple(dict.fromkeys((*DISTANCES, distance)))
+    # The samples are not in the record: run_attack checks each batch's members (a larger --n computes only the
+    # missing samples).
+    record = {
+        "model": {**model_record, "outputs": outputs}, "data": seen.identity,
+        "attack_name": args.attack, "attack": describe_attack(attack), "targeted": args.targeted,
+        "distance": distance, "distances": list(measured), "levels": args.levels, "seed": args.seed,
+        "batch_size": args.batch_size, "trace": args.trace,  # a trace covers every batch: traced runs apart
+    }
+    arguments = {k: v for k, v in vars(args).items() if k not in ("run", "given")}
+    # Every process claims --out before writing to it (the first one's record is the others' check).
+    provenance = claim_out(out, "attack", record)
     if process.rank == 0:
-        claim_batches(out / "batches", arguments)
+        remove_outputs(out, OUTPUTS)
     started = time.perf_counter()
-    findings = check_evaluation(model, inputs, labels) if args.checks and process.rank == 0 else []
-    positions = shard_positions(len(inputs), args.batch_size, process)
-    shard = run_attack(model, inputs[positions], labels[positions], attack, batch_size=args.batch_size,
-                       targeted=args.targeted, levels=args.levels, seed=args.seed, indices=positions,
+    findings = []
+    if args.checks and process.rank == 0:
+        first, labels = stack(seen, indices[: args.batch_size])
+        findings = check_evaluation(model, first.to(process.device), labels.to(process.device))
+    positions = shard_positions(len(indices), args.batch_size, process)
+    shard = run_attack(model, seen, None, traced, batch_size=args.batch_size, targeted=args.targeted,
+                       levels=args.levels, seed=args.seed, indices=indices[positions], distances=measured,
                        resume_dir=out / "batches", progress=not args.no_progress and process.rank == 0,
-                       checks=False)
-    gathered = gather(shard, out / "shards", process, count=len(inputs))
+                       checks=False, keep_adversarial=EXAMPLES)
+    gathered = gather(shard, out / "shards", process, indices=indices)
     stop(process)
     if gathered is None:
         return 0
     result: AttackResult = gathered
-    distance = measured_distance(attack, result)
-    eps = tuple(args.eps) if args.eps else DEFAULT_EPS[distance]
+    provenance["data"] = {**provenance["data"], "n": len(result), "indices_sha256": fingerprint_tensor(indices)}
+    eps = tuple(args.eps) if args.eps else DEFAULT_EPS.get(distance, ())
     summary = result.summary(distance=distance, eps=eps)
     summary["total_seconds"] = time.perf_counter() - started
     summary["processes"] = process.world
     summary["sanity"] = [vars(finding) for finding in findings] if args.checks else None
-    write_results(out, result, summary, arguments, environment(str(process.device), args.seed))
+    write_results(out, result, summary, arguments, environment(str(process.device), args.seed), provenance)
+    title = f"{Path(args.model).name}: {args.attack}"
     plot_curves(out / "robust_accuracy.png", {args.attack: result.distances[distance]}, distance=distance,
-                title=f"{args.model}: {args.attack}")
-    plot_examples(out / "examples.png", inputs, result, classes=CLASSES)
-    print(f"{args.attack} on {args.model} ({args.data}, n={args.n})")
+                title=title)
+    classes = dataset.classes or [str(c) for c in range(outputs)]
+    plot_examples(out / "examples.png", seen, result, classes=classes, distance=distance, count=EXAMPLES)
+    print("\n".join(evaluated_lines(provenance)))
     print(summary_table(summary))
     print(f"wrote {out}/results.json, samples.jsonl, robust_accuracy.png, examples.png")
     if trace is not None:
-        write_trace(out, trace, title=f"{args.model}: {args.attack}")
+        write_trace(out, trace, title=title)
         print(f"wrote {out}/trace.json, trace.png")
     return 0

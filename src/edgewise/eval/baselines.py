@@ -15,6 +15,8 @@ the mode of the model it is given); the global RNG (torchattacks' FAB reseeds it
 from __future__ import annotations
 
 import importlib
+import inspect
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -101,6 +103,26 @@ def _torchattacks(name: str, **fixed: Any) -> Callable[[Any, int], Callable[...,
     return build
 
 
+def _attackbench(config: str, **overrides: Any) -> Callable[[Any, int], Callable[..., torch.Tensor]]:
+    """An original attack of attackbenchlib, configured as its ``configs.original_CONFIG()`` ships it (the
+    paper's settings) with ``num_steps`` = steps and ``overrides``, called with its ``threat_model`` keyword
+    (its own ``run_attack`` passes ``norm=``, which these functions reject)."""
+    def build(module: Any, steps: int) -> Callable[..., torch.Tensor]:
+        configs = importlib.import_module("attackbench.attacks.original.configs")
+        settings = {**getattr(configs, f"original_{config}")(), "num_steps": steps, **overrides}
+        getter = getattr(configs, f"get_original_{settings.pop('name')}")
+        settings.pop("source")
+        if "threat_model" not in inspect.signature(getter).parameters:  # an ℓ2-only attack (SuperDeepFool)
+            settings.pop("threat_model")
+        attack = getter(**settings)
+        return lambda model, inputs, labels: attack(model=model, inputs=inputs, labels=labels)
+    return build
+
+
+def _attackbench_entry(distance: str, config: str, **overrides: Any) -> Baseline:
+    return Baseline("attackbench", "2.0.2", distance, _attackbench(config, **overrides))
+
+
 def _foolbox_entry(distance: str, name: str, *, binary_search: bool = False) -> Baseline:
     return Baseline("foolbox", "3.3.4", distance, _foolbox(name, binary_search=binary_search), binary_search)
 
@@ -121,15 +143,34 @@ BASELINES: dict[str, Baseline] = {
     "torchattacks:cw-l2": Baseline("torchattacks", "3.5.1", "l2", _torchattacks("CW")),
     "torchattacks:fab-l2": Baseline("torchattacks", "3.5.1", "l2", _torchattacks("FAB", norm="L2", eps=float("inf"))),
     "torchattacks:deepfool": Baseline("torchattacks", "3.5.1", "l2", _torchattacks("DeepFool")),
+    "attackbench:fmn-l0": _attackbench_entry("l0", "fmn", threat_model="l0"),
+    "attackbench:fmn-l1": _attackbench_entry("l1", "fmn", threat_model="l1"),
+    "attackbench:fmn-l2": _attackbench_entry("l2", "fmn"),
+    "attackbench:fmn-linf": _attackbench_entry("linf", "fmn_linf"),
+    "attackbench:superdeepfool": _attackbench_entry("l2", "superdeepfool"),
+    "attackbench:fab-l1": _attackbench_entry("l1", "fab", threat_model="l1"),
+    "attackbench:fab-l2": _attackbench_entry("l2", "fab", threat_model="l2"),
+    "attackbench:fab-linf": _attackbench_entry("linf", "fab"),
+    "attackbench:apgd-l1": _attackbench_entry("l1", "apgd_minimal_l1"),
+    "attackbench:apgd-l2": _attackbench_entry("l2", "apgd_minimal", threat_model="l2"),
+    "attackbench:apgd-linf": _attackbench_entry("linf", "apgd_minimal"),
+    "attackbench:sigma-zero": _attackbench_entry("l0", "sigma_zero"),
+    "attackbench:trust-region-l2": _attackbench_entry("l2", "tr", threat_model="l2"),
+    "attackbench:trust-region-linf": _attackbench_entry("linf", "tr"),
 }
 """Name (``library:attack``) -> adapter. torchattacks' CW has a fixed constant c (no binary search); its FAB
 is a budget attack, made minimal with eps = inf (its ℓ1 variant is left out: it raises UnboundLocalError in
 torchattacks 3.5.1). Run as their libraries ship them, bugs included: foolbox 3.3.4's ``L2FMNAttack.project``
 scales by ``min(1, norms / norms)`` = 1, ignoring ε, so its ℓ2 FMN never shrinks the first adversarial it finds;
-torchattacks' DeepFool can return a point short of the boundary (its overshoot is lost to the clipping)."""
+torchattacks' DeepFool can return a point short of the boundary (its overshoot is lost to the clipping).
+attackbenchlib 2.0.2's originals run with the settings of its ``configs`` (AttackBench's paper): its APGD is the
+minimal-distance search around APGD (20 search steps of ``steps`` iterations each, so it needs a budget to be
+compared), its FAB is untargeted with ε = inf, its trust region is the non-adaptive one."""
 
 _PIP = {"adv_lib": "adv-lib==0.2.8 (pip install --no-deps; see README)", "foolbox": "foolbox==3.3.4",
-        "torchattacks": "torchattacks==3.5.1"}
+        "torchattacks": "torchattacks==3.5.1",
+        "attackbench": "attackbenchlib==2.0.2 (pip install --no-deps, then wandb, adversarial-robustness-toolbox "
+                       "and cleverhans==4.0.0; see docs/benchmark.md)"}
 
 
 def _import(library: str) -> Any:
@@ -139,6 +180,8 @@ def _import(library: str) -> Any:
             warnings.simplefilter("ignore")
             if library == "adv_lib":
                 importlib.import_module("adv_lib.attacks")
+            if library == "attackbench":  # it imports wandb at import time: never log in, never reach the network
+                os.environ.setdefault("WANDB_MODE", "disabled")
             return importlib.import_module(library)
     except ImportError as error:
         raise MissingLibraryError(f"{library} is not installed ({error}); install {_PIP[library]}") from error

@@ -39,6 +39,7 @@ from torch import nn
 
 from edgewise.attacks import ATTACKS, distance_keyword
 from edgewise.eval import metrics
+from edgewise.eval.provenance import check_record, describe_attack, fingerprint_model, fingerprint_tensor
 from edgewise.eval.result import AttackResult
 from edgewise.eval.run import Attack, _save_atomic, run_attack
 from edgewise.models.wrappers import BudgetModel
@@ -127,7 +128,7 @@ def resolve(spec: str, *, distance: str) -> AttackSpec:
     return baseline_attack(spec, distance=distance) if ":" in spec else edgewise_attack(spec, distance=distance)
 
 
-def _cell_folder(out: Path, model: str, attack: str, steps: int, budget: int | None) -> Path:
+def cell_folder(out: Path, model: str, attack: str, steps: int, budget: int | None) -> Path:
     safe = attack.replace(":", "_").replace("/", "_")
     return out / "cells" / model / safe / (f"steps-{steps}" if budget is None else f"budget-{budget}-steps-{steps}")
 
@@ -136,8 +137,14 @@ def run_cell(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, attac
              batch_size: int, seed: int, progress: bool) -> tuple[AttackResult, bool]:
     """One (model, attack, steps) cell: loaded if it finished before, else run (resuming its batches) and saved.
 
-    Returns the result and whether it was computed now (False: loaded).
+    The folder's ``cell.json`` records what produced the cell (model fingerprint, attack description with its
+    budget, digests of the inputs and labels, seed, batch size): a cell of another run is a ``ValueError`` naming
+    the first differing field, never a stale result. Returns the result and whether it was computed now.
     """
+    record = {"model": fingerprint_model(model), "attack": describe_attack(attack),
+              "inputs": fingerprint_tensor(inputs), "labels": fingerprint_tensor(labels), "seed": seed,
+              "batch_size": batch_size}
+    check_record(folder / "cell.json", record, label=f"benchmark cell {folder}")
     path = folder / f"result-n{len(inputs)}-b{batch_size}.pt"
     if path.is_file():
         stored = torch.load(path, weights_only=True)
@@ -259,7 +266,7 @@ def benchmark(models: Mapping[str, nn.Module], data: Mapping[str, tuple[torch.Te
         rows = []
         for attack in attacks:
             for iterations in steps:
-                folder = _cell_folder(out, model_name, attack.name, iterations, budget)
+                folder = cell_folder(out, model_name, attack.name, iterations, budget)
                 built = attack.build(iterations)
                 if budget is not None:
                     built = budgeted(built, budget=budget, distance=distance)
@@ -318,10 +325,11 @@ def markdown(report: dict[str, Any], *, plots: Mapping[str, str], header: str) -
                 "no query budget: each attack runs its steps and is scored on the point it returns")
     lines = [f"# edgewise benchmark ({distance})", "", header, "", protocol + ".", "",
              f"## Geometric mean over {len(report['models'])} model(s), global optimality", "",
-             f"| attack | steps | ASR (%) | median {distance} | forwards / backwards | ms per sample·iteration | GO |",
-             "|---|---|---|---|---|---|---|"]
+             f"| attack | steps | models | ASR (%) | median {distance} | forwards / backwards | "
+             "ms per sample·iteration | GO |", "|---|---|---|---|---|---|---|---|"]
     for row in report["summary"]:
-        lines.append(f"| {row['attack']} | {row['budget']} | {_pct(row['geometric_mean_success_rate'])} | "
+        lines.append(f"| {row['attack']} | {row['budget']} | {row['models']} | "
+                     f"{_pct(row['geometric_mean_success_rate'])} | "
                      f"{_cell(row['geometric_mean_median_distance'], '.4f')} | "
                      f"{_cell(row['geometric_mean_forwards_per_sample'], '.0f')} / "
                      f"{_cell(row['geometric_mean_backwards_per_sample'], '.0f')} | "

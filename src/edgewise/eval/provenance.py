@@ -28,14 +28,16 @@ _DEPTH = 4
 container holding itself cannot recurse)."""
 
 
-def _tensor_bytes(tensor: torch.Tensor) -> bytes:
-    flat = tensor.detach().to("cpu").contiguous().reshape(-1)
-    return flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
+DIAGNOSTIC = frozenset({"callback"})
+"""Keywords that only observe an attack (DESIGN.md: diagnostics go through ``callback``; they never change what it
+returns): left out of its description, so that tracing a resumed run reuses its finished work."""
 
 
 def _update(digest: Any, tensor: torch.Tensor) -> None:
     digest.update(f"{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-    digest.update(_tensor_bytes(tensor))
+    flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+    if flat.numel():
+        digest.update(flat.view(torch.uint8).numpy())  # the buffer itself: no copy of a batch per digest
 
 
 def fingerprint_tensor(tensor: torch.Tensor) -> str:
@@ -79,7 +81,8 @@ def _function(function: Callable[..., Any], depth: int) -> dict[str, Any]:
         parameters = list(inspect.signature(function).parameters.values())
     except (TypeError, ValueError):  # a builtin without a signature
         parameters = []
-    defaults = {p.name: _describe(p.default, depth + 1) for p in parameters if p.default is not p.empty}
+    defaults = {p.name: _describe(p.default, depth + 1) for p in parameters
+                if p.default is not p.empty and p.name not in DIAGNOSTIC}
     if defaults:
         description["defaults"] = defaults
     return description
@@ -109,7 +112,7 @@ def _describe(value: Any, depth: int) -> Any:
     if isinstance(value, functools.partial):
         return {"partial": _function(value.func, depth + 1),
                 "args": [_describe(v, depth + 1) for v in value.args],
-                "keywords": {k: _describe(v, depth + 1) for k, v in value.keywords.items()}}
+                "keywords": {k: _describe(v, depth + 1) for k, v in value.keywords.items() if k not in DIAGNOSTIC}}
     if isinstance(value, types.FunctionType | types.BuiltinFunctionType | types.MethodType | type):
         return _function(value, depth)
     # Any other object (a callback, a distance factory instance): its class; never its repr, which may hold a
@@ -119,7 +122,8 @@ def _describe(value: Any, depth: int) -> Any:
 
 def describe_attack(attack: Callable[..., Any]) -> dict[str, Any]:
     """A JSON-able identity of an attack: module + qualname of the function with its keyword defaults, and for a
-    :func:`functools.partial` every bound argument (callables by qualname, tensors and modules by digest).
+    :func:`functools.partial` every bound argument (callables by qualname, tensors and modules by digest) but
+    the diagnostic ``callback``.
 
     What a closure captured and a callable object's attributes are not described (they are often state that
     changes from call to call, such as a counter): bind options with ``functools.partial`` to have them checked.

@@ -62,12 +62,15 @@ def sample_records(result: AttackResult) -> list[dict[str, Any]]:
 
 
 def write_results(out: Path, result: AttackResult, summary: dict[str, Any], arguments: dict[str, Any],
-                  env: dict[str, Any]) -> None:
-    """``results.json`` (summary, arguments, environment) and ``samples.jsonl`` (one line per sample)."""
+                  env: dict[str, Any], provenance: dict[str, Any] | None = None) -> None:
+    """``results.json`` (summary, arguments, environment, and what was evaluated: ``provenance``) and
+    ``samples.jsonl`` (one line per sample)."""
     out.mkdir(parents=True, exist_ok=True)
     clean = json.loads(json.dumps(summary, default=float).replace("Infinity", "null").replace("NaN", "null"))
-    write_text_atomic(out / "results.json", json.dumps(
-        {"summary": clean, "arguments": arguments, "environment": env}, indent=1) + "\n")
+    record = {"summary": clean, "arguments": arguments, "environment": env}
+    if provenance is not None:
+        record["provenance"] = provenance
+    write_text_atomic(out / "results.json", json.dumps(record, indent=1) + "\n")
     write_text_atomic(out / "samples.jsonl", "".join(json.dumps(r) + "\n" for r in sample_records(result)))
 
 
@@ -93,15 +96,19 @@ def plot_curves(path: Path, curves: dict[str, torch.Tensor], *, distance: str, t
     plt.close(figure)
 
 
-def plot_examples(path: Path, inputs: torch.Tensor, result: AttackResult, *, classes: Sequence[str],
-                  count: int = 8) -> None:
-    """A grid: originals, adversarials, and perturbations amplified to the full range, with labels/predictions."""
-    chosen = torch.nonzero(result.success & result.clean_correct).flatten()[:count].tolist()
+def plot_examples(path: Path, inputs: Any, result: AttackResult, *, classes: Sequence[str],
+                  distance: str = "l2", count: int = 8) -> None:
+    """A grid: originals, adversarials (with their ``distance``, the one the attack minimized) and perturbations
+    amplified to the full range, with labels/predictions, for the first ``count`` broken samples whose image the
+    result holds. ``inputs``: the attacked tensor (row i = sample i) or the map-style dataset (by index)."""
+    rows = result.kept.long().cumsum(0) - 1
+    chosen = torch.nonzero(result.success & result.clean_correct & result.kept).flatten()[:count].tolist()
     if not chosen:
         return
     figure, axes = plt.subplots(3, len(chosen), figsize=(1.6 * len(chosen), 5.2), squeeze=False)
     for column, i in enumerate(chosen):
-        original, adversarial = inputs[i].cpu(), result.adversarial[i]
+        original = inputs[i] if isinstance(inputs, torch.Tensor) else inputs[int(result.indices[i])][0]
+        original, adversarial = original.cpu(), result.adversarial[int(rows[i])]
         delta = adversarial - original
         scale = float(delta.abs().max()) or 1.0
         amplified = 0.5 + delta / (2 * scale)
@@ -112,8 +119,8 @@ def plot_examples(path: Path, inputs: torch.Tensor, result: AttackResult, *, cla
             axis.set_xticks([])
             axis.set_yticks([])
         axes[0][column].set_title(f"#{int(result.indices[i])}\n{classes[int(result.labels[i])]}", fontsize=7)
-        l2 = float(result.distances["l2"][i]) if "l2" in result.distances else float("nan")
-        axes[1][column].set_title(f"→ {classes[int(result.adversarial_prediction[i])]}\nℓ2 {l2:.3f}",
+        measured = float(result.distances[distance][i]) if distance in result.distances else float("nan")
+        axes[1][column].set_title(f"→ {classes[int(result.adversarial_prediction[i])]}\n{distance} {measured:.3f}",
                                   fontsize=7)
         axes[2][column].set_title(f"δ ×{0.5 / scale:.1f}", fontsize=7)
     axes[0][0].set_ylabel("original")

@@ -5,5 +5,6 @@
 """
 
 from edgewise.exact.certify import NORMS, STATUSES, ExactResult, minimal
+from edgewise.exact.compare import compare, plot_comparison
 
-__all__ = ["NORMS", "STATUSES", "ExactResult", "minimal"]
+__all__ = ["NORMS", "STATUSES", "ExactResult", "compare", "minimal", "plot_comparison"]

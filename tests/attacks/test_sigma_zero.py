@@ -1,0 +1,57 @@
+"""σ-zero: the minimal ℓ0 distance of the linear oracles (one pixel), with and without the box active, the
+surrogate of eq. 4, the budget, bad options."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from edgewise.attacks import sigma_zero
+from edgewise.attacks.sigma_zero import l0_surrogate
+from edgewise.distances import lp
+from edgewise.models import CountingModel
+
+
+def test_surrogate_tends_to_l0_as_sigma_shrinks() -> None:
+    delta = torch.tensor([[0.0, 0.5, -0.2, 0.0]])
+    torch.testing.assert_close(l0_surrogate(delta, 1e-9), torch.tensor([0.5]))
+    torch.testing.assert_close(l0_surrogate(delta, 1e-3), torch.tensor([(0.25 / 0.251 + 0.04 / 0.041) / 4]))
+
+
+@pytest.mark.parametrize("oracle", ["linear_oracle", "box_oracle"])
+def test_oracle_one_pixel(request, oracle: str) -> None:
+    # The ℓ1-optimal move of both oracles changes one pixel and stays inside the box: the ℓ0 optimum is 1.
+    o = request.getfixturevalue(oracle)
+    adv = sigma_zero(o.model, o.inputs, o.labels, steps=300)
+    assert bool((o.model(adv).argmax(1) != o.labels).all())
+    assert lp.l0(o.inputs, adv).tolist() == [1.0] * len(o.inputs)
+    assert adv.min() >= 0 and adv.max() <= 1
+
+
+def test_targeted(oracle_factory) -> None:
+    o = oracle_factory(classes=4)
+    targets = 1 - o.labels
+    adv = sigma_zero(o.model, o.inputs, targets, steps=200, targeted=True)
+    assert torch.equal(o.model(adv).argmax(1), targets)
+    assert float(lp.l0(o.inputs, adv).max()) <= 2
+
+
+def test_budget_and_no_adversarial_returns_the_input(linear_oracle) -> None:
+    o = linear_oracle
+    counting = CountingModel(o.model)
+    adv = sigma_zero(counting, o.inputs, o.labels, steps=3, step_size=1e-6)
+    assert counting.forwards == 3 * len(o.inputs) and counting.backwards == 3 * len(o.inputs)
+    assert torch.equal(adv, o.inputs)
+
+
+@pytest.mark.parametrize(("kwargs", "error", "match"), [
+    ({"norm": "l1"}, ValueError, r"norm must be one of \['l0'\], got 'l1'"),
+    ({"steps": 0}, ValueError, "steps must be > 0"),
+    ({"sigma": -1.0}, ValueError, "sigma must be > 0"),
+    ({"threshold": 1.5}, ValueError, r"threshold must be in \(0, 1\)"),
+    ({"threshold_step": "x"}, TypeError, "threshold_step must be a number"),
+    ({"eps": 3}, TypeError, "eps"),
+])
+def test_bad_options(linear_oracle, kwargs, error, match) -> None:
+    with pytest.raises(error, match=match):
+        sigma_zero(linear_oracle.model, linear_oracle.inputs, linear_oracle.labels, **kwargs)
