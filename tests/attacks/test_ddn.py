@@ -105,3 +105,14 @@ def test_norm_and_step_size_follow_algorithm_1(linear_oracle) -> None:
             flips += int((adversarial != seen[step - 1]["adversarial"]).sum())
     assert flips > len(o.inputs)  # the iterates cross the boundary back and forth: both branches of lines 7-11
     torch.testing.assert_close((adv - o.inputs).flatten(1).norm(dim=1), best)
+
+
+def test_defaults_are_the_papers_and_a_bad_callback_is_refused(linear_oracle) -> None:
+    """100 iterations, α annealed from 1 to 0.01 (sec. 4); the callback is checked at entry like every argument."""
+    o = linear_oracle
+    seen: list[float] = []
+    ddn(o.model, o.inputs, o.labels, callback=lambda step, state: seen.append(float(state["step_size"][0])))
+    assert len(seen) == 100
+    assert seen[0] == pytest.approx(1.0) and seen[-1] == pytest.approx(cosine_step_size(99, 100, 1.0, 0.01))
+    with pytest.raises(TypeError, match="callback must be callable"):
+        ddn(o.model, o.inputs, o.labels, callback=3)
