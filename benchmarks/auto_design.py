@@ -8,7 +8,8 @@ Design images: the held-out Fashion-MNIST test images (outside the shipped sampl
 played no part in choosing it. Every attack gets Q forward + backward passes per sample (Q / 2 steps; the
 minimal form of APGD 10 rounds of Q / 20 steps). Reported per model: success, median, AttackBench's local
 optimality (``eval.metrics.local_optimality``) against the per-sample best of all attacks run, and the paired ratio
-``auto`` / each member. Writes benchmarks/results/auto_design_NORM_qQ.{md,json}; finished cells are kept.
+``auto`` / each attack. ℓ2 also runs ``auto_ddn``, the portfolio with DDN instead of FMN first.
+Writes benchmarks/results/auto_design_NORM_qQ.{md,json}; finished cells are kept.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tqdm import tqdm
 
 from alma_rmsprop_sweep import held_out
 from edgewise.attacks import ATTACKS, alma, auto, ddn, fmn
+from edgewise.attacks.auto import portfolio
 from edgewise.distances import get as get_distance
 from edgewise.eval.metrics import local_optimality, paired_ratio, reference_distances
 from edgewise.models import load_model
@@ -42,6 +44,8 @@ def attacks(norm: str, budget: int) -> dict[str, Callable[..., torch.Tensor]]:
     runs["apgd_minimal"] = functools.partial(ATTACKS["apgd_minimal"], norm=norm, steps=max(steps // 10, 1),
                                              binary_search_steps=10)
     runs["auto"] = functools.partial(auto, norm=norm, budget=budget)
+    if norm == "l2":  # the variant with DDN first
+        runs["auto_ddn"] = functools.partial(portfolio, first=ddn, norm=norm, budget=budget)
     return runs
 
 

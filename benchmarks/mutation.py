@@ -1,6 +1,6 @@
 """Mutation score of the core modules: mutmut runs each module's mutants against that module's fast tests.
 
-    python benchmarks/mutation.py [--modules penalties,losses,...] [--max-children 1]
+    python benchmarks/mutation.py [--modules penalties,losses,...] [--max-children 1] [--report-only]
 
 Runs from the repository root (``make mutation``). Each module gets its own work folder build/mutation/MODULE
 (links to src/ and tests/, and pyproject.toml with ``[tool.mutmut]`` extended by the file to mutate and the
@@ -18,6 +18,8 @@ word "equivalent").
 from __future__ import annotations
 
 import argparse
+import ast
+import difflib
 import json
 import re
 import subprocess
@@ -45,6 +47,7 @@ TESTS = {
 }
 MODULES = tuple(TESTS)
 KILLED = ("killed", "timeout", "segfault", "caught by type check")
+NOT_CHECKED = "not checked"  # a run stopped before this mutant
 
 
 def parse_results(text: str) -> dict[str, str]:
@@ -69,20 +72,27 @@ def equivalent_mutants(path: Path) -> set[str]:
 
 
 def mutant_diff(name: str, folder: Path) -> str:
-    """The changed lines of one mutant (``mutmut show``)."""
-    shown = subprocess.run([*MUTMUT, "show", name], cwd=folder, capture_output=True, text=True, check=False).stdout
-    return "\n".join(line for line in shown.splitlines()
-                     if line[:1] in "+-" and not line.startswith(("+++", "---")))
+    """The changed lines of one mutant: its function in mutmut's mutated copy against the original's."""
+    module, _, function = name.removeprefix("edgewise.").rpartition(".")
+    source = (folder / "mutants" / "src" / "edgewise" / (module.replace(".", "/") + ".py")).read_text()
+    original = function.rpartition("__mutmut_")[0] + "__mutmut_orig"
+    lines = source.splitlines()
+    bodies = {node.name: lines[node.lineno:node.end_lineno] for node in ast.parse(source).body
+              if isinstance(node, ast.FunctionDef) and node.name in (original, function)}
+    changed = difflib.unified_diff(bodies.get(original, []), bodies.get(function, []), lineterm="", n=0)
+    return "\n".join(line for line in changed if line[:1] in "+-" and not line.startswith(("+++", "---")))
 
 
 def summarize(statuses: dict[str, str], equivalent: set[str]) -> dict[str, Any]:
-    """Counts of one module's mutants; survivors are those neither killed nor marked equivalent."""
-    killed = sum(status in KILLED for status in statuses.values())
+    """Counts of one module's mutants; survivors are those neither killed nor marked equivalent (an equivalent
+    mutant that timed out on the loaded machine is counted as equivalent, not as killed)."""
+    killed = sum(status in KILLED and name not in equivalent for name, status in statuses.items())
     equal = len(equivalent & set(statuses))
-    survivors = sorted(n for n, s in statuses.items() if s not in KILLED and n not in equivalent)
-    scored = len(statuses) - equal
+    unchecked = sum(status == NOT_CHECKED for status in statuses.values())
+    survivors = sorted(n for n, s in statuses.items() if s not in (*KILLED, NOT_CHECKED) and n not in equivalent)
+    scored = len(statuses) - equal - unchecked
     return {"mutants": len(statuses), "killed": killed, "equivalent": equal, "survivors": survivors,
-            "statuses": dict(Counter(statuses.values())), "statuses_by_mutant": statuses,
+            "not_checked": unchecked, "statuses": dict(Counter(statuses.values())), "statuses_by_mutant": statuses,
             "score": killed / scored if scored else None}
 
 
@@ -99,24 +109,28 @@ def write_report(report: dict[str, dict[str, Any]]) -> None:
              "the tests per module in benchmarks/mutation.py). Score = killed / (mutants − equivalent); timeouts",
              "count as killed. The review of every survivor and the equivalent mutants: `mutation_survivors.md`.",
              "Wall time on the shared 2-core machine (load average 10-15 from other work), one worker.", "",
-             "| module | tests | mutants | killed | equivalent | not killed | score | wall time (s) | measured |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+             "Score over the mutants checked; \"not run\": mutants of a module whose run was stopped before them.", "",
+             "| module | tests | mutants | not run | killed | equivalent | not killed | score | wall time (s) "
+             "| measured |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     total: Counter[str] = Counter()
     for module in MODULES:
         entry = report.get(module)
         if entry is None:
-            lines.append(f"| {module} | {', '.join(TESTS[module])} | not run | | | | | | |")
+            lines.append(f"| {module} | {', '.join(TESTS[module])} | not run | | | | | | | |")
             continue
         score = entry["score"]
-        lines.append(f"| {module} | {', '.join(entry['tests'])} | {entry['mutants']} | {entry['killed']} | "
+        lines.append(f"| {module} | {', '.join(entry['tests'])} | {entry['mutants']} | {entry['not_checked']} | "
+                     f"{entry['killed']} | "
                      f"{entry['equivalent']} | {len(entry['survivors'])} | "
                      f"{'' if score is None else f'{score:.1%}'} | {entry['seconds']:.0f} | {entry['date']} |")
-        for key in ("mutants", "killed", "equivalent", "seconds"):
+        for key in ("mutants", "not_checked", "killed", "equivalent", "seconds"):
             total[key] += entry[key]
         total["survivors"] += len(entry["survivors"])
-    scored = total["mutants"] - total["equivalent"]
+    scored = total["mutants"] - total["equivalent"] - total["not_checked"]
     if scored:
-        lines.append(f"| **all run** | | {total['mutants']} | {total['killed']} | {total['equivalent']} | "
+        lines.append(f"| **all run** | | {total['mutants']} | {total['not_checked']} | {total['killed']} | "
+                     f"{total['equivalent']} | "
                      f"{total['survivors']} | {total['killed'] / scored:.1%} | {total['seconds']:.0f} | |")
     lines += ["", "## Mutants not killed and not marked equivalent", ""]
     for module in MODULES:
@@ -151,30 +165,49 @@ def main() -> None:
     parser.add_argument("--modules", default=",".join(MODULES),
                         help=f"comma-separated, from {', '.join(MODULES)} (default: all)")
     parser.add_argument("--max-children", type=int, default=1, help="parallel mutant workers (default 1)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: rewrite the report from the modules' mutmut results (after mutants were "
+                             "re-run by hand with `mutmut run NAME` in build/mutation/MODULE, or equivalents added)")
     args = parser.parse_args()
     modules = [m.strip() for m in args.modules.split(",") if m.strip()]
     unknown = sorted(set(modules) - set(MODULES))
     if unknown:
         parser.error(f"--modules: unknown {unknown}, expected some of {list(MODULES)}")
     equivalent = equivalent_mutants(RESULTS / "mutation_survivors.md")
+    if args.report_only:
+        report = read_report()
+        for module in MODULES:
+            folder = WORK / module
+            if not (folder / "mutants").is_dir():
+                continue
+            if module not in report:  # a run that was stopped: its time from its folder's files
+                metas = list((folder / "mutants").rglob("*.meta")) or [folder / "pyproject.toml"]
+                report[module] = {"tests": TESTS[module], "seconds": max(p.stat().st_mtime for p in metas)
+                                  - (folder / "pyproject.toml").stat().st_mtime, "date": datetime.fromtimestamp(
+                                      (folder / "pyproject.toml").stat().st_mtime, timezone.utc).strftime(
+                                      "%Y-%m-%d %H:%M") + " (stopped)"}
+            report[module].update(module_results(module, folder, equivalent))
+        write_report(report)
+        return
     for module in modules:
         folder = prepare(module)
         start = time.monotonic()
         subprocess.run([*MUTMUT, "run", "--max-children", str(args.max_children)], cwd=folder, check=True)
         seconds = time.monotonic() - start
-        shown = subprocess.run([*MUTMUT, "results", "--all", "true"], cwd=folder, capture_output=True, text=True,
-                               check=True).stdout
-        statuses = {n: s for n, s in parse_results(shown).items() if n.startswith(f"edgewise.{module}.")}
-        entry = summarize(statuses, equivalent)
-        entry["diffs"] = {name: mutant_diff(name, folder) for name in entry["survivors"]}
         report = read_report()  # re-read: another run may have measured other modules meanwhile
-        report[module] = {**entry, "seconds": seconds, "tests": TESTS[module],
+        report[module] = {**module_results(module, folder, equivalent), "seconds": seconds, "tests": TESTS[module],
                           "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")}
         write_report(report)
-    report = read_report()
-    for entry in report.values():  # equivalents added to the review since a module's run
-        entry.update(summarize(entry["statuses_by_mutant"], equivalent))
-    write_report(report)
+
+
+def module_results(module: str, folder: Path, equivalent: set[str]) -> dict[str, Any]:
+    """The module's counts from mutmut's results in ``folder``, with the diffs of the survivors."""
+    shown = subprocess.run([*MUTMUT, "results", "--all", "true"], cwd=folder, capture_output=True, text=True,
+                           check=True).stdout
+    statuses = {n: s for n, s in parse_results(shown).items() if n.startswith(f"edgewise.{module}.")}
+    entry = summarize(statuses, equivalent)
+    entry["diffs"] = {name: mutant_diff(name, folder) for name in entry["survivors"]}
+    return entry
 
 
 if __name__ == "__main__":

@@ -98,7 +98,7 @@ def test_attacks_reject_malformed_batches(name: str, case: Case) -> None:
 @SETTINGS
 @given(keyword=st.from_regex(r"[a-z][a-z_]{0,12}", fullmatch=True))
 def test_attacks_reject_unknown_keywords(name: str, keyword: str) -> None:
-    if keyword in {"steps", "eps"} or keyword in ATTACKS[name].__kwdefaults__:
+    if keyword in {"steps", "eps"} or keyword in inspect.signature(ATTACKS[name]).parameters:
         return
     inputs, labels = torch.rand(2, 1, 4, 4), torch.tensor([0, 1])
     expect(TypeError, keyword, lambda: ATTACKS[name](MODEL, inputs, labels, **budget(name), **{keyword: 1}))

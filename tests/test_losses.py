@@ -30,3 +30,16 @@ def test_minimum_number_of_classes() -> None:
         dlr_plus(torch.zeros(1, 2), torch.zeros(1, dtype=torch.long))
     with pytest.raises(ValueError, match="tDLR\\+ needs a model with at least 4 classes, got 3"):
         targeted_dlr_plus(torch.zeros(1, 3), torch.zeros(1, dtype=torch.long))
+
+
+def test_sign_holds_when_the_top_logits_tie() -> None:
+    # z_π1 = z_π3: DLR⁺'s denominator is only the 1e-12 guard, which must keep the sign of the margin
+    # (a saturated or constant-logit model gives such rows).
+    logits = torch.tensor([[1.0, 1.0, 1.0, 0.0], [2.0, 2.0, 2.0, 2.0], [0.0, 3.0, 3.0, 3.0]])
+    labels = torch.tensor([3, 1, 0])
+    values = dlr_plus(logits, labels)
+    assert values.tolist()[1] == 0.0
+    assert float(values[0]) < 0 and float(values[2]) < 0          # misclassified: negative, however flat the top
+    assert is_adversarial(logits, labels)[[0, 2]].all()
+    # tDLR⁺ with z_π1 = z_π4: a target below the flat top is not reached, the constraint must stay positive
+    assert float(targeted_dlr_plus(torch.tensor([[1.0, 1.0, 1.0, 1.0, 0.0]]), torch.tensor([4]))) > 0

@@ -218,3 +218,34 @@ def test_l0_ties_keep_exactly_floor_eps_coordinates_first_by_position() -> None:
     projected = project(delta, x, norm="l0", eps=2.7)
     expected = torch.tensor([[0.5, 0.5, 0, 0, 0], [-0.25, -0.25, 0, 0, 0], [0.75, 0.5, 0, 0, 0]], dtype=torch.float64)
     assert torch.equal(projected, expected)
+
+
+def test_points_inside_are_unchanged_on_the_box_faces() -> None:
+    # x on a face of the box (x = 1: no room upwards, x = 0: none downwards), δ small and pointing inside:
+    # inside the box and every ball, so δ itself (also catches a clip that uses only one side of the box).
+    generator = torch.Generator().manual_seed(11)
+    step = 0.01 * torch.rand(4, 6, generator=generator, dtype=torch.float64)
+    x = torch.cat([torch.ones(2, 6, dtype=torch.float64), torch.zeros(2, 6, dtype=torch.float64)])
+    delta = torch.cat([-step[:2], step[2:]])
+    for norm in NORMS:
+        torch.testing.assert_close(project(delta, x, norm=norm, eps=EPS[norm] * (2 if norm == "l0" else 1)), delta,
+                                   rtol=0, atol=0, msg=norm)
+
+
+def test_simplex_of_one_class_and_shapes_without_classes() -> None:
+    torch.testing.assert_close(simplex(torch.tensor([[3.0], [-2.0]])), torch.ones(2, 1))  # K = 1: the only point
+    for bad in (torch.zeros(3, 0), torch.tensor(1.0)):
+        with pytest.raises(TypeError, match="w must be a floating-point tensor"):
+            simplex(bad)
+
+
+def test_projections_keep_the_device_and_dtype_of_their_input() -> None:
+    # Meta tensors: shapes, dtypes and devices without values, so a helper tensor created on the default device
+    # (the CPU) instead of the input's fails here as it would on a GPU.
+    for dtype in (torch.float32, torch.float64):
+        w = torch.zeros(2, 3, device="meta", dtype=dtype)
+        assert simplex(w).device.type == "meta" and simplex(w).dtype == dtype
+        delta = torch.zeros(2, 1, 4, 4, device="meta", dtype=dtype)
+        for norm in NORMS:
+            projected = project(delta, delta, norm=norm, eps=EPS[norm])
+            assert projected.device.type == "meta" and projected.dtype == dtype and projected.shape == delta.shape

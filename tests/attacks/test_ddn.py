@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -74,3 +76,43 @@ def test_bad_inputs(linear_oracle) -> None:
         ddn(o.model, o.inputs, o.labels.float())
     with pytest.raises(ValueError, match="inputs must be finite"):
         ddn(o.model, o.inputs * float("nan"), o.labels)
+
+
+def test_norm_and_step_size_follow_algorithm_1(linear_oracle) -> None:
+    """ε is multiplied by 1 − γ after an adversarial iterate and by 1 + γ otherwise (lines 7-11), capped at the
+    largest ℓ2 distance inside the box; α follows the cosine from ``step_size`` to ``final_step_size``; the best
+    distance is the smallest distance among the adversarial iterates, and the returned point has it."""
+    o = linear_oracle
+    steps, gamma, init_norm = 30, 0.1, 0.05
+    seen: list[dict[str, torch.Tensor]] = []
+    adv = ddn(o.model, o.inputs, o.labels, steps=steps, gamma=gamma, init_norm=init_norm, step_size=0.5,
+              final_step_size=0.02, callback=lambda step, state: seen.append({k: v.clone() for k, v in state.items()}))
+    assert len(seen) == steps
+    worst = torch.maximum(o.inputs, 1 - o.inputs).flatten(1).norm(dim=1)
+    norm = torch.full((len(o.inputs),), init_norm)
+    best = torch.full_like(norm, math.inf)
+    flips = 0
+    for step, state in enumerate(seen):
+        alpha = 0.02 + (0.5 - 0.02) * (1 + math.cos(math.pi * step / steps)) / 2
+        torch.testing.assert_close(state["step_size"], torch.full_like(norm, alpha))
+        adversarial = state["adversarial"]
+        norm = torch.minimum(torch.where(adversarial, norm * (1 - gamma), norm * (1 + gamma)), worst)
+        torch.testing.assert_close(state["norm"], norm)
+        assert bool((state["best_distance"] <= best).all())
+        assert torch.equal(torch.isfinite(state["best_distance"]), torch.isfinite(best) | adversarial)
+        best = state["best_distance"]
+        if step:
+            flips += int((adversarial != seen[step - 1]["adversarial"]).sum())
+    assert flips > len(o.inputs)  # the iterates cross the boundary back and forth: both branches of lines 7-11
+    torch.testing.assert_close((adv - o.inputs).flatten(1).norm(dim=1), best)
+
+
+def test_defaults_are_the_papers_and_a_bad_callback_is_refused(linear_oracle) -> None:
+    """100 iterations, α annealed from 1 to 0.01 (sec. 4); the callback is checked at entry like every argument."""
+    o = linear_oracle
+    seen: list[float] = []
+    ddn(o.model, o.inputs, o.labels, callback=lambda step, state: seen.append(float(state["step_size"][0])))
+    assert len(seen) == 100
+    assert seen[0] == pytest.approx(1.0) and seen[-1] == pytest.approx(cosine_step_size(99, 100, 1.0, 0.01))
+    with pytest.raises(TypeError, match="callback must be callable"):
+        ddn(o.model, o.inputs, o.labels, callback=3)

@@ -86,21 +86,48 @@ def test_summary_only_options_reuse_finished_batches(tmp_path: Path) -> None:
     arguments = ["attack", "--steps", "3", "--n", "4", "--out", str(out), *QUIET]
     assert main([*arguments, "--eps", "0.5"]) == 0
     batches = {p: p.stat().st_mtime_ns for p in (out / "batches").glob("batch-*.pt")}
-    assert main([*arguments, "--eps", "0.1,2", "--trace", "--no-checks"]) == 0
+    assert main([*arguments, "--eps", "0.1,2", "--no-checks", "--no-progress"]) == 0
     assert {p: p.stat().st_mtime_ns for p in (out / "batches").glob("batch-*.pt")} == batches
     assert set(json.loads((out / "results.json").read_text())["summary"]["robust_accuracy"]) == {"0.1", "2.0"}
+
+
+def test_attack_larger_n_computes_only_the_missing_samples(tmp_path: Path) -> None:
+    def batches(out: Path) -> dict[Path, int]:
+        return {p: p.stat().st_mtime_ns for p in (out / "batches").glob("batch-*.pt")}
+
+    arguments = ["attack", "--attack", "pgd", "--steps", "2", "--batch-size", "2", *QUIET]
+    out = tmp_path / "grown"
+    assert main([*arguments, "--n", "4", "--out", str(out)]) == 0
+    finished = batches(out)
+    assert main([*arguments, "--n", "6", "--out", str(out)]) == 0
+    now = batches(out)
+    assert len(now) == len(finished) + 1 and all(now[p] == stamp for p, stamp in finished.items())
+    assert main([*arguments, "--n", "6", "--out", str(tmp_path / "fresh")]) == 0
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in rows(out)]
+    assert strip == [{k: v for k, v in r.items() if k != "seconds"} for r in rows(tmp_path / "fresh")]
+    assert json.loads((out / "results.json").read_text())["summary"]["n"] == 6
 
 
 def test_other_commands_folders_are_refused_and_stale_files_removed(tmp_path: Path,
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "x"
-    assert main(["attack", "--steps", "2", "--n", "3", "--trace", "--out", str(out), *QUIET]) == 0
-    assert (out / "trace.png").is_file()
+    attack = ["attack", "--steps", "2", "--n", "3", "--out", str(out), *QUIET]
+    assert main(attack) == 0
     capsys.readouterr()
     assert main(["minmax", "--model", "A", "--steps", "1", "--n", "2", "--out", str(out), *QUIET]) == 2
     assert "command='attack', this run has command='minmax'" in one_error_line(capsys)
-    assert main(["attack", "--steps", "2", "--n", "3", "--out", str(out), *QUIET]) == 0
+    for stale in ("trace.png", "trace.json", "examples.png"):  # as a previous run (or version) left them
+        (out / stale).write_text("old")
+    assert main([*attack, "--eps", "0.2"]) == 0
     assert not (out / "trace.png").exists() and not (out / "trace.json").exists()
+    assert (out / "examples.png").read_bytes()[:4] == b"\x89PNG"
+    report = tmp_path / "report"
+    bench = ["benchmark", "--attack", "ddn", "--steps", "1", "--n", "2", "--out", str(report), *QUIET]
+    assert main(bench) == 0
+    (report / "robust_accuracy-gone-model.png").write_text("old")
+    assert main(bench) == 0
+    assert not (report / "robust_accuracy-gone-model.png").exists()
+    assert (report / "robust_accuracy-smallcnn-fmnist.png").is_file()
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")
@@ -108,6 +135,11 @@ def test_other_commands_folders_are_refused_and_stale_files_removed(tmp_path: Pa
     assert main(["attack", "--steps", "2", "--n", "3", "--out", str(foreign), *QUIET]) == 2
     assert "not written by edgewise" in one_error_line(capsys)
     assert (foreign / "notes.txt").read_text() == "mine"
+    traced = tmp_path / "traced"
+    assert main(["attack", "--steps", "2", "--n", "3", "--trace", "--out", str(traced), *QUIET]) == 0
+    capsys.readouterr()
+    assert main(["attack", "--steps", "2", "--n", "3", "--out", str(traced), *QUIET]) == 2
+    assert "trace=True, this run has trace=False" in one_error_line(capsys)
 
 
 NO_EFFECT = {

@@ -112,7 +112,7 @@ def test_attack_every_option(files: dict[str, str], tmp_path: Path, monkeypatch:
         assert call["args"][1].shape[1:] == (1, 12, 12)
     labels = sample()[1]  # the IDX files hold the sample's first 40 images
     assert calls[0]["args"][2].tolist() == ((labels[2:4] + 1) % 10).tolist()  # --targeted: (y + 1) mod classes
-    assert calls[0]["generator"].initial_seed() == 5 * 1_000_003  # --seed, batch at position 0
+    assert calls[0]["generator"].initial_seed() == 5 * 1_000_003 + 2  # --seed, the batch's first index (--offset)
 
 
 def test_attack_indices(files: dict[str, str], tmp_path: Path) -> None:
@@ -121,23 +121,31 @@ def test_attack_indices(files: dict[str, str], tmp_path: Path) -> None:
     assert [json.loads(line)["index"] for line in (out / "samples.jsonl").read_text().splitlines()] == [7, 3]
 
 
-def test_benchmark_every_option(files: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_benchmark_every_option(files: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                capsys: pytest.CaptureFixture[str]) -> None:
     calls: list[dict[str, Any]] = []
     recording(monkeypatch, ATTACKS, "fmn", calls)
     asked: list[dict[str, Any]] = []
     recording(monkeypatch, benchmark_cli, "attack_specs", asked)
     out = tmp_path / "bench"
     argv = ["benchmark", *spec_options(files), "--attack", "fmn-linf", "--baselines", "--distance", "linf",
-            "--steps", "2,3", "--n", "3", "--offset", "1", "--batch-size", "2", "--seed", "4", "--device", "cpu:0",
-            "--out", str(out), "--no-progress"]
+            "--steps", "2,3", "--budget", "6", "--n", "3", "--offset", "1", "--batch-size", "2", "--seed", "4",
+            "--device", "cpu:0", "--out", str(out), "--no-progress", "--exact", "--exact-time-limit", "5"]
     assert {a for a in argv if a.startswith("--")} | {"--indices"} == options_of("benchmark")
     monkeypatch.setattr(benchmark_cli, "BASELINES", {})  # --baselines reaches attack_specs; none is run here
+    certified: list[Any] = []  # --exact reaches exact_reports (the solver itself is tested in tests/exact)
+    monkeypatch.setattr(benchmark_cli, "exact_reports", lambda *args: certified.append(args) or [])
     assert main(argv) == 0
+    assert len(certified) == 1 and certified[0][4].exact_time_limit == 5.0
+    printed = capsys.readouterr().out.splitlines()  # what was evaluated, first
+    assert printed[0].startswith(f"model   {files['model']} (python") and "mean [0.3] std [0.4]" in printed[0]
+    assert printed[1].startswith(f"data    {files['idx']} (split train, input 1x12x12, 10 classes")
     assert asked[0]["baselines"] is True and asked[0]["distance"] == "linf"
     report = json.loads((out / "report.json").read_text())
     check_spec_provenance(report["arguments"]["provenance"], files)
     provenance = report["arguments"]["provenance"]
     assert (provenance["seed"], provenance["batch_size"], provenance["distance"]) == (4, 2, "linf")
+    assert provenance["budget"] == 6 and report["budget"] == 6
     assert report["environment"]["device"] == "cpu:0"
     rows = next(iter(report["models"].values()))["rows"]
     assert sorted(row["steps"] for row in rows) == [2, 3] and all(row["n"] == 3 for row in rows)
@@ -146,8 +154,8 @@ def test_benchmark_every_option(files: dict[str, str], tmp_path: Path, monkeypat
 
 
 @pytest.mark.parametrize("kind", ["universal", "transform"])
-def test_minmax_every_option(kind: str, files: dict[str, str], tmp_path: Path,
-                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_minmax_every_option(kind: str, files: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                             capsys: pytest.CaptureFixture[str]) -> None:
     calls: list[dict[str, Any]] = []
     recording(monkeypatch, minmax_cli, f"{kind}_attack", calls)
     out = tmp_path / kind
@@ -158,6 +166,9 @@ def test_minmax_every_option(kind: str, files: dict[str, str], tmp_path: Path,
     others = {"--group-size", "--transforms", "--random"} - set(extra)  # they apply to the other --kind
     assert {a for a in argv if a.startswith("--")} | others | {"--indices"} == options_of("minmax")
     assert main(argv) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith(f"model   {files['model']} (python")
+    assert printed[1].startswith(f"data    {files['idx']}")
     results = json.loads((out / "results.json").read_text())
     check_spec_provenance(results["provenance"], files)
     assert results["environment"]["device"] == "cpu:0" and results["provenance"]["seed"] == 3

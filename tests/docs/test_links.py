@@ -71,18 +71,12 @@ def links(page: Path) -> list[tuple[int, str]]:
 PAGES = codeblocks.pages()
 
 
-# Pages other helpers are writing now; linked before they exist, and removed from this set when they land.
-PENDING = {"cli.md", "own-model.md", "reliability.md", "exact.md", "attacks.md", "benchmark.md", "testing.md"}
-
-
 def problems(page: Path, root: Path = codeblocks.ROOT) -> list[str]:
     found = []
     for number, target in links(page):
         path, _, anchor = target.partition("#")
         resolved = (page.parent / path).resolve() if path else page
         where = f"{page.relative_to(root)}:{number}: ({target})"
-        if not resolved.exists() and resolved.parent == root / "docs" and resolved.name in PENDING:
-            continue
         if not resolved.exists():
             found.append(f"{where} points at a missing file")
         elif anchor and resolved.suffix == ".md" and anchor not in anchors(resolved):

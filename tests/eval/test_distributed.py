@@ -11,6 +11,7 @@ import torch
 
 from edgewise.attacks import ddn
 from edgewise.cli import main
+from edgewise.data import sample
 from edgewise.eval import AttackResult, run_attack
 from edgewise.eval.distributed import Process, merge, shard_positions
 
@@ -184,8 +185,10 @@ def _samples(folder: Path) -> list[dict[str, object]]:
 @pytest.mark.usefixtures("single_thread")
 def test_two_processes_give_the_per_sample_results_of_one(tmp_path: Path) -> None:
     # pgd: its random start is drawn per batch, so a shard that split or mixed batches would change results.
-    arguments = ["attack", "--attack", "pgd", "--steps", "10", "--samples", "22", "--batch-size", "4",
-                 "--no-progress"]
+    # Non-default dataset indices, unsorted, so that positions and dataset indices differ.
+    chosen = [int(i) for i in torch.randperm(1000, generator=torch.Generator().manual_seed(0))[:22]]
+    arguments = ["attack", "--attack", "pgd", "--steps", "10", "--indices", ",".join(map(str, chosen)),
+                 "--batch-size", "4", "--no-progress"]
     assert main([*arguments, "--out", str(tmp_path / "one")]) == 0
     torchrun = str(Path(sys.executable).parent / "torchrun")
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -196,7 +199,16 @@ def test_two_processes_give_the_per_sample_results_of_one(tmp_path: Path) -> Non
     assert sorted(p.name for p in (tmp_path / "two" / "shards").iterdir()) == [
         "shard-0000-of-0002.pt", "shard-0001-of-0002.pt"]
     one, two = _samples(tmp_path / "one"), _samples(tmp_path / "two")
-    assert [row["index"] for row in two] == list(range(22))
+    # Sample identity against the shipped sample read directly: the indices asked for, their labels.
+    _, labels = sample()
+    assert [row["index"] for row in two] == chosen
+    assert [row["label"] for row in two] == labels[chosen].tolist()
     assert one == two
     summary = json.loads((tmp_path / "two" / "results.json").read_text())["summary"]
     assert summary["processes"] == 2 and summary["n"] == 22 and summary["forwards_per_sample"] == 10.0
+    # Restarted as one process on the folder both ranks wrote: every batch is reused, nothing recomputed.
+    batches = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "two" / "batches").glob("batch-*.pt")}
+    assert len(batches) == 6
+    assert main([*arguments, "--out", str(tmp_path / "two")]) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "two" / "batches").glob("batch-*.pt")} == batches
+    assert _samples(tmp_path / "two") == one

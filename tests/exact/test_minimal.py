@@ -87,6 +87,21 @@ def test_linear_model_equals_closed_form(norm: str, dtype: torch.dtype) -> None:
     assert boxed > 0, "no sample where the box changes the optimum: the test would not see the box"
 
 
+@pytest.mark.parametrize("solver", ["scip", "highs"])
+def test_a_start_changes_nothing_but_the_first_incumbent(solver: str) -> None:
+    model = linear_model(6, 3, seed=1, dtype=torch.float64)
+    inputs = torch.rand(4, 6, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    labels = model(inputs).argmax(1)
+    plain = minimal(model, inputs, labels, norm="l1", time_limit=30, solver=solver)
+    # A start far from optimal (twice the optimal perturbation, where that is still adversarial) or none at all.
+    starts = (inputs + 2 * (plain.adversarial - inputs)).clamp(0, 1)
+    started = minimal(model, inputs, labels, norm="l1", time_limit=30, solver=solver, starts=starts)
+    assert started.status == plain.status == ["optimal"] * 4
+    assert torch.allclose(started.distance, plain.distance, rtol=1e-4)
+    with pytest.raises(ValueError, match="starts must have the shape of inputs"):
+        minimal(model, inputs, labels, norm="l1", time_limit=30, starts=starts[:2])
+
+
 # --- brute force over activation patterns -------------------------------------------------------------------
 
 def affine_pieces(model: nn.Sequential,
@@ -219,7 +234,7 @@ def test_tiny_relu_network_equals_brute_force(factory, shape, norm: str) -> None
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["tinymlp-pgd-fmnist", "tinycnn-pgd-fmnist"])
+@pytest.mark.parametrize("name", ["tinymlp-fmnist", "tinycnn-fmnist"])
 @pytest.mark.parametrize("norm", ["linf", "l1"])
 def test_no_attack_beats_the_certified_lower_bound_on_the_zoo(name: str, norm: str) -> None:
     from edgewise.data import sample
@@ -240,8 +255,9 @@ def test_no_attack_beats_the_certified_lower_bound_on_the_zoo(name: str, norm: s
         found[attack] = run_attack(model, inputs, labels, built, distances=(norm,), progress=False,
                                    checks=False).distances[norm].double()
     best = torch.stack(list(found.values())).min(0).values
-    # A ball twice the best attack's radius: the attacks' points are inside, not on the searched boundary.
-    result = minimal(model, inputs, labels, norm=norm, time_limit=60, upper=2 * best)
-    assert any(s == "optimal" for s in result.status)
+    # A ball a little larger than the best attack's radius: the attacks' points are inside it, not on its edge.
+    result = minimal(model, inputs, labels, norm=norm, time_limit=30, upper=best * 1.001)
+    # Lower bounds are certified whatever the status; some must be close to the attacks for the check to bite.
+    assert bool((result.lower_bound >= 0.9 * best).any())
     for attack, distances in found.items():
         assert bool((distances >= result.lower_bound * (1 - 1e-6)).all()), (attack, distances, result.lower_bound)

@@ -47,6 +47,21 @@ def test_budget_is_never_exceeded_and_exhausted_samples_are_not_answered(oracle,
     assert wrapped.spent.max() == budget
 
 
+def test_gradient_at_the_box_faces_is_the_models(oracle) -> None:
+    """Pixels at exactly 0 or 1 (Fashion-MNIST's black background) keep the model's gradient under the budget:
+    an attack starting at the clean input must be able to move them."""
+    inputs = oracle.inputs.clone()
+    inputs[:, ..., :2] = 0.0
+    inputs[:, ..., -2:] = 1.0
+    wrapped = BudgetModel(oracle.model, inputs, oracle.labels, budget=5, distance="l2")
+    x = inputs.clone().requires_grad_(True)
+    (ours,) = torch.autograd.grad(logit_margin(wrapped(x), oracle.labels).sum(), x)
+    y = inputs.clone().requires_grad_(True)
+    (direct,) = torch.autograd.grad(logit_margin(oracle.model(y), oracle.labels).sum(), y)
+    assert direct[..., :2].abs().sum() > 0 and direct[..., -2:].abs().sum() > 0
+    torch.testing.assert_close(ours, direct)
+
+
 def test_backward_counts_at_backward_time_and_gates_the_gradient(oracle) -> None:
     wrapped = BudgetModel(oracle.model, oracle.inputs, oracle.labels, budget=2, distance="l2")
     x = oracle.inputs.clone().requires_grad_(True)

@@ -18,7 +18,9 @@ member instead, costing the sum of its parts):
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -47,6 +49,47 @@ def plan(budget: int) -> tuple[int, int, int]:
     return first, rounds, (rest // rounds if rounds else 0)
 
 
+def portfolio(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    first: Callable[..., torch.Tensor],
+    norm: str,
+    budget: int,
+    targeted: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """``first`` with FIRST_SHARE of the Q / 2 steps, then APGD-minimal below its distances on the samples it
+    left above 0, and the per-sample best (``auto`` with another first member; the design benchmark compares them).
+
+    ``first(model, inputs, labels, *, steps, targeted, generator, callback)`` minimizes ``norm`` and reports
+    ``"adversarial"`` in its callback state (FMN, DDN).
+    """
+    first_steps, rounds, per_round = plan(budget)
+    clean_error: list[torch.Tensor] = []
+
+    def record(step: int, state: dict[str, torch.Tensor]) -> None:
+        if step == 0:  # the first forward is at δ = 0: adversarial there means a clean error
+            clean_error.append(state["adversarial"])
+
+    best = first(model, inputs, labels, steps=first_steps, targeted=targeted, generator=generator, callback=record)
+    distance = _NORM_OF[norm]
+    found = (best != inputs).flatten(1).any(1)
+    best_norm = torch.where(found, distance(inputs, best), math.inf)
+    open_ = ~clean_error[0]  # a clean error is at distance 0: nothing left to improve there
+    if rounds == 0 or not bool(open_.any()):
+        return best
+    index = open_.nonzero().squeeze(1)
+    refined = minimal(model, inputs[index], labels[index], attack=apgd, norm=norm, upper=best_norm[index],
+                      steps=per_round, binary_search_steps=rounds, targeted=targeted, generator=generator)
+    improved = (refined != inputs[index]).flatten(1).any(1)
+    refined_norm = torch.where(improved, distance(inputs[index], refined), math.inf)
+    better = refined_norm < best_norm[index]
+    best[index] = torch.where(batch_view(better, refined), refined, best[index])
+    return best
+
+
 def auto(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -73,25 +116,5 @@ def auto(
         raise ValueError(f"budget must be >= 2 (one forward and one backward per step), got {budget}")
     if norm == "l0":
         return sigma_zero(model, inputs, labels, steps=budget // 2, targeted=targeted, generator=generator)
-    first, rounds, per_round = plan(budget)
-    seen: dict[str, torch.Tensor] = {}
-
-    def record(step: int, state: dict[str, torch.Tensor]) -> None:
-        if step == 0:  # FMN's first forward is at δ = 0: adversarial there means a clean error
-            seen["clean_error"] = state["adversarial"]
-        seen["best_distance"] = state["best_distance"]
-
-    best = fmn(model, inputs, labels, norm=norm, steps=first, targeted=targeted, generator=generator,
-               callback=record)
-    best_norm = seen["best_distance"]
-    open_ = ~seen["clean_error"]  # a clean error is at distance 0: nothing left to improve there
-    if rounds == 0 or not bool(open_.any()):
-        return best
-    index = open_.nonzero().squeeze(1)
-    refined = minimal(model, inputs[index], labels[index], attack=apgd, norm=norm, upper=best_norm[index],
-                      steps=per_round, binary_search_steps=rounds, targeted=targeted, generator=generator)
-    improved = (refined != inputs[index]).flatten(1).any(1)
-    refined_norm = torch.where(improved, _NORM_OF[norm](inputs[index], refined), math.inf)
-    better = refined_norm < best_norm[index]
-    best[index] = torch.where(batch_view(better, refined), refined, best[index])
-    return best
+    return portfolio(model, inputs, labels, first=functools.partial(fmn, norm=norm), norm=norm, budget=budget,
+                     targeted=targeted, generator=generator)

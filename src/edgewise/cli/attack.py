@@ -16,6 +16,7 @@ from edgewise.attacks import ATTACKS, distance_keyword
 from edgewise.attacks.base import check_levels
 from edgewise.cli import csv
 from edgewise.cli.options import (
+    Targets,
     add_data,
     add_models,
     add_run,
@@ -23,10 +24,11 @@ from edgewise.cli.options import (
     check_eps,
     check_positive,
     claim_out,
-    data_identity,
+    data_line,
     for_model,
     load_data,
     load_models,
+    model_line,
     remove_outputs,
     safe_name,
 )
@@ -35,11 +37,10 @@ from edgewise.distances import get as get_distance
 from edgewise.distances import names as distance_names
 from edgewise.eval import DISTANCES, AttackResult, run_attack
 from edgewise.eval.distributed import gather, shard_positions, start, stop
-from edgewise.eval.provenance import describe_attack
+from edgewise.eval.provenance import describe_attack, fingerprint_tensor
 from edgewise.eval.report import environment, plot_curves, plot_examples, write_results
 from edgewise.eval.sanity import check_evaluation
 from edgewise.eval.trace import Trace, write_trace
-from edgewise.models import list_models
 from edgewise.projections import NORMS
 
 DEFAULT_EPS = {"l0": (5.0, 10.0, 20.0), "l1": (2.0, 5.0, 10.0), "l2": (0.25, 0.5, 1.0, 1.5),
@@ -71,7 +72,7 @@ def register(commands: Any) -> None:
     parser.add_argument("--trace", action="store_true",
                         help="for attacks that take a callback (alma, cw, ddn, fmn, pgd): write trace.json and "
                              "trace.png, the median over samples, per step, of what the attack reports (alma: mu, "
-                             "rho, lr, distance, best distance); batches resumed from --out are not traced")
+                             "rho, lr, distance, best distance); a traced run keeps its own --out (every batch traced)")
     parser.add_argument("--no-checks", dest="checks", action="store_false",
                         help="skip the sanity checks of the model before the attack (probabilities, train mode, "
                              "non-determinism, masked gradients)")
@@ -165,6 +166,8 @@ def sanity_line(findings: list[dict[str, str]] | None) -> str:
     return "passed" if not findings else "WARNING " + ", ".join(finding["check"] for finding in findings)
 
 
+EXAMPLES = 8
+"""Adversarial images kept for the example grid (the others are measured, not held: memory stays flat)."""
 OUTPUTS = ("results.json", "samples.jsonl", "robust_accuracy.png", "examples.png", "trace.json", "trace.png")
 
 
@@ -181,20 +184,9 @@ def parse_options(text: str) -> dict[str, Any]:
 
 def evaluated_lines(provenance: dict[str, Any]) -> list[str]:
     """The top of the printed report: what was evaluated (model, data, attack), from the run's record."""
-    model, data = provenance["model"], provenance["data"]
-    files = ", ".join(f"{name} sha256 {digest[:12]}" for name, digest in model["files"].items())
-    zoo = list_models().get(model["spec"], {})
-    normalization = (f"mean {model['mean']} std {model['std']}" if model["mean"] is not None else
-                     f"inside the zoo model, mean {zoo['mean']} std {zoo['std']}" if "mean" in zoo else "none")
-    return [
-        f"model   {model['spec']} ({model['kind']}{', ' + files if files else ''}; state sha256 "
-        f"{model['sha256'][:12]}; {model['outputs']} classes; normalization {normalization})",
-        f"data    {data['spec']} (split {data['split']}, input {'x'.join(map(str, data['shape']))}, "
-        f"{data['num_classes']} classes, files sha256 {data['sha256'][:12]}; n={data['n']} of "
-        f"{data['num_samples']}, indices sha256 {data['indices_sha256'][:12]})",
-        f"attack  {provenance['attack_name']}{' targeted' if provenance['targeted'] else ''}, distance "
-        f"{provenance['distance']}, levels {provenance['levels']}, seed {provenance['seed']}",
-    ]
+    return [model_line(provenance["model"]), data_line(provenance["data"]),
+            f"attack  {provenance['attack_name']}{' targeted' if provenance['targeted'] else ''}, distance "
+            f"{provenance['distance']}, levels {provenance['levels']}, seed {provenance['seed']}"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -212,20 +204,20 @@ def run(args: argparse.Namespace) -> int:
     dataset, indices = load_data(args)
     process = start(args.device)
     (model,), (model_record,) = load_models([args.model], args, device=process.device)
-    dataset = for_model(dataset, args.model)
-    outputs = check_compatible(model, dataset, device=process.device)
-    inputs, labels = stack(dataset, indices)
-    check_distance(distance, inputs)
-    inputs, labels = inputs.contiguous().to(process.device), labels.to(process.device)
+    seen = for_model(dataset, args.model)
+    outputs = check_compatible(model, seen, device=process.device)
+    check_distance(distance, stack(seen, indices[:1])[0])
     if args.targeted:
-        labels = (labels + 1) % outputs
+        seen = Targets(seen, outputs)
     out = Path(args.out or f"results/{safe_name(args.model)}-{args.attack}")
     measured = tuple(dict.fromkeys((*DISTANCES, distance)))
+    # The samples are not in the record: run_attack checks each batch's members (a larger --n computes only the
+    # missing samples).
     record = {
-        "model": {**model_record, "outputs": outputs}, "data": data_identity(dataset, indices),
+        "model": {**model_record, "outputs": outputs}, "data": seen.identity,
         "attack_name": args.attack, "attack": describe_attack(attack), "targeted": args.targeted,
         "distance": distance, "distances": list(measured), "levels": args.levels, "seed": args.seed,
-        "batch_size": args.batch_size,
+        "batch_size": args.batch_size, "trace": args.trace,  # a trace covers every batch: traced runs apart
     }
     arguments = {k: v for k, v in vars(args).items() if k not in ("run", "given")}
     # Every process claims --out before writing to it (the first one's record is the others' check).
@@ -233,18 +225,21 @@ def run(args: argparse.Namespace) -> int:
     if process.rank == 0:
         remove_outputs(out, OUTPUTS)
     started = time.perf_counter()
-    findings = check_evaluation(model, inputs, labels) if args.checks and process.rank == 0 else []
-    positions = shard_positions(len(inputs), args.batch_size, process)
-    shard = run_attack(model, inputs[positions], labels[positions], traced, batch_size=args.batch_size,
-                       targeted=args.targeted, levels=args.levels, seed=args.seed, indices=positions,
-                       distances=measured, resume_dir=out / "batches",
-                       progress=not args.no_progress and process.rank == 0, checks=False)
-    gathered = gather(shard, out / "shards", process, count=len(inputs))
+    findings = []
+    if args.checks and process.rank == 0:
+        first, labels = stack(seen, indices[: args.batch_size])
+        findings = check_evaluation(model, first.to(process.device), labels.to(process.device))
+    positions = shard_positions(len(indices), args.batch_size, process)
+    shard = run_attack(model, seen, None, traced, batch_size=args.batch_size, targeted=args.targeted,
+                       levels=args.levels, seed=args.seed, indices=indices[positions], distances=measured,
+                       resume_dir=out / "batches", progress=not args.no_progress and process.rank == 0,
+                       checks=False, keep_adversarial=EXAMPLES)
+    gathered = gather(shard, out / "shards", process, indices=indices)
     stop(process)
     if gathered is None:
         return 0
     result: AttackResult = gathered
-    result.indices = indices[result.indices]
+    provenance["data"] = {**provenance["data"], "n": len(result), "indices_sha256": fingerprint_tensor(indices)}
     eps = tuple(args.eps) if args.eps else DEFAULT_EPS.get(distance, ())
     summary = result.summary(distance=distance, eps=eps)
     summary["total_seconds"] = time.perf_counter() - started
@@ -255,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
     plot_curves(out / "robust_accuracy.png", {args.attack: result.distances[distance]}, distance=distance,
                 title=title)
     classes = dataset.classes or [str(c) for c in range(outputs)]
-    plot_examples(out / "examples.png", inputs, result, classes=classes, distance=distance)
+    plot_examples(out / "examples.png", seen, result, classes=classes, distance=distance, count=EXAMPLES)
     print("\n".join(evaluated_lines(provenance)))
     print(summary_table(summary))
     print(f"wrote {out}/results.json, samples.jsonl, robust_accuracy.png, examples.png")

@@ -36,6 +36,9 @@ def register(commands: Any) -> None:
     parser.add_argument("--offset", type=int, default=0, help="dataset index of the first sample")
     parser.add_argument("--distance", default="linf", choices=NORMS, help="the norm minimized")
     parser.add_argument("--time-limit", type=float, default=120.0, help="solver seconds per sample")
+    parser.add_argument("--gap", type=float, default=1e-4,
+                        help="relative optimality gap at which a sample counts as solved (0.01: certifies that "
+                             "the best attack is within 1%% of the minimum, much faster)")
     parser.add_argument("--attack", dest="attacks", type=csv(str), default=None,
                         help="attacks giving the upper bound and compared (default: those of the norm, "
                              "edgewise's and other libraries')")
@@ -48,6 +51,8 @@ def register(commands: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not 0 <= args.gap < 1:
+        raise ValueError(f"--gap must be in [0, 1), got {args.gap}")
     if not args.time_limit > 0:
         raise ValueError(f"--time-limit must be > 0 seconds, got {args.time_limit}")
     if args.steps < 1 or args.batch_size < 1:
@@ -60,11 +65,11 @@ def run(args: argparse.Namespace) -> int:
     inputs, labels = stack(dataset, indices)
     out = Path(args.out)
     progress = not args.no_progress
-    distances = attack_distances(model, inputs, labels, attacks, norm=args.distance, folder=out / "attacks",
+    distances, closest = attack_distances(model, inputs, labels, attacks, norm=args.distance, folder=out / "attacks",
                                  indices=indices, batch_size=args.batch_size, seed=args.seed, progress=progress)
     result, summary = certify_against(model, inputs, labels, distances, norm=args.distance,
                                       time_limit=args.time_limit, folder=out, indices=indices, progress=progress,
-                                      title=f"{args.model} {args.distance}")
+                                      title=f"{args.model} {args.distance}", starts=closest, gap=args.gap)
     with (out / "samples.jsonl").open("w") as lines:
         for i in range(len(inputs)):
             lines.write(json.dumps({"index": int(indices[i]), "label": int(labels[i]), "status": result.status[i],

@@ -190,6 +190,22 @@ class RepeatedChannels(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
         return image.expand(self.channels, -1, -1), label
 
 
+class Targets(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
+    """A dataset whose labels are the targets of a targeted attack: (y + 1) mod ``classes``."""
+
+    def __init__(self, dataset: Any, classes: int) -> None:
+        self.dataset, self.classes_count = dataset, classes
+        self.spec, self.classes, self.num_classes = dataset.spec, dataset.classes, dataset.num_classes
+        self.shape, self.identity = dataset.shape, {**dataset.identity, "labels": f"(y + 1) mod {classes}"}
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image, label = self.dataset[index]
+        return image, (label + 1) % self.classes_count
+
+
 def for_model(dataset: ImageDataset, spec: str) -> Any:
     """``dataset`` as the model ``spec`` takes it: gray images repeated to a zoo model's input channels."""
     meta = list_models().get(spec)
@@ -223,6 +239,25 @@ def check_eps(values: list[Any] | None, *, strict: bool = False) -> None:
     """``--eps``: a list of budgets, each >= 0 (``strict``: > 0)."""
     if values is not None and (not values or any(not (e > 0 if strict else e >= 0) for e in values)):
         raise ValueError(f"--eps must be a comma list of numbers {'>' if strict else '>='} 0, got {values}")
+
+
+def model_line(model: dict[str, Any]) -> str:
+    """One printed line saying which model was evaluated (from its identity record)."""
+    files = ", ".join(f"{name} sha256 {digest[:12]}" for name, digest in model["files"].items())
+    zoo = list_models().get(model["spec"], {})
+    normalization = (f"mean {model['mean']} std {model['std']}" if model["mean"] is not None else
+                     f"inside the zoo model, mean {zoo['mean']} std {zoo['std']}" if "mean" in zoo else "none")
+    classes = f"; {model['outputs']} classes" if "outputs" in model else ""
+    return (f"model   {model['spec']} ({model['kind']}{', ' + files if files else ''}; state sha256 "
+            f"{model['sha256'][:12]}{classes}; normalization {normalization})")
+
+
+def data_line(data: dict[str, Any]) -> str:
+    """One printed line saying which data was evaluated (from its identity record)."""
+    chosen = f"; n={data['n']} of {data['num_samples']}" if "n" in data else f"; {data['num_samples']} samples"
+    indices = f", indices sha256 {data['indices_sha256'][:12]}" if "indices_sha256" in data else ""
+    return (f"data    {data['spec']} (split {data['split']}, input {'x'.join(map(str, data['shape']))}, "
+            f"{data['num_classes']} classes, files sha256 {data['sha256'][:12]}{chosen}{indices})")
 
 
 def claim_out(out: Path, command: str, record: dict[str, Any]) -> dict[str, Any]:

@@ -96,16 +96,19 @@ def plot_curves(path: Path, curves: dict[str, torch.Tensor], *, distance: str, t
     plt.close(figure)
 
 
-def plot_examples(path: Path, inputs: torch.Tensor, result: AttackResult, *, classes: Sequence[str],
+def plot_examples(path: Path, inputs: Any, result: AttackResult, *, classes: Sequence[str],
                   distance: str = "l2", count: int = 8) -> None:
     """A grid: originals, adversarials (with their ``distance``, the one the attack minimized) and perturbations
-    amplified to the full range, with labels/predictions."""
-    chosen = torch.nonzero(result.success & result.clean_correct).flatten()[:count].tolist()
+    amplified to the full range, with labels/predictions, for the first ``count`` broken samples whose image the
+    result holds. ``inputs``: the attacked tensor (row i = sample i) or the map-style dataset (by index)."""
+    rows = result.kept.long().cumsum(0) - 1
+    chosen = torch.nonzero(result.success & result.clean_correct & result.kept).flatten()[:count].tolist()
     if not chosen:
         return
     figure, axes = plt.subplots(3, len(chosen), figsize=(1.6 * len(chosen), 5.2), squeeze=False)
     for column, i in enumerate(chosen):
-        original, adversarial = inputs[i].cpu(), result.adversarial[i]
+        original = inputs[i] if isinstance(inputs, torch.Tensor) else inputs[int(result.indices[i])][0]
+        original, adversarial = original.cpu(), result.adversarial[int(rows[i])]
         delta = adversarial - original
         scale = float(delta.abs().max()) or 1.0
         amplified = 0.5 + delta / (2 * scale)

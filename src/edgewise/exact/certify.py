@@ -80,13 +80,19 @@ def _verified(model: nn.Module, x: torch.Tensor, point: np.ndarray, label: int, 
     return None
 
 
+def _start(model: nn.Module, starts: torch.Tensor | None, i: int, label: int, targeted: bool) -> torch.Tensor | None:
+    if starts is None or not _is_adversarial(model, starts[i], label, targeted):
+        return None
+    return starts[i]
+
+
 def _from_objective(value: float, norm: str) -> float:
     return math.sqrt(max(value, 0.0)) if norm == "l2" else max(value, 0.0)
 
 
 def _one(network: Network, model: nn.Module, x: torch.Tensor, label: int, *, norm: str, radius: float,
-         targeted: bool, time_limit: float, solver: str, gap: float, tolerance: float,
-         tighten: bool) -> tuple[torch.Tensor, float, float, str]:
+         targeted: bool, time_limit: float, solver: str, gap: float, tolerance: float, tighten: bool,
+         start: torch.Tensor | None) -> tuple[torch.Tensor, float, float, str]:
     if _is_adversarial(model, x, label, targeted):
         return x, 0.0, 0.0, "optimal"  # misclassified as it is: the minimum is 0
     flat = x.detach().double().cpu().flatten().numpy()
@@ -99,19 +105,22 @@ def _one(network: Network, model: nn.Module, x: torch.Tensor, label: int, *, nor
         return x, math.inf, ball, "infeasible"
     program, _ = build(network, flat, norm, ball, bounds, label=label, targeted=targeted, tolerance=tolerance)
     remaining = time_limit - (time.perf_counter() - started)
-    solution: Solution = solve(program, solver=solver, time_limit=remaining, gap=gap)
+    known = None if start is None else start.detach().double().cpu().flatten().numpy()
+    solution: Solution = solve(program, solver=solver, time_limit=remaining, gap=gap, start=known)
     if solution.status == "infeasible":
         return x, math.inf, ball, "infeasible"
     lower = _from_objective(solution.bound, norm)
-    found = None
+    candidates = []
     if solution.point is not None:
         # The optimum sits on the margin −τ; on its activation pattern the program is convex, and re-solved with
         # margin +τ it gives a point the real model misclassifies, a hair further away.
         remaining = max(time_limit - (time.perf_counter() - started), 1.0)
         repaired = solve(program.fixed(solution.point, 2 * tolerance), solver=solver, time_limit=remaining, gap=gap)
-        for candidate in (repaired.point, solution.point):
-            if candidate is not None and found is None:
-                found = _verified(model, x, candidate[: x.numel()], label, targeted, norm)
+        candidates += [repaired.point, solution.point]
+    found = None
+    for candidate in [*candidates, known]:  # the start, verified adversarial, if the solver's points fail
+        if candidate is not None and found is None:
+            found = _verified(model, x, candidate[: x.numel()], label, targeted, norm)
     if found is None:
         return x, math.inf, lower, "time_limit"
     adversarial, distance = found
@@ -120,7 +129,8 @@ def _one(network: Network, model: nn.Module, x: torch.Tensor, label: int, *, nor
 
 def minimal(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, norm: str, time_limit: float,
             upper: float | torch.Tensor | None = None, targeted: bool = False, solver: str = "scip",
-            gap: float = 1e-4, tolerance: float = 1e-5, tighten: bool = True) -> ExactResult:
+            gap: float = 1e-4, tolerance: float = 1e-5, tighten: bool = True,
+            starts: torch.Tensor | None = None) -> ExactResult:
     """Per sample, min ‖δ‖_norm s.t. x + δ ∈ [0, 1] and the model misclassifies x + δ, by mixed-integer programming.
 
     ``model``: an nn.Sequential of Linear, Conv, ReLU, Flatten, MaxPool2d, Normalize, BatchNorm (eval), Dropout.
@@ -131,7 +141,9 @@ def minimal(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, nor
     for ℓ∞/ℓ1, SCIP for ℓ2's MIQP). ``gap``: relative optimality gap the solver stops at. ``tolerance`` (τ, in
     logits): the program asks for margin ≥ −τ, so the certified bound also covers points whose float logits tie
     or win by less than τ; the returned point is re-verified by the real model, nudged along δ if needed.
-    ``tighten``: LP-tighten the interval bounds (eq. 5's big-M constants).
+    ``tighten``: LP-tighten the interval bounds (eq. 5's big-M constants). ``starts``: known adversarial
+    points (e.g. an attack's output, shaped like ``inputs``), each given to the solver as a first incumbent; a
+    sample where the model does not misclassify its start gets none.
     """
     _check(norm, solver, time_limit, gap, tolerance)
     check_inputs(inputs, labels)
@@ -139,6 +151,8 @@ def minimal(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, nor
         check_logits(model(inputs), labels)
     chosen = solver
     radii = _upper(upper, len(inputs))
+    if starts is not None and starts.shape != inputs.shape:
+        raise ValueError(f"starts must have the shape of inputs {tuple(inputs.shape)}, got {tuple(starts.shape)}")
     network = network_from_module(model, tuple(inputs.shape[1:]))
     check_network(network, model, inputs)
     adversarial = inputs.detach().clone()
@@ -150,7 +164,8 @@ def minimal(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, nor
         started = time.perf_counter()
         adv, dist, low, state = _one(network, model, inputs[i].detach(), int(labels[i]), norm=norm,
                                      radius=float(radii[i]), targeted=targeted, time_limit=time_limit,
-                                     solver=chosen, gap=gap, tolerance=tolerance, tighten=tighten)
+                                     solver=chosen, gap=gap, tolerance=tolerance, tighten=tighten,
+                                     start=_start(model, starts, i, int(labels[i]), targeted))
         adversarial[i], distance[i], lower[i] = adv, dist, low
         status.append(state)
         seconds[i] = time.perf_counter() - started

@@ -25,9 +25,11 @@ ATTACKS = {
 
 def run_exact(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, norm: str, time_limit: float,
               folder: str | Path, upper: torch.Tensor | None = None, indices: torch.Tensor | None = None,
-              targeted: bool = False, progress: bool = True, **options: Any) -> ExactResult:
+              targeted: bool = False, progress: bool = True, starts: torch.Tensor | None = None,
+              **options: Any) -> ExactResult:
     """:func:`minimal` sample by sample; sample ``indices[i]`` (default i) is saved as ``folder/samples/I.pt``
-    and loaded instead of solved again when it was solved with the same ``upper`` radius.
+    and loaded instead of solved again when it was solved with the same ``upper`` radius. ``starts`` and
+    ``options`` go to :func:`minimal`.
 
     ``folder/record.json`` holds the run's model fingerprint, norm, time limit and options; another run in the
     same folder is a ValueError naming the first difference.
@@ -48,7 +50,8 @@ def run_exact(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, n
                 parts.append(stored)
                 continue
         one = minimal(model, inputs[i : i + 1], labels[i : i + 1], norm=norm, time_limit=time_limit,
-                      upper=radius, targeted=targeted, **options)
+                      upper=radius, targeted=targeted, starts=None if starts is None else starts[i : i + 1],
+                      **options)
         stored = {"adversarial": one.adversarial[0], "distance": float(one.distance[0]),
                   "lower_bound": float(one.lower_bound[0]), "status": one.status[0],
                   "seconds": float(one.seconds[0]), "upper": radius}
@@ -66,36 +69,43 @@ def run_exact(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, n
 
 def attack_distances(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, attacks: dict[str, Attack], *,
                      norm: str, folder: str | Path, indices: torch.Tensor | None = None, batch_size: int = 100,
-                     seed: int = 0, progress: bool = True) -> dict[str, torch.Tensor]:
+                     seed: int = 0, progress: bool = True) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Each attack's verified ``norm`` distance per sample (+inf where it failed), run by
-    :func:`edgewise.eval.run_attack` resumably in ``folder/NAME``; their minimum is the ``upper`` of the solver."""
+    :func:`edgewise.eval.run_attack` resumably in ``folder/NAME``, and per sample the adversarial of the attack
+    that came closest (the input where none succeeded): the solver's ``upper`` and ``starts``."""
     distances = {}
+    best = inputs.detach().clone()
+    closest = torch.full((len(inputs),), math.inf, dtype=torch.float64)
     for name, attack in attacks.items():
         result = run_attack(model, inputs, labels, attack, batch_size=batch_size, distances=(norm,), seed=seed,
                             indices=indices, resume_dir=Path(folder) / name.replace(":", "_"), progress=progress,
                             checks=False)
         distances[name] = result.distances[norm].double()
-    return distances
+        better = distances[name] < closest
+        best[better] = result.adversarial[better].to(best)
+        closest = torch.minimum(closest, distances[name])
+    return distances, best
 
 
 def certify_against(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
                     distances: dict[str, torch.Tensor], *, norm: str, time_limit: float, folder: str | Path,
-                    indices: torch.Tensor | None = None, progress: bool = True,
-                    title: str = "") -> tuple[ExactResult, dict[str, Any]]:
+                    indices: torch.Tensor | None = None, progress: bool = True, title: str = "",
+                    starts: torch.Tensor | None = None, **options: Any) -> tuple[ExactResult, dict[str, Any]]:
     """The exact distances inside the attacks' best radius (:func:`run_exact` in ``folder/exact``), and the
     summary of the comparison: n, certified (optimal on a clean-correct sample), median solve seconds, largest
     relative bracket (distance − lower_bound) / distance over certified samples, and :func:`compare` per
-    attack; ``folder/attack_vs_exact.png`` plots it."""
+    attack; ``folder/attack_vs_exact.png`` plots it. ``starts`` and ``options`` go to :func:`minimal`."""
     folder = Path(folder)
     upper = torch.stack([d.double().cpu() for d in distances.values()]).min(0).values
     result = run_exact(model, inputs, labels, norm=norm, time_limit=time_limit, folder=folder / "exact",
-                       upper=upper, indices=indices, progress=progress)
+                       upper=upper, indices=indices, progress=progress, starts=starts, **options)
     plot_comparison(result.distance, result.status, distances, folder / "attack_vs_exact.png", title=title)
     correct = ~(upper == 0)
     certified = torch.tensor([s == "optimal" for s in result.status]) & correct
     bracket = (result.distance - result.lower_bound) / result.distance
     summary = {
-        "n": len(inputs), "norm": norm, "time_limit": time_limit, "clean_correct": int(correct.sum()),
+        "n": len(inputs), "norm": norm, "time_limit": time_limit, "options": options,
+        "clean_correct": int(correct.sum()),
         "certified": int(certified.sum()),
         "median_seconds": float(result.seconds[correct].median()) if bool(correct.any()) else None,
         "max_relative_bracket": float(bracket[certified].max()) if bool(certified.any()) else None,

@@ -7,7 +7,7 @@ docs/exact.md records which one is faster here.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -76,13 +76,35 @@ def lp_ranges(program: Program, cols: np.ndarray, weights: sparse.csr_matrix) ->
     return low, high
 
 
-def solve(program: Program, *, solver: str, time_limit: float, gap: float) -> Solution:
+def solve(program: Program, *, solver: str, time_limit: float, gap: float,
+          start: np.ndarray | None = None) -> Solution:
+    """Solve ``program``; ``start``: values of its first columns (the perturbed input x') of a known feasible
+    point, completed to every column and handed to the solver as its first incumbent."""
+    full = None if start is None else _complete(program, start)
     if solver == "highs":
-        return _solve_highs(program, time_limit=time_limit, gap=gap)
-    return _solve_scip(program, time_limit=time_limit, gap=gap)
+        return _solve_highs(program, time_limit=time_limit, gap=gap, start=full)
+    return _solve_scip(program, time_limit=time_limit, gap=gap, start=full)
 
 
-def _solve_highs(program: Program, *, time_limit: float, gap: float) -> Solution:
+def _complete(program: Program, start: np.ndarray) -> np.ndarray | None:
+    """Every column's value at the input ``start``: the program with x' fixed there, where bound propagation
+    decides every binary (HiGHS); None when ``start`` is outside the program's input bounds or not feasible."""
+    import highspy
+
+    size = len(start)
+    lower, upper = program.col_lower.copy(), program.col_upper.copy()
+    if (start < lower[:size] - 1e-9).any() or (start > upper[:size] + 1e-9).any():
+        return None
+    lower[:size] = upper[:size] = np.clip(start, lower[:size], upper[:size])
+    h = _highs(replace(program, col_lower=lower, col_upper=upper, center=None), relax=False)
+    h.setOptionValue("time_limit", 5.0)
+    h.run()
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return None
+    return np.asarray(h.getSolution().col_value)
+
+
+def _solve_highs(program: Program, *, time_limit: float, gap: float, start: np.ndarray | None) -> Solution:
     import highspy
 
     if program.center is not None:
@@ -90,6 +112,8 @@ def _solve_highs(program: Program, *, time_limit: float, gap: float) -> Solution
     h = _highs(program, relax=False)
     h.setOptionValue("time_limit", max(time_limit, 1e-3))
     h.setOptionValue("mip_rel_gap", gap)
+    if start is not None:
+        h.setSolution(len(start), np.arange(len(start), dtype=np.int32), start)
     h.run()
     status = h.getModelStatus()
     info = h.getInfo()
@@ -104,7 +128,7 @@ def _solve_highs(program: Program, *, time_limit: float, gap: float) -> Solution
                     bound if math.isfinite(bound) else 0.0)
 
 
-def _solve_scip(program: Program, *, time_limit: float, gap: float) -> Solution:
+def _solve_scip(program: Program, *, time_limit: float, gap: float, start: np.ndarray | None) -> Solution:
     from pyscipopt import Model, quicksum
     from pyscipopt.scip import ExprCons
 
@@ -120,8 +144,8 @@ def _solve_scip(program: Program, *, time_limit: float, gap: float) -> Solution:
     ]
     matrix = program.matrix.tocsr()
     for r in range(matrix.shape[0]):
-        start, stop = matrix.indptr[r], matrix.indptr[r + 1]
-        expression = quicksum(v * variables[c] for c, v in zip(matrix.indices[start:stop], matrix.data[start:stop],
+        first, stop = matrix.indptr[r], matrix.indptr[r + 1]
+        expression = quicksum(v * variables[c] for c, v in zip(matrix.indices[first:stop], matrix.data[first:stop],
                                                                 strict=True))
         lo, hi = program.row_lower[r], program.row_upper[r]
         model.addCons(ExprCons(expression, lhs=lo if math.isfinite(lo) else None,
@@ -133,6 +157,13 @@ def _solve_scip(program: Program, *, time_limit: float, gap: float) -> Solution:
         model.addCons(quicksum((variables[i] - center[i]) ** 2 for i in range(len(center))) <= squared)
         objective = objective + squared
     model.setObjective(objective, "minimize")
+    if start is not None:
+        known = model.createSol()
+        for variable, value in zip(variables, start, strict=True):
+            model.setSolVal(known, variable, float(value))
+        if program.center is not None:
+            model.setSolVal(known, squared, float(np.sum((start[: len(program.center)] - program.center) ** 2)))
+        model.addSol(known)
     model.optimize()
     status = model.getStatus()
     if status == "infeasible":

@@ -145,7 +145,7 @@ class BudgetModel(nn.Module):
     every backward row counts one. Past its budget it is not answered: its row gets constant logits that say
     "not adversarial" (``num_classes`` at the true class, or ``-num_classes`` at the target when ``targeted``,
     as attackbenchlib 2.0.2's BenchModel) with a zero gradient, and a backward through it is zeroed. Inputs are
-    clamped to [0, 1] first (BenchModel's ``enforce_box``).
+    clamped to [0, 1] first (BenchModel's ``enforce_box``), with the gradient passed through unchanged.
 
     Every answered forward records, per sample, the smallest-``distance`` successful query seen: ``best`` (the
     original input where none) and ``best_distance`` (0 for samples misclassified before the attack, inf where
@@ -223,7 +223,9 @@ class BudgetModel(nn.Module):
         self.best_distance = torch.fmin(self.best_distance, lowest)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        inputs = inputs.clamp(0, 1)
+        # The value is clamped, the gradient passes unchanged: torch.clamp's gradient is 0 at exactly 0 and 1, so
+        # clamping alone would freeze every pixel at the box's faces for an attack starting at the clean input.
+        inputs = inputs + (inputs.clamp(0, 1) - inputs).detach()
         index = self.match(inputs)
         answered = self.charge(index)
         logits = self._not_adversarial(index, inputs)
