@@ -28,6 +28,12 @@ def test_exact_writes_the_comparison_and_resumes(tmp_path: Path, capsys: pytest.
     assert main(argv) == 0  # everything is loaded, nothing solved again
     assert [p.stat().st_mtime_ns for p in solved] == stamps
     assert [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()] == lines
+    # Another model's solved samples are never handed back: the folder is refused in one line naming the key.
+    other = [*argv[:2], "tinymlp-fmnist", *argv[3:]]
+    assert main(other) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "model.spec='tinymlp-pgd-fmnist'" in error
+    assert main([*argv, "--gap", "0.01"]) == 2 and "gap=0.0001" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

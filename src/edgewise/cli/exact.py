@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from edgewise.cli import csv
+from edgewise.cli.options import claim_out
 from edgewise.data import load as load_data
 from edgewise.data import select, stack
 from edgewise.eval.benchmark import resolve
+from edgewise.eval.provenance import describe_attack, fingerprint_model
 from edgewise.eval.report import environment, write_text_atomic
 from edgewise.exact import NORMS
 from edgewise.exact.run import ATTACKS, attack_distances, certify_against
@@ -64,6 +66,14 @@ def run(args: argparse.Namespace) -> int:
     indices = select(dataset, n=args.n, offset=args.offset)
     inputs, labels = stack(dataset, indices)
     out = Path(args.out)
+    # What produced the solved samples saved under --out (the samples themselves are not in the record: a larger
+    # --n solves only the missing ones); another model, data, norm, solver setting or attack is refused.
+    claim_out(out, "exact", {
+        "model": {**identity(args.model, weights=args.weights), "state_sha256": fingerprint_model(model)},
+        "data": dataset.identity, "distance": args.distance, "time_limit": args.time_limit, "gap": args.gap,
+        "attacks": {name: describe_attack(attack) for name, attack in attacks.items()}, "seed": args.seed,
+        "batch_size": args.batch_size,
+    })
     progress = not args.no_progress
     distances, closest = attack_distances(model, inputs, labels, attacks, norm=args.distance, folder=out / "attacks",
                                  indices=indices, batch_size=args.batch_size, seed=args.seed, progress=progress)
