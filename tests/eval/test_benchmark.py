@@ -244,6 +244,11 @@ def test_a_cell_of_another_run_is_refused_naming_the_field(oracles, tmp_path) ->
     with pytest.raises(ValueError, match=r"benchmark cell .* was written by a run with attack\.keywords\.levels=None"):
         benchmark({"m": o.model}, {"m": (o.inputs, o.labels)}, other, [2], distance="l2", out=tmp_path,
                   batch_size=6)
-    with pytest.raises(ValueError, match=r"was written by a run with inputs="):
-        benchmark({"m": o.model}, {"m": (o.inputs.flip(0), o.labels.flip(0))}, first, [2], distance="l2",
-                  out=tmp_path, batch_size=6)
+    # Other samples in the same folder are computed for them, never handed the first run's figures.
+    half = (o.inputs[:3], o.labels[:3])
+    reused = benchmark({"m": o.model}, {"m": half}, first, [2], distance="l2", out=tmp_path, batch_size=6)
+    fresh = benchmark({"m": o.model}, {"m": half}, first, [2], distance="l2", out=tmp_path / "fresh", batch_size=6)
+    ours, theirs = reused["models"]["m"]["rows"][0], fresh["models"]["m"]["rows"][0]
+    assert ours["n"] == 3
+    assert [ours[k] for k in ("median_distance", "mean_distance", "success_rate")] == [
+        theirs[k] for k in ("median_distance", "mean_distance", "success_rate")]

@@ -30,7 +30,6 @@ from edgewise.cli.options import (
     check_applicable,
     check_positive,
     claim_out,
-    data_identity,
     data_line,
     for_model,
     load_data,
@@ -122,8 +121,9 @@ def run(args: argparse.Namespace) -> int:
     arguments["attack"] = [s.name for s in attacks]
     arguments["n"] = len(indices)  # the effective count (--n default: all), for the report header
     # Cells are kept per model, attack and budget: adding one of them reuses the others; the record holds what
-    # every cell depends on.
-    record = {"models": dict(zip(names, identities, strict=True)), "data": data_identity(dataset, indices),
+    # every cell depends on. The samples are not in it: each cell checks its batches' members (a larger --n
+    # computes only the missing samples).
+    record = {"models": dict(zip(names, identities, strict=True)), "data": dataset.identity,
               "distance": args.distance, "budget": args.budget, "seed": args.seed, "batch_size": args.batch_size}
     provenance = claim_out(out, "benchmark", record)
     print("\n".join([*map(model_line, identities), data_line(record["data"])]), flush=True)

@@ -138,14 +138,17 @@ def run_cell(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, attac
     """One (model, attack, steps) cell: loaded if it finished before, else run (resuming its batches) and saved.
 
     The folder's ``cell.json`` records what produced the cell (model fingerprint, attack description with its
-    budget, digests of the inputs and labels, seed, batch size): a cell of another run is a ``ValueError`` naming
-    the first differing field, never a stale result. Returns the result and whether it was computed now.
+    budget, seed, batch size): a cell of another run is a ``ValueError`` naming the first differing field, never
+    a stale result. The samples are not in that record: the finished cell's file is named by the digests of its
+    inputs and labels, and other samples (a larger ``--n``) go through ``run_attack``, whose batch records reuse
+    the finished batches of the same samples and compute the rest. Returns the result and whether it was computed
+    now.
     """
-    record = {"model": fingerprint_model(model), "attack": describe_attack(attack),
-              "inputs": fingerprint_tensor(inputs), "labels": fingerprint_tensor(labels), "seed": seed,
+    record = {"model": fingerprint_model(model), "attack": describe_attack(attack), "seed": seed,
               "batch_size": batch_size}
     check_record(folder / "cell.json", record, label=f"benchmark cell {folder}")
-    path = folder / f"result-n{len(inputs)}-b{batch_size}.pt"
+    samples = fingerprint_tensor(torch.cat([inputs.flatten().double().cpu(), labels.double().cpu()]))
+    path = folder / f"result-{samples[:16]}-n{len(inputs)}-b{batch_size}.pt"
     if path.is_file():
         stored = torch.load(path, weights_only=True)
         return AttackResult(**stored), False
