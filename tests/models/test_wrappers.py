@@ -10,7 +10,7 @@ from edgewise.eval.benchmark import budgeted
 from edgewise.losses import logit_margin
 from edgewise.models.wrappers import BudgetModel
 
-from ..conftest import make_linear_oracle  # type: ignore[import-not-found]
+from ..conftest import make_linear_oracle, require  # type: ignore[import-not-found]
 
 
 @pytest.fixture(scope="module")
@@ -74,14 +74,11 @@ def test_backward_counts_at_backward_time_and_gates_the_gradient(oracle) -> None
 def test_same_counts_and_best_distances_as_attackbench_benchmodel(oracle) -> None:
     """attackbenchlib's BenchModel (an independent implementation of the protocol) on the same attack."""
     os.environ.setdefault("WANDB_MODE", "disabled")
-    try:
-        from attackbench.adv_lib_sub import _default_metrics
-        from attackbench.models.benchmodel_wrapper import BenchModel
-    except ImportError as error:
-        if os.environ.get("EDGEWISE_REQUIRE_BASELINES"):
-            pytest.fail(f"attackbenchlib not importable: {error}")
-        pytest.skip(f"attackbenchlib not importable: {error}")
+    require("attackbench", "pip install --no-deps attackbenchlib==2.0.2")
     import copy
+
+    from attackbench.adv_lib_sub import _default_metrics
+    from attackbench.models.benchmodel_wrapper import BenchModel
 
     budget = 21  # DDN does one forward + one backward per step: 10 steps and a forward of the 11th
     attack = partial(ddn, steps=30, levels=None)
