@@ -57,8 +57,10 @@ clean:
 	rm -rf $(VENV) results site
 
 # Mutation score of the core modules (docs/testing.md): mutmut, one module at a time, each mutant against its
-# module's fast tests; report in benchmarks/results/mutation_report.md. MODULES=penalties,losses for a subset.
+# module's fast tests; report in benchmarks/results/mutation_report.md. MODULES=penalties,losses for a subset;
+# SAMPLE=40 (SEED=0) for a seeded uniform random sample of 40 mutants of each larger module (a sample estimate).
 .PHONY: mutation
 mutation: $(STAMP)
 	$(PY) -m pip install -q mutmut==3.8.1
-	OMP_NUM_THREADS=1 $(PY) benchmarks/mutation.py $(if $(MODULES),--modules $(MODULES))
+	OMP_NUM_THREADS=1 $(PY) benchmarks/mutation.py $(if $(MODULES),--modules $(MODULES)) \
+		$(if $(SAMPLE),--sample $(SAMPLE) --seed $(or $(SEED),0))
