@@ -171,6 +171,17 @@ def test_cw_budget_is_search_rounds_times_steps() -> None:
     assert resolve("alma-l2", distance="l2").iterations(100) == 100
 
 
+def test_auto_spends_twice_the_steps_as_its_budget(oracles, tmp_path) -> None:
+    spec = resolve("auto", distance="l1")
+    assert spec.build(15).keywords == {"norm": "l1", "budget": 30} and spec.budget(15) == "15"
+    report = benchmark({"linear-a": oracles["linear-a"].model},
+                       {"linear-a": (oracles["linear-a"].inputs, oracles["linear-a"].labels)},
+                       [resolve("auto", distance="l2")], [15], distance="l2", out=tmp_path, budget=30,
+                       batch_size=6)
+    row = report["models"]["linear-a"]["rows"][0]
+    assert row["success_rate"] > 0.5 and row["forwards_per_sample"] + row["backwards_per_sample"] <= 30
+
+
 def test_cli_bad_names_are_one_line_exit_2(capsys) -> None:
     assert main(["benchmark", "--model", "nosuch-fmnist", "--attack", "ddn"]) == 2
     assert main(["benchmark", "--attack", "nosuch-l2"]) == 2

@@ -24,6 +24,7 @@ the same way and loaded instead of recomputed.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import math
@@ -37,19 +38,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgewise.attacks import ATTACKS, distance_keyword
+from edgewise.attacks import ATTACKS, auto, distance_keyword
 from edgewise.eval import metrics
 from edgewise.eval.provenance import check_record, describe_attack, fingerprint_model, fingerprint_tensor
 from edgewise.eval.result import AttackResult
 from edgewise.eval.run import Attack, _save_atomic, run_attack
-from edgewise.models.wrappers import BudgetModel
+from edgewise.models.wrappers import BudgetModel, BudgetSpentError
 
 
 def _run_budgeted(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, attack: Attack, budget: int,
                   distance: str, **options: Any) -> torch.Tensor:
     wrapped = BudgetModel(model, inputs, labels, budget=budget, distance=distance,
-                          targeted=bool(options.get("targeted", False)))
-    attack(wrapped, inputs, labels, **options)
+                          targeted=bool(options.get("targeted", False)), stop=True)
+    with contextlib.suppress(BudgetSpentError):  # the budget is spent: the best points can no longer change
+        attack(wrapped, inputs, labels, **options)
     return wrapped.best
 
 
@@ -82,9 +84,12 @@ class AttackSpec:
 
 def edgewise_attack(spec: str, *, distance: str) -> AttackSpec:
     """``"ddn"``, ``"fmn-l2"``, ``"alma-l1"``, ``"cw-l2"``: an attack of the registry, the suffix bound to the
-    ``distance`` or ``norm`` it takes. Without a suffix, an attack that takes one gets ``distance``. C&W's budget
+    ``distance`` or ``norm`` it takes; ``"auto"``: :func:`edgewise.attacks.auto` for ``distance`` with a budget of
+    2 × steps passes per sample. Without a suffix, an attack that takes one gets ``distance``. C&W's budget
     is its ``binary_search_steps`` (9) × steps, labelled "9×steps" like the baselines with a search.
     """
+    if spec == "auto":  # a portfolio under a budget of passes: Q = 2 × steps, one forward and one backward each
+        return AttackSpec(spec, lambda steps: partial(auto, norm=distance, budget=2 * steps))
     name, _, suffix = spec.partition("-")
     if name not in ATTACKS:
         raise ValueError(f"attack {spec!r} is not in the registry {sorted(ATTACKS)} (nor a baseline "
