@@ -56,6 +56,13 @@ def test_stop_raises_once_every_sample_is_spent_with_the_same_best(oracle) -> No
     assert stopped.spent.tolist() == [13] * len(oracle.labels)
     torch.testing.assert_close(stopped.best, answered.best)
     torch.testing.assert_close(stopped.best_distance, answered.best_distance)
+    # A clean error is at distance 0 and finished: an attack that never queries it is still stopped.
+    labels = oracle.labels.clone()
+    labels[0] = 1 - labels[0]
+    spared = BudgetModel(oracle.model, oracle.inputs, labels, budget=13, distance="l2", stop=True)
+    with pytest.raises(BudgetSpentError):
+        greedy(spared, oracle.inputs[1:], labels[1:], steps=20)
+    assert spared.spent[0] == 0 and spared.spent[1:].tolist() == [13] * (len(labels) - 1)
 
 
 def test_gradient_at_the_box_faces_is_the_models(oracle) -> None:

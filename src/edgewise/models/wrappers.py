@@ -156,9 +156,9 @@ class BudgetModel(nn.Module):
     original input where none) and ``best_distance`` (0 for samples misclassified before the attack, inf where
     none). ``spent`` counts the passes per sample; it never exceeds ``budget``.
 
-    With ``stop``, a forward after every sample has spent its budget raises :class:`BudgetSpentError` instead of
-    answering "not adversarial" (an attack with more steps than the budget, such as C&W's 9 searches, would
-    otherwise keep computing on constant logits).
+    With ``stop``, a forward after every sample has spent its budget (or is at distance 0, a clean error: nothing
+    can improve it) raises :class:`BudgetSpentError` instead of answering "not adversarial" (an attack with more
+    steps than the budget, such as C&W's 9 searches, would otherwise keep computing on constant logits).
     """
 
     def __init__(self, model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, budget: int,
@@ -235,8 +235,9 @@ class BudgetModel(nn.Module):
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         # The value is clamped, the gradient passes unchanged: torch.clamp's gradient is 0 at exactly 0 and 1, so
         # clamping alone would freeze every pixel at the box's faces for an attack starting at the clean input.
-        if self.stop and bool((self.spent >= self.budget).all()):
-            raise BudgetSpentError(f"every sample has spent its budget of {self.budget} passes")
+        # A sample at distance 0 (misclassified before the attack) is finished too: nothing can improve it.
+        if self.stop and bool(((self.spent >= self.budget) | (self.best_distance == 0)).all()):
+            raise BudgetSpentError(f"every sample has spent its budget of {self.budget} passes or is at distance 0")
         inputs = inputs + (inputs.clamp(0, 1) - inputs).detach()
         index = self.match(inputs)
         answered = self.charge(index)
