@@ -8,7 +8,7 @@ from edgewise.attacks import ddn, fmn
 from edgewise.eval import run_attack
 from edgewise.eval.benchmark import budgeted
 from edgewise.losses import logit_margin
-from edgewise.models.wrappers import BudgetModel
+from edgewise.models.wrappers import BudgetModel, BudgetSpentError
 
 from ..conftest import make_linear_oracle, require  # type: ignore[import-not-found]
 
@@ -45,6 +45,17 @@ def test_budget_is_never_exceeded_and_exhausted_samples_are_not_answered(oracle,
     (grad,) = torch.autograd.grad(logit_margin(logits, oracle.labels).sum(), x)
     assert not grad.any()
     assert wrapped.spent.max() == budget
+
+
+def test_stop_raises_once_every_sample_is_spent_with_the_same_best(oracle) -> None:
+    answered = BudgetModel(oracle.model, oracle.inputs, oracle.labels, budget=13, distance="l2")
+    greedy(answered, oracle.inputs, oracle.labels, steps=20, subsets=False)
+    stopped = BudgetModel(oracle.model, oracle.inputs, oracle.labels, budget=13, distance="l2", stop=True)
+    with pytest.raises(BudgetSpentError, match="budget of 13"):
+        greedy(stopped, oracle.inputs, oracle.labels, steps=20, subsets=False)
+    assert stopped.spent.tolist() == [13] * len(oracle.labels)
+    torch.testing.assert_close(stopped.best, answered.best)
+    torch.testing.assert_close(stopped.best_distance, answered.best_distance)
 
 
 def test_gradient_at_the_box_faces_is_the_models(oracle) -> None:

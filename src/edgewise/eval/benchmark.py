@@ -24,6 +24,7 @@ the same way and loaded instead of recomputed.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import math
@@ -42,14 +43,15 @@ from edgewise.eval import metrics
 from edgewise.eval.provenance import check_record, describe_attack, fingerprint_model, fingerprint_tensor
 from edgewise.eval.result import AttackResult
 from edgewise.eval.run import Attack, _save_atomic, run_attack
-from edgewise.models.wrappers import BudgetModel
+from edgewise.models.wrappers import BudgetModel, BudgetSpentError
 
 
 def _run_budgeted(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, attack: Attack, budget: int,
                   distance: str, **options: Any) -> torch.Tensor:
     wrapped = BudgetModel(model, inputs, labels, budget=budget, distance=distance,
-                          targeted=bool(options.get("targeted", False)))
-    attack(wrapped, inputs, labels, **options)
+                          targeted=bool(options.get("targeted", False)), stop=True)
+    with contextlib.suppress(BudgetSpentError):  # the budget is spent: the best points can no longer change
+        attack(wrapped, inputs, labels, **options)
     return wrapped.best
 
 
