@@ -17,13 +17,14 @@ $(DEMO_STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q -e .
 	touch $(DEMO_STAMP)
 
-# The test extras, and the libraries compared against, so that their adapter tests run (EDGEWISE_REQUIRE_BASELINES):
+# The test extras (with the docs extra: the site build is a test), and the libraries compared against, so that their
+# adapter tests run (EDGEWISE_REQUIRE_BASELINES):
 # foolbox and torchattacks from PyPI; adv-lib 0.2.8 (the ALMA/DDN authors' library) needs visdom built with an
 # older setuptools and no build isolation, and is installed without its pins. attackbenchlib 2.0.2 (AttackBench's
 # metrics and original attacks) is installed without its pins too; it imports wandb at import time (never logged
 # in: WANDB_MODE=disabled) and its attack registry imports ART and CleverHans.
 $(STAMP): $(DEMO_STAMP)
-	$(PY) -m pip install -q -e '.[test,timm,exact]' foolbox==3.3.4 torchattacks==3.5.1
+	$(PY) -m pip install -q -e '.[test,timm,exact,docs]' foolbox==3.3.4 torchattacks==3.5.1
 	$(PY) -m pip install -q 'setuptools<80' wheel
 	$(PY) -m pip install -q --no-build-isolation visdom
 	$(PY) -m pip install -q --no-deps adv-lib==0.2.8
@@ -56,8 +57,10 @@ clean:
 	rm -rf $(VENV) results site
 
 # Mutation score of the core modules (docs/testing.md): mutmut, one module at a time, each mutant against its
-# module's fast tests; report in benchmarks/results/mutation_report.md. MODULES=penalties,losses for a subset.
+# module's fast tests; report in benchmarks/results/mutation_report.md. MODULES=penalties,losses for a subset;
+# SAMPLE=40 (SEED=0) for a seeded uniform random sample of 40 mutants of each larger module (a sample estimate).
 .PHONY: mutation
 mutation: $(STAMP)
 	$(PY) -m pip install -q mutmut==3.8.1
-	OMP_NUM_THREADS=1 $(PY) benchmarks/mutation.py $(if $(MODULES),--modules $(MODULES))
+	OMP_NUM_THREADS=1 $(PY) benchmarks/mutation.py $(if $(MODULES),--modules $(MODULES)) \
+		$(if $(SAMPLE),--sample $(SAMPLE) --seed $(or $(SEED),0))

@@ -37,10 +37,10 @@ from edgewise.models import list_models, load_model
 
 ROOT = Path(__file__).parent
 EDGEWISE = {
-    "l2": ["ddn", "fmn-l2", "alma-l2", "cw-l2", "apgd_minimal-l2", "pgd_minimal-l2"],
-    "l1": ["fmn-l1", "alma-l1", "apgd_minimal-l1", "pgd_minimal-l1"],
-    "linf": ["fmn-linf", "apgd_minimal-linf", "pgd_minimal-linf"],
-    "l0": ["sigma_zero"],
+    "l2": ["ddn", "fmn-l2", "alma-l2", "cw-l2", "apgd_minimal-l2", "pgd_minimal-l2", "auto"],
+    "l1": ["fmn-l1", "alma-l1", "apgd_minimal-l1", "pgd_minimal-l1", "auto"],
+    "linf": ["fmn-linf", "apgd_minimal-linf", "pgd_minimal-linf", "auto"],
+    "l0": ["sigma_zero", "auto"],
 }
 
 

@@ -1,15 +1,20 @@
-"""The measurements behind ``attacks.auto``: its members alone and ``auto`` at the same budget, on design images.
+"""The measurements behind ``attacks.auto``: its members alone and plans of ``auto`` at the same budget, on design
+images, under AttackBench's protocol.
 
-    OMP_NUM_THREADS=1 python benchmarks/auto_design.py [--models smallcnn-fmnist,smallcnn-ddn-fmnist]
-                                                      [--norm l2] [--budget 200] [--n 100]
+    OMP_NUM_THREADS=1 python benchmarks/auto_design.py --models mlp-fmnist,lenet-fmnist --norm l2 \\
+        --budget 1000 --n 100 [--plans auto,ddn:0.5+apgd:0.5,...] [--baselines attackbench:sigma-zero,...]
 
 Design images: the held-out Fashion-MNIST test images (outside the shipped sample, correctly classified,
-``alma_rmsprop_sweep.held_out``) number 1,000 to 1,000 + n, so that the first 1,000, where ``auto`` is evaluated,
-played no part in choosing it. Every attack gets Q forward + backward passes per sample (Q / 2 steps; the
-minimal form of APGD 10 rounds of Q / 20 steps). Reported per model: success, median, AttackBench's local
-optimality (``eval.metrics.local_optimality``) against the per-sample best of all attacks run, and the paired ratio
-``auto`` / each attack. ℓ2 also runs ``auto_ddn``, the portfolio with DDN instead of FMN first.
-Writes benchmarks/results/auto_design_NORM_qQ.{md,json}; finished cells are kept.
+``alma_rmsprop_sweep.held_out``) number 1,000 to 1,000 + n, so that the last held-out images, where ``auto`` is
+evaluated (``attackbench_budget.py``), played no part in choosing it. Every attack runs under
+``eval.benchmark.budgeted``: Q forward + backward passes per sample, its distance per sample the best successful
+point it queried. The single attacks get Q / 2 steps (the minimal form of APGD 10 rounds of Q / 20 steps); a plan
+``member:share+member:share`` is ``attacks.auto.portfolio`` with those stages (``auto``: its own plan for the
+norm); ``--baselines`` adds other libraries' attacks with Q / 2 steps. Reported per model: success, median,
+AttackBench's local optimality against the per-sample best of everything run on that model, and the paired ratio
+plan / attack for the first plan.
+Writes benchmarks/results/auto_design_NORM_qQ.{md,json}; finished cells are kept (a plan's cell is named by its
+stages, so a changed plan is a new cell).
 """
 
 from __future__ import annotations
@@ -24,9 +29,11 @@ import torch
 from tqdm import tqdm
 
 from alma_rmsprop_sweep import held_out
-from edgewise.attacks import ATTACKS, alma, auto, ddn, fmn
-from edgewise.attacks.auto import portfolio
+from edgewise.attacks import ATTACKS, alma, ddn, fmn, sigma_zero
+from edgewise.attacks.auto import PLANS, Stage, portfolio
 from edgewise.distances import get as get_distance
+from edgewise.eval.baselines import load_baseline
+from edgewise.eval.benchmark import budgeted
 from edgewise.eval.metrics import local_optimality, paired_ratio, reference_distances
 from edgewise.models import load_model
 
@@ -34,8 +41,21 @@ RESULTS = Path(__file__).parent / "results"
 OFFSET = 1000
 
 
-def attacks(norm: str, budget: int) -> dict[str, Callable[..., torch.Tensor]]:
+def parse_plan(text: str, norm: str) -> tuple[Stage, ...]:
+    """``auto`` -> the norm's plan; ``ddn:0.5+apgd:0.5`` -> (("ddn", 0.5), ("apgd", 0.5))."""
+    if text == "auto":
+        return PLANS[norm]
+    return tuple((name, float(share)) for name, share in (part.split(":") for part in text.split("+")))
+
+
+def plan_label(stages: tuple[Stage, ...]) -> str:
+    return "+".join(f"{name}:{share:g}" for name, share in stages)
+
+
+def single_attacks(norm: str, budget: int) -> dict[str, Callable[..., torch.Tensor]]:
     steps = budget // 2
+    if norm == "l0":
+        return {"sigma_zero": functools.partial(sigma_zero, steps=steps)}
     runs: dict[str, Callable[..., torch.Tensor]] = {"fmn": functools.partial(fmn, norm=norm, steps=steps)}
     if norm == "l2":
         runs["ddn"] = functools.partial(ddn, steps=steps)
@@ -43,28 +63,39 @@ def attacks(norm: str, budget: int) -> dict[str, Callable[..., torch.Tensor]]:
         runs["alma"] = functools.partial(alma, distance=norm, steps=steps)
     runs["apgd_minimal"] = functools.partial(ATTACKS["apgd_minimal"], norm=norm, steps=max(steps // 10, 1),
                                              binary_search_steps=10)
-    runs["auto"] = functools.partial(auto, norm=norm, budget=budget)
-    if norm == "l2":  # the variant with DDN first
-        runs["auto_ddn"] = functools.partial(portfolio, first=ddn, norm=norm, budget=budget)
     return runs
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="smallcnn-fmnist,smallcnn-ddn-fmnist")
-    parser.add_argument("--norm", default="l2", choices=("l1", "l2", "linf"))
-    parser.add_argument("--budget", type=int, default=200)
+    parser.add_argument("--models", default="mlp-fmnist,lenet-fmnist,tinymlp-pgd-fmnist,tinycnn-pgd-fmnist")
+    parser.add_argument("--norm", default="l2", choices=("l0", "l1", "l2", "linf"))
+    parser.add_argument("--budget", type=int, default=1000)
     parser.add_argument("--n", type=int, default=100)
+    parser.add_argument("--plans", default="auto", help="comma list of plans (member:share+...) or auto")
+    parser.add_argument("--baselines", default="", help="comma list of other libraries' attacks (library:name) "
+                        "to run with Q / 2 steps beside edgewise's")
     args = parser.parse_args()
-    runs = attacks(args.norm, args.budget)
+    plans = {f"plan {plan_label(stages)}": stages for stages in (parse_plan(p, args.norm)
+                                                                for p in args.plans.split(","))}
+    runs = single_attacks(args.norm, args.budget)
+    runs.update({spec: load_baseline(spec, steps=args.budget // 2) for spec in filter(None, args.baselines.split(","))})
+    runs.update({label: functools.partial(portfolio, stages=stages, norm=args.norm, budget=args.budget)
+                 for label, stages in plans.items()})
     name = f"auto_design_{args.norm}_q{args.budget}"
     path = RESULTS / f"{name}.json"
     record = json.loads(path.read_text()) if path.is_file() else {"n": args.n, "offset": OFFSET, "cells": {}}
     if record["n"] != args.n:
         raise SystemExit(f"{path} was written with --n {record['n']}, this run has {args.n}")
+    record["command"] = ("OMP_NUM_THREADS=1 python benchmarks/auto_design.py " +
+                         f"--models {args.models} --norm {args.norm} --budget {args.budget} --n {args.n} "
+                         f"--plans {args.plans}" + (f" --baselines {args.baselines}" if args.baselines else ""))
     measure = get_distance(args.norm)
     lines = [f"# auto design: {args.norm}, Q = {args.budget} passes per sample", "",
-             f"n = {args.n} held-out Fashion-MNIST test images {OFFSET}..{OFFSET + args.n} (design images).", ""]
+             f"n = {args.n} held-out Fashion-MNIST test images {OFFSET}..{OFFSET + args.n} (design images), "
+             "every attack under AttackBench's budget (the best successful point it queried).", "",
+             f"    {record['command']}", ""]
+    first_plan = next(iter(plans))
     for model_name in args.models.split(","):
         model = load_model(model_name)
         inputs, labels = (t[OFFSET:] for t in held_out(model, OFFSET + args.n))
@@ -72,18 +103,19 @@ def main() -> None:
             key = f"{model_name}/{label}"
             if key in record["cells"]:
                 continue
-            adv = attack(model, inputs, labels).detach()
+            adv = budgeted(attack, budget=args.budget, distance=args.norm)(model, inputs, labels).detach()
             with torch.no_grad():
                 fooled = model(adv).argmax(1) != labels
             record["cells"][key] = torch.where(fooled, measure(inputs)(adv), torch.inf).tolist()
             path.write_text(json.dumps(record))
-        distances = {label: torch.tensor(record["cells"][f"{model_name}/{label}"]) for label in runs}
-        reference = reference_distances(list(distances.values()))
-        lines += [f"## {model_name}", "", "| attack | success | median | LO | auto / attack (paired) |",
-                  "|---|---|---|---|---|"]
-        for label, d in distances.items():
+        cells = {k.split("/", 1)[1]: torch.tensor(v) for k, v in record["cells"].items()
+                 if k.split("/", 1)[0] == model_name}
+        reference = reference_distances(list(cells.values()))
+        lines += [f"## {model_name}", "", f"reference: the per-sample best of the {len(cells)} cells below", "",
+                  f"| attack | success | median | LO | {first_plan} / attack (paired) |", "|---|---|---|---|---|"]
+        for label, d in sorted(cells.items()):
             lo = local_optimality(d, reference, clean_accuracy=1.0)
-            ratio = paired_ratio(distances["auto"], d) if label != "auto" else None
+            ratio = paired_ratio(cells[first_plan], d) if label != first_plan else None
             paired = "" if ratio is None else (f"{ratio['geometric_mean_ratio']:.4f} [{ratio['ci95_low']:.4f}, "
                                                f"{ratio['ci95_high']:.4f}]")
             lines.append(f"| {label} | {float(torch.isfinite(d).double().mean()):.3f} | {float(d.median()):.4g} | "

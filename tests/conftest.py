@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from dataclasses import dataclass
 
 import pytest
 import torch
 from torch import nn
+
+
+def require(module: str, install: str) -> None:
+    """Skip when ``module`` cannot be found, unless EDGEWISE_REQUIRE_BASELINES is set (`make test` sets it and
+    installs every optional library): then its absence is a failure, not a silent skip. ``install`` is the command
+    that installs it, for the message."""
+    if importlib.util.find_spec(module) is not None:
+        return
+    message = f"{module} is not installed ({install})"
+    if os.environ.get("EDGEWISE_REQUIRE_BASELINES"):
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 @dataclass

@@ -1,41 +1,53 @@
 """auto: within its budget for every sample (counted per sample by AttackBench's wrapper), never worse than its
-first member run alone, near the closed-form optimum of the linear oracle, and the errors it raises."""
+first member run alone with the same steps, near the closed-form optimum of the linear oracle (untargeted and
+targeted), the registry's steps vocabulary, and the errors it raises."""
 
 from __future__ import annotations
 
-import pytest
+import functools
 
-from edgewise.attacks import auto, fmn
-from edgewise.attacks.auto import plan
+import pytest
+import torch
+
+from edgewise.attacks import ATTACKS, alma, auto, ddn, fmn, sigma_zero
+from edgewise.attacks.auto import PLANS, SEARCH_ROUNDS, portfolio, prune, stage_steps
+from edgewise.cli.attack import bind_attack
 from edgewise.distances import lp
 from edgewise.models import CountingModel
 from edgewise.models.wrappers import BudgetModel
 
 NORMS = ("linf", "l2", "l1")
+ALONE = {"fmn": fmn, "ddn": ddn, "alma": alma, "sigma_zero": sigma_zero}
 
 
-def test_plan_fits_the_budget() -> None:
-    for budget in (2, 3, 4, 9, 200, 1001):
-        first, rounds, per_round = plan(budget)
-        assert 2 * (first + rounds * per_round) <= budget
-    assert plan(200) == (50, 5, 10)
+def first_member_alone(norm: str, steps: int):
+    name = PLANS[norm][0][0]
+    options = {"distance": norm} if name == "alma" else {} if name == "ddn" else {"norm": norm}
+    return functools.partial(ALONE[name], steps=steps, **options)
+
+
+def test_stage_steps_sum_to_the_steps() -> None:
+    for stages in (*PLANS.values(), (("ddn", 0.3), ("fmn", 0.3), ("apgd", 1.0))):
+        for steps in (0, 1, 7, 499):
+            counts = stage_steps(stages, steps)
+            assert sum(counts) == steps and all(c >= 0 for c in counts)
+    assert stage_steps((("ddn", 0.3), ("apgd", 0.7)), 499) == [149, 350]
 
 
 @pytest.mark.parametrize("norm", NORMS)
-def test_never_exceeds_the_budget_per_sample(linear_oracle, norm: str) -> None:
-    o = linear_oracle
-    # A clean error at the first sample: auto spends nothing more on it, the others run both members.
-    inputs = o.inputs.clone()
-    labels = o.labels.clone()
+@pytest.mark.parametrize("budget", [60, 61])
+def test_never_exceeds_the_budget_per_sample(oracle_factory, norm: str, budget: int) -> None:
+    o = oracle_factory(classes=3)
+    # A clean error at the first sample: auto spends one forward on it, the others run every stage.
+    inputs, labels = o.inputs.clone(), o.labels.clone()
     labels[0] = 1 - labels[0]
     # AttackBench's wrapper as a per-sample counter (a budget it never reaches); it tells the sample a query
     # belongs to by the nearest input (ℓ2 here).
     counted = BudgetModel(o.model, inputs, labels, budget=10_000, distance="l2")
-    auto(counted, inputs, labels, norm=norm, budget=60)
-    assert int(counted.spent.max()) <= 60
-    first, rounds, per_round = plan(60)
-    assert int(counted.spent[0]) == 2 * first
-    assert counted.spent[1:].tolist() == [2 * (first + rounds * per_round)] * (len(inputs) - 1)
+    auto(counted, inputs, labels, norm=norm, budget=budget)
+    assert int(counted.spent[0]) == 1
+    # Every pass used, but for the remainder of APGD's steps over its rounds (at most rounds - 1 steps).
+    assert all(budget - 2 * SEARCH_ROUNDS <= spent <= budget for spent in counted.spent[1:].tolist())
 
 
 def test_l0_budget(linear_oracle) -> None:
@@ -44,33 +56,109 @@ def test_l0_budget(linear_oracle) -> None:
     o = linear_oracle
     counting = CountingModel(o.model)
     auto(counting, o.inputs, o.labels, norm="l0", budget=61)
-    assert counting.forwards + counting.backwards == 60 * len(o.inputs)
+    # σ-zero's 27 steps in full, then pruning's passes (at most its 3 steps' 6).
+    assert 1 + 2 * 27 <= (counting.forwards + counting.backwards) / len(o.inputs) <= 61
 
 
 @pytest.mark.parametrize("norm", NORMS)
-def test_no_worse_than_its_first_member_and_near_the_optimum(linear_oracle, bend, norm: str) -> None:
-    o = linear_oracle
+def test_no_worse_than_its_first_member_and_near_the_optimum(oracle_factory, bend, norm: str) -> None:
+    o = oracle_factory(classes=3)
     model = bend(o.model)
-    adv = auto(model, o.inputs, o.labels, norm=norm, budget=200)
-    alone = fmn(model, o.inputs, o.labels, norm=norm, steps=plan(200)[0])
+    adv = auto(model, o.inputs, o.labels, norm=norm, budget=201)
+    alone = first_member_alone(norm, stage_steps(PLANS[norm], 100)[0])(model, o.inputs, o.labels)
     assert bool((model(adv).argmax(1) != o.labels).all())
     ours, first = getattr(lp, norm)(o.inputs, adv), getattr(lp, norm)(o.inputs, alone)
     assert bool((ours <= first).all())
     assert float((ours / getattr(o, norm)).max()) <= 1.01
 
 
+@pytest.mark.parametrize("norm", NORMS)
+def test_targeted_reaches_the_target_near_the_optimum(oracle_factory, bend, norm: str) -> None:
+    # Classes 2 and 3 never win, so the minimal perturbation to the other of the first two classes is the
+    # untargeted one.
+    o = oracle_factory(classes=4)
+    model = bend(o.model)
+    targets = 1 - o.labels
+    adv = auto(model, o.inputs, targets, norm=norm, budget=201, targeted=True)
+    assert torch.equal(model(adv).argmax(1), targets)
+    assert float((getattr(lp, norm)(o.inputs, adv) / getattr(o, norm)).max()) <= 1.01
+
+
+def test_alma_gives_its_steps_to_the_next_stage_on_two_classes(linear_oracle) -> None:
+    o = linear_oracle  # two classes: no DLR⁺
+    counted = BudgetModel(o.model, o.inputs, o.labels, budget=10_000, distance="l2")
+    adv = portfolio(counted, o.inputs, o.labels, stages=(("alma", 0.5), ("fmn", 0.5)), norm="l1", budget=41)
+    assert counted.spent.tolist() == [41] * len(o.inputs)
+    torch.testing.assert_close(adv, fmn(o.model, o.inputs, o.labels, norm="l1", steps=20))
+
+
+def test_prune_leaves_only_needed_elements_within_its_passes(linear_oracle) -> None:
+    o = linear_oracle
+    # An adversarial start with every element changed: the linear oracle's ℓ∞-optimal point, pushed 50% past
+    # the boundary.
+    w = o.model[1].weight[1].detach()
+    start = (o.inputs - 1.5 * (2 * o.labels - 1).float().view(-1, 1, 1, 1) * o.linf.view(-1, 1, 1, 1)
+             * w.sign().view(o.inputs.shape[1:])).clamp(0, 1)
+    assert bool((o.model(start).argmax(1) != o.labels).all())
+    counting = CountingModel(o.model)
+    pruned = prune(counting, o.inputs, o.labels, start, passes=2 + 64, targeted=False)
+    assert counting.forwards + counting.backwards <= 66 * len(o.inputs)
+    assert bool((o.model(pruned).argmax(1) != o.labels).all())
+    kept = lp.l0(o.inputs, pruned)
+    assert bool((kept < 64).all())
+    for i in range(len(o.inputs)):  # undoing any one kept element breaks the adversarial: nothing left to prune
+        for j in (pruned[i] != o.inputs[i]).flatten().nonzero().squeeze(1):
+            trial = pruned[i].flatten().clone()
+            trial[j] = o.inputs[i].flatten()[j]
+            assert int(o.model(trial.view(1, *o.inputs.shape[1:])).argmax(1)) == int(o.labels[i])
+    few = prune(o.model, o.inputs, o.labels, start, passes=2 + 3, targeted=False)
+    assert bool((lp.l0(o.inputs, few) >= 61).all())  # three forwards undo at most three elements
+
+
 def test_l0_is_sigma_zero_one_pixel(box_oracle) -> None:
     o = box_oracle
-    adv = auto(o.model, o.inputs, o.labels, norm="l0", budget=600)
+    adv = auto(o.model, o.inputs, o.labels, norm="l0", budget=601)
     assert lp.l0(o.inputs, adv).tolist() == [1.0] * len(o.inputs)
+
+
+def test_registry_entry_spends_two_passes_per_step(oracle_factory) -> None:
+    o = oracle_factory(classes=3)
+    counted = BudgetModel(o.model, o.inputs, o.labels, budget=10_000, distance="l2")
+    attack = bind_attack("auto", steps=15, distance="l1", options={})
+    adv = attack(counted, o.inputs, o.labels)
+    assert int(counted.spent.max()) <= 30
+    torch.testing.assert_close(adv, auto(o.model, o.inputs, o.labels, norm="l1", budget=30))
+    assert ATTACKS["auto"](o.model, o.inputs, o.labels).shape == o.inputs.shape  # l2 and 500 steps by default
 
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
     ({"norm": "l3", "budget": 10}, ValueError, r"norm must be one of \['l0', 'l1', 'l2', 'linf'\], got 'l3'"),
-    ({"norm": "l2", "budget": 1}, ValueError, "budget must be >= 2"),
+    ({"norm": "l2", "budget": 0}, ValueError, "budget must be"),
     ({"norm": "l2", "budget": 10.0}, TypeError, "budget must be an int"),
     ({"norm": "l2", "budget": 10, "steps": 3}, TypeError, "steps"),
 ])
 def test_bad_options(linear_oracle, kwargs, error, match) -> None:
     with pytest.raises(error, match=match):
         auto(linear_oracle.model, linear_oracle.inputs, linear_oracle.labels, **kwargs)
+
+
+@pytest.mark.parametrize(("stages", "match"), [
+    ((), "at least one"),
+    ((("pgd", 0.5),), "member one of"),
+    ((("fmn", 0.0),), r"share in \(0, 1\]"),
+    ((("ddn", 1.0),), "does not minimize norm 'l1'"),
+    ((("fmn", 0.7), ("alma", 0.7), ("apgd", 1.0)), "sum to at most 1"),
+])
+def test_bad_stages(linear_oracle, stages, match) -> None:
+    o = linear_oracle
+    with pytest.raises(ValueError, match=match):
+        portfolio(o.model, o.inputs, o.labels, stages=stages, norm="l1", budget=10)
+
+
+def test_the_smallest_budget_finds_the_clean_errors_only(linear_oracle) -> None:
+    o = linear_oracle
+    labels = o.labels.clone()
+    labels[0] = 1 - labels[0]
+    counting = CountingModel(o.model)
+    adv = auto(counting, o.inputs, labels, norm="l2", budget=2)
+    assert torch.equal(adv, o.inputs) and counting.forwards == len(o.inputs) and counting.backwards == 0

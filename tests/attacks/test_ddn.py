@@ -51,10 +51,13 @@ def test_quantized_outputs_are_8_bit_and_counts_equal_steps(smallcnn) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"steps": 0}, ValueError, "steps must be > 0"),
-        ({"steps": 1.5}, TypeError, "steps must be an int"),
-        ({"gamma": 1.5}, ValueError, r"gamma must be in \(0, 1\)"),
-        ({"levels": 1}, ValueError, "levels must be an int >= 2"),
+        ({"steps": 0}, ValueError, "^steps must be > 0"),
+        ({"steps": 1.5}, TypeError, "^steps must be an int"),
+        ({"gamma": 1.5}, ValueError, r"^gamma must be in \(0, 1\)"),
+        ({"levels": 1}, ValueError, "^levels must be an int >= 2"),
+        ({"init_norm": 0.0}, ValueError, "^init_norm must be > 0"),
+        ({"step_size": -1.0}, ValueError, "^step_size must be > 0"),
+        ({"final_step_size": 0.0}, ValueError, "^final_step_size must be > 0"),
         ({"stepz": 3}, TypeError, "stepz"),
         ({"generator": 3}, TypeError, "generator must be"),
     ],

@@ -1,8 +1,11 @@
+import copy
+
 import pytest
 import torch
 
 from edgewise.attacks import fmn
 from edgewise.models import CountingModel, load_model
+from edgewise.models.architectures import Quantize
 
 NORMS = ("l1", "l2", "linf")
 
@@ -51,6 +54,24 @@ def test_first_eps_is_the_linear_distance_to_the_boundary(linear_oracle, norm: s
     fmn(o.model, o.inputs, o.labels, norm=norm, steps=2, callback=lambda step, state: seen.setdefault(
         step, state["eps"].clone()))
     torch.testing.assert_close(seen[0], getattr(o, norm), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_zero_gradient_keeps_eps_finite(linear_oracle, norm: str) -> None:
+    # Behind an input rounding the gradient is 0 everywhere: line 7's L / ‖∇L‖q must stay a finite ε (with
+    # logit margins of a trained model's size it was inf, and the projection refused it), and every returned
+    # point is the input or an adversarial.
+    o = linear_oracle
+    scaled = copy.deepcopy(o.model)
+    with torch.no_grad():
+        scaled[1].weight.mul_(1e4)
+    model = torch.nn.Sequential(Quantize(0.25), scaled).eval()
+    seen: list[torch.Tensor] = []
+    adv = fmn(model, o.inputs, o.labels, norm=norm, steps=20, generator=torch.Generator().manual_seed(0),
+              callback=lambda step, state: seen.append(state["eps"].clone()))
+    assert all(bool(torch.isfinite(eps).all()) for eps in seen)
+    unchanged = (adv == o.inputs).flatten(1).all(1)
+    assert bool((unchanged | (model(adv).argmax(1) != o.labels)).all())
 
 
 def test_gamma_and_step_size_are_cosine_annealed(linear_oracle) -> None:

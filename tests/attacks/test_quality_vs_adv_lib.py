@@ -16,9 +16,7 @@ within 1.5% (six standard errors of the measured scatter) and neither side bette
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import os
 
 import pytest
 import torch
@@ -28,12 +26,11 @@ from edgewise.data import sample
 from edgewise.eval.metrics import paired_ratio
 from edgewise.models import load_model
 
+from ..conftest import require  # type: ignore[import-not-found]
+
 
 def _adv_lib():
-    if importlib.util.find_spec("adv_lib") is None:
-        if os.environ.get("EDGEWISE_REQUIRE_BASELINES"):
-            pytest.fail("adv-lib 0.2.8 is not installed (see the Makefile)")
-        pytest.skip("adv-lib 0.2.8 is not installed")
+    require("adv_lib", "pip install --no-deps adv-lib==0.2.8; docs/install.md")
     from adv_lib import attacks
 
     return attacks

@@ -1,5 +1,3 @@
-import importlib.util
-import os
 import sys
 
 import pytest
@@ -9,12 +7,10 @@ from edgewise.eval import run_attack
 from edgewise.eval.baselines import BASELINES, MissingLibraryError, load_baseline
 from edgewise.models import load_model
 
+from ..conftest import require  # type: ignore[import-not-found]
+
 SLOW = {"torchattacks:deepfool", "torchattacks:fab-l2", "foolbox:cw-l2", "foolbox:ead", "attackbench:apgd-l1",
         "attackbench:apgd-l2", "attackbench:apgd-linf", "attackbench:fab-l1", "attackbench:fab-linf"}
-
-
-def installed(name: str) -> bool:
-    return importlib.util.find_spec(BASELINES[name].library) is not None
 
 
 @pytest.fixture(scope="module")
@@ -25,21 +21,15 @@ def setting():
     return load_model("smallcnn-fmnist"), inputs[:4], labels[:4]
 
 
-def require(name: str) -> None:
-    """Skip when the adapter's library is missing, unless EDGEWISE_REQUIRE_BASELINES is set (`make test` sets it,
-    and installs them): then a missing library is a failure, not a silent skip."""
-    if installed(name):
-        return
-    message = f"{BASELINES[name].library} not installed (see the Makefile or /work/shared/BASELINES.md)"
-    if os.environ.get("EDGEWISE_REQUIRE_BASELINES"):
-        pytest.fail(message)
-    pytest.skip(message)
+def require_adapter(name: str) -> None:
+    """The adapter's library, or a skip (a failure under `make test`)."""
+    require(BASELINES[name].library, "docs/install.md says how")
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
                                   for n in sorted(BASELINES)])
 def test_adapter_returns_checked_examples_and_leaves_model_and_rng_alone(name: str, setting) -> None:
-    require(name)
+    require_adapter(name)
     model, inputs, labels = setting
     state = torch.get_rng_state()
     result = run_attack(model, inputs, labels, load_baseline(name, steps=10), progress=False)
@@ -53,7 +43,7 @@ def test_adapter_returns_checked_examples_and_leaves_model_and_rng_alone(name: s
 def test_torchattacks_cannot_switch_the_model_to_training_mode(setting) -> None:
     # torchattacks' Attack calls model.train() after an attack on a model whose `training` flag is True
     # (the CountingModel of run_attack is such a module): the adapter must shield the user's model from it.
-    require("torchattacks:cw-l2")
+    require_adapter("torchattacks:cw-l2")
     model, inputs, labels = setting
     run_attack(model, inputs, labels, load_baseline("torchattacks:cw-l2", steps=2), progress=False)
     assert not model.training and not any(m.training for m in model.modules())
@@ -81,7 +71,7 @@ def test_attackbench_boundary_attacks_on_a_linear_model(name: str, overshoot: fl
     it lands past the boundary, by at most 1.6×."""
     from ..conftest import make_linear_oracle  # type: ignore[import-not-found]
 
-    require(name)
+    require_adapter(name)
     oracle = make_linear_oracle(batch=6, seed=4, classes=10)
     result = run_attack(oracle.model, oracle.inputs, oracle.labels, load_baseline(name, steps=20), progress=False,
                         checks=False)

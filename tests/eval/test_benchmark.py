@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from edgewise.attacks import ddn, fmn
+from edgewise.attacks.auto import auto_steps
 from edgewise.cli import main
 from edgewise.eval import metrics, run_attack
 from edgewise.eval.benchmark import AttackSpec, benchmark, geometric_mean, resolve, write_report
@@ -169,6 +170,18 @@ def test_cw_budget_is_search_rounds_times_steps() -> None:
     assert spec.build(5).keywords == {"steps": 5, "distance": "l2"}
     assert spec.budget(100) == "9×100" and spec.iterations(100) == 900
     assert resolve("alma-l2", distance="l2").iterations(100) == 100
+
+
+def test_auto_spends_twice_the_steps_as_its_budget(oracles, tmp_path) -> None:
+    spec = resolve("auto", distance="l1")
+    assert spec.build(15).func is auto_steps and spec.build(15).keywords == {"steps": 15, "norm": "l1"}
+    assert spec.budget(15) == "15"
+    report = benchmark({"linear-a": oracles["linear-a"].model},
+                       {"linear-a": (oracles["linear-a"].inputs, oracles["linear-a"].labels)},
+                       [resolve("auto", distance="l2")], [15], distance="l2", out=tmp_path, budget=30,
+                       batch_size=6)
+    row = report["models"]["linear-a"]["rows"][0]
+    assert row["success_rate"] > 0.5 and row["forwards_per_sample"] + row["backwards_per_sample"] <= 30
 
 
 def test_cli_bad_names_are_one_line_exit_2(capsys) -> None:

@@ -6,6 +6,8 @@ import torch
 
 from edgewise.eval import metrics
 
+from ..conftest import require  # type: ignore[import-not-found]
+
 
 @pytest.fixture(scope="module")
 def attackbench_metrics():
@@ -15,14 +17,9 @@ def attackbench_metrics():
     it): then its absence is a failure. It imports wandb at import time; W&B stays disabled (no login, no network).
     """
     os.environ.setdefault("WANDB_MODE", "disabled")
-    try:
-        from attackbench.metrics import distances, global_optimality, optimality
-    except ImportError as error:
-        message = (f"attackbenchlib not importable ({error}); install it with "
-                   "pip install --no-deps attackbenchlib==2.0.2")
-        if os.environ.get("EDGEWISE_REQUIRE_BASELINES"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require("attackbench", "pip install --no-deps attackbenchlib==2.0.2")
+    from attackbench.metrics import distances, global_optimality, optimality
+
     return distances, optimality, global_optimality
 
 

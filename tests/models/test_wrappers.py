@@ -8,9 +8,9 @@ from edgewise.attacks import ddn, fmn
 from edgewise.eval import run_attack
 from edgewise.eval.benchmark import budgeted
 from edgewise.losses import logit_margin
-from edgewise.models.wrappers import BudgetModel
+from edgewise.models.wrappers import BudgetModel, BudgetSpentError
 
-from ..conftest import make_linear_oracle  # type: ignore[import-not-found]
+from ..conftest import make_linear_oracle, require  # type: ignore[import-not-found]
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +47,17 @@ def test_budget_is_never_exceeded_and_exhausted_samples_are_not_answered(oracle,
     assert wrapped.spent.max() == budget
 
 
+def test_stop_raises_once_every_sample_is_spent_with_the_same_best(oracle) -> None:
+    answered = BudgetModel(oracle.model, oracle.inputs, oracle.labels, budget=13, distance="l2")
+    greedy(answered, oracle.inputs, oracle.labels, steps=20, subsets=False)
+    stopped = BudgetModel(oracle.model, oracle.inputs, oracle.labels, budget=13, distance="l2", stop=True)
+    with pytest.raises(BudgetSpentError, match="budget of 13"):
+        greedy(stopped, oracle.inputs, oracle.labels, steps=20, subsets=False)
+    assert stopped.spent.tolist() == [13] * len(oracle.labels)
+    torch.testing.assert_close(stopped.best, answered.best)
+    torch.testing.assert_close(stopped.best_distance, answered.best_distance)
+
+
 def test_gradient_at_the_box_faces_is_the_models(oracle) -> None:
     """Pixels at exactly 0 or 1 (Fashion-MNIST's black background) keep the model's gradient under the budget:
     an attack starting at the clean input must be able to move them."""
@@ -74,14 +85,11 @@ def test_backward_counts_at_backward_time_and_gates_the_gradient(oracle) -> None
 def test_same_counts_and_best_distances_as_attackbench_benchmodel(oracle) -> None:
     """attackbenchlib's BenchModel (an independent implementation of the protocol) on the same attack."""
     os.environ.setdefault("WANDB_MODE", "disabled")
-    try:
-        from attackbench.adv_lib_sub import _default_metrics
-        from attackbench.models.benchmodel_wrapper import BenchModel
-    except ImportError as error:
-        if os.environ.get("EDGEWISE_REQUIRE_BASELINES"):
-            pytest.fail(f"attackbenchlib not importable: {error}")
-        pytest.skip(f"attackbenchlib not importable: {error}")
+    require("attackbench", "pip install --no-deps attackbenchlib==2.0.2")
     import copy
+
+    from attackbench.adv_lib_sub import _default_metrics
+    from attackbench.models.benchmodel_wrapper import BenchModel
 
     budget = 21  # DDN does one forward + one backward per step: 10 steps and a forward of the 11th
     attack = partial(ddn, steps=30, levels=None)

@@ -1,7 +1,8 @@
 """Attacks: pure functions ``attack(model, inputs, labels, *, ...) -> adversarial inputs`` (see ``base``).
 
-``ATTACKS`` maps the names used by the command line and the benchmark to the functions. ``auto`` (a portfolio
-under a budget of passes, not of steps) is called directly.
+``ATTACKS`` maps the names used by the command line and the benchmark to the functions, each taking ``steps``
+(iterations of one forward and one backward): ``"auto"`` is ``auto.auto_steps``, ``auto`` with a budget of
+2 × ``steps`` passes.
 """
 
 import functools
@@ -12,7 +13,7 @@ import torch
 
 from edgewise.attacks.alma import alma
 from edgewise.attacks.apgd import apgd
-from edgewise.attacks.auto import auto
+from edgewise.attacks.auto import auto, auto_steps
 from edgewise.attacks.cw import cw
 from edgewise.attacks.ddn import ddn
 from edgewise.attacks.fmn import fmn
@@ -23,6 +24,7 @@ from edgewise.attacks.sigma_zero import sigma_zero
 ATTACKS: dict[str, Callable[..., torch.Tensor]] = {
     "alma": alma,
     "apgd": apgd,
+    "auto": auto_steps,
     "cw": cw,
     "ddn": ddn,
     "fmn": fmn,

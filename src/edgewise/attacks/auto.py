@@ -1,52 +1,132 @@
 """``auto``: one call that spends a budget of Q forward + backward passes per sample across complementary minimal
 attacks and returns the per-sample best, for a norm.
 
-No single attack is best on every model (AttackBench, Cinà et al., AAAI 2025): FMN is among the strongest on
-standard models, the ε search of APGD (``apgd_minimal``) on adversarially trained ones, where a boundary-walking
-attack stalls. ``auto`` runs them in turn inside one budget (AttackBench's BoMN spends the full budget on every
-member instead, costing the sum of its parts):
+No single attack is best on every model (AttackBench, Cinà et al., AAAI 2025): boundary-walking attacks (DDN,
+FMN, ALMA) are among the strongest on standard models, the ε search of APGD (``apgd_minimal``) on adversarially
+trained ones, where they stall. ``auto`` runs a plan of stages in turn inside one budget (AttackBench's BoMN
+spends the full budget on every member instead, costing the sum of its parts):
 
-1. FMN (ℓ1, ℓ2, ℓ∞) with the first share of the steps, on every sample;
-2. APGD in minimal form on the samples FMN left above 0 (a clean error cannot improve), its ε search starting
-   from FMN's distance (``minimal(upper=...)``): every round tries to beat the best point so far, or, where FMN
-   found nothing, doubles ε until APGD does;
-3. the per-sample best of the two.
+0. one forward at the clean inputs: a clean error is at distance 0 and gets nothing more;
+1. each stage gets its share of the remaining steps (one forward and one backward each) and runs on the samples
+   still open; a from-scratch member (``"fmn"``, ``"ddn"``, ``"alma"``, ``"sigma_zero"``) starts at the input,
+   ``"apgd"`` is APGD in minimal form whose ε search starts from the best distance so far
+   (``minimal(upper=...)``): every round tries to beat it, or, where nothing was found yet, doubles ε;
+   ``"prune"`` (ℓ0) undoes the changed elements of the best point one per forward, least important first,
+   where the point stays adversarial (:func:`prune`);
+2. the per-sample best point over the stages.
 
-ℓ0: σ-zero with the whole budget (edgewise has one ℓ0 attack). The shares are measured on held-out zoo images
-(benchmarks/auto_design.py, results in benchmarks/results/auto_design_*.md).
+The plans per norm (``PLANS``) were chosen from measurements on design images of the zoo
+(``benchmarks/auto_design.py``, results in ``benchmarks/results/auto_design_*.md``).
 """
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
+from edgewise.attacks.alma import alma
 from edgewise.attacks.apgd import apgd
 from edgewise.attacks.base import batch_view, check_attack_call
+from edgewise.attacks.ddn import ddn
 from edgewise.attacks.fmn import fmn
 from edgewise.attacks.minimal import minimal
 from edgewise.attacks.sigma_zero import sigma_zero
 from edgewise.distances import lp
-from edgewise.validation import check_choice, check_positive
+from edgewise.losses import is_adversarial, logit_margin
+from edgewise.validation import check_choice, check_logits, check_positive
 
 NORMS = ("l0", "l1", "l2", "linf")
-FIRST_SHARE = 0.5    # the fraction of the steps FMN gets; APGD-minimal the rest
-SEARCH_ROUNDS = 5    # rounds of APGD-minimal's ε search
-_NORM_OF = {"l1": lp.l1, "l2": lp.l2, "linf": lp.linf}
+SEARCH_ROUNDS = 5  # rounds of the "apgd" stage's ε search
+_NORM_OF = {"l0": lp.l0, "l1": lp.l1, "l2": lp.l2, "linf": lp.linf}
+
+Stage = tuple[str, float]
+"""(member, share): a member of ``MEMBERS`` and the fraction of the steps it gets (the last stage: the rest)."""
+
+PLANS: dict[str, tuple[Stage, ...]] = {
+    "l0": (("sigma_zero", 0.9), ("prune", 0.1)),
+    "l1": (("alma", 0.34), ("fmn", 0.33), ("apgd", 0.33)),
+    "l2": (("alma", 0.34), ("ddn", 0.33), ("fmn", 0.33)),
+    "linf": (("fmn", 0.5), ("apgd", 0.5)),
+}
+
+# The members that start from scratch, and the norms each minimizes.
+_FROM_SCRATCH: dict[str, tuple[Callable[..., torch.Tensor], tuple[str, ...]]] = {
+    "fmn": (fmn, ("l1", "l2", "linf")),
+    "ddn": (ddn, ("l2",)),
+    "alma": (alma, ("l1", "l2")),
+    "sigma_zero": (sigma_zero, ("l0",)),
+}
+# The members that start from the best point so far, and their norms.
+_FROM_BEST: dict[str, tuple[str, ...]] = {"apgd": ("l1", "l2", "linf"), "prune": ("l0",)}
+MEMBERS = (*_FROM_SCRATCH, *_FROM_BEST)
 
 
-def plan(budget: int) -> tuple[int, int, int]:
-    """(FMN steps, APGD-minimal rounds, APGD steps per round) for Q = ``budget`` passes per sample: Q // 2 steps,
-    one forward and one backward each, split FIRST_SHARE / rest; never more than Q passes."""
-    steps = budget // 2
-    first = max(int(FIRST_SHARE * steps), 1)
-    rest = steps - first
-    rounds = min(SEARCH_ROUNDS, rest)
-    return first, rounds, (rest // rounds if rounds else 0)
+def stage_steps(stages: Sequence[Stage], steps: int) -> list[int]:
+    """The steps of each stage out of ``steps``: ⌊share × steps⌋, the last stage the rest (so they sum to
+    ``steps``)."""
+    counts = [int(share * steps) for _, share in stages[:-1]]
+    return [*counts, steps - sum(counts)]
+
+
+def check_stages(stages: Sequence[Stage], norm: str) -> None:
+    if not stages:
+        raise ValueError("stages must name at least one (member, share), got none")
+    for stage in stages:
+        if not (isinstance(stage, tuple) and len(stage) == 2 and stage[0] in MEMBERS
+                and isinstance(stage[1], (int, float)) and 0 < stage[1] <= 1):
+            raise ValueError(f"stages must be (member, share) pairs, member one of {list(MEMBERS)} and share in "
+                             f"(0, 1], got {stage!r}")
+        name = stage[0]
+        norms = _FROM_SCRATCH[name][1] if name in _FROM_SCRATCH else _FROM_BEST[name]
+        if norm not in norms:
+            raise ValueError(f"stages: member {name!r} does not minimize norm {norm!r} (it takes {list(norms)})")
+    if sum(share for _, share in stages[:-1]) > 1:
+        raise ValueError(f"stages: the shares before the last must sum to at most 1, got {list(stages)}")
+
+
+def prune(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, best: torch.Tensor, *, passes: int,
+          targeted: bool) -> torch.Tensor:
+    """ℓ0 pruning of adversarial points ``best``: one forward and backward at ``best`` rank its changed elements
+    by |δᵢ ∂L/∂xᵢ| (L the logit margin: the first-order change of L when δᵢ is undone), then each forward undoes
+    the next-ranked element of every sample, least important first, and keeps the change where the point stays
+    adversarial. At most ``passes`` passes per sample (>= 3 to try one element); returns the pruned points."""
+    delta = (best - inputs).detach()
+    point = best.detach().requires_grad_(True)
+    margin = logit_margin(model(point), labels, targeted=targeted)
+    (gradient,) = torch.autograd.grad(margin.sum(), point)
+    flat = delta.flatten(1)
+    changed = flat != 0
+    score = torch.where(changed, (flat * gradient.flatten(1)).abs(), math.inf)
+    order = score.argsort(dim=1)
+    candidates = changed.sum(1)
+    current = best.detach().clone().flatten(1)
+    original = inputs.flatten(1)
+    for trial in range(min(passes - 2, int(candidates.max()) if candidates.numel() else 0)):
+        rows = (candidates > trial).nonzero().squeeze(1)
+        column = order[rows, trial]
+        attempt = current[rows].clone()
+        attempt[torch.arange(len(rows)), column] = original[rows, column]
+        with torch.no_grad():
+            keep = is_adversarial(model(attempt.view(-1, *inputs.shape[1:])), labels[rows], targeted=targeted)
+        current[rows[keep]] = attempt[keep]
+    return current.view_as(inputs)
+
+
+def _run_stage(name: str, model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, norm: str,
+               steps: int, best: torch.Tensor, best_norm: torch.Tensor, targeted: bool,
+               generator: torch.Generator | None) -> torch.Tensor:
+    if name == "prune":
+        return prune(model, inputs, labels, best, passes=2 * steps, targeted=targeted)
+    if name == "apgd":
+        rounds = min(SEARCH_ROUNDS, steps)
+        return minimal(model, inputs, labels, attack=apgd, norm=norm, upper=best_norm, steps=steps // rounds,
+                       binary_search_steps=rounds, targeted=targeted, generator=generator)
+    function = _FROM_SCRATCH[name][0]
+    options = {"distance": norm} if name == "alma" else {"norm": norm} if name in ("fmn", "sigma_zero") else {}
+    return function(model, inputs, labels, steps=steps, targeted=targeted, generator=generator, **options)
 
 
 def portfolio(
@@ -54,39 +134,40 @@ def portfolio(
     inputs: torch.Tensor,
     labels: torch.Tensor,
     *,
-    first: Callable[..., torch.Tensor],
+    stages: Sequence[Stage],
     norm: str,
     budget: int,
     targeted: bool = False,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """``first`` with FIRST_SHARE of the Q / 2 steps, then APGD-minimal below its distances on the samples it
-    left above 0, and the per-sample best (``auto`` with another first member; the design benchmark compares them).
-
-    ``first(model, inputs, labels, *, steps, targeted, generator, callback)`` minimizes ``norm`` and reports
-    ``"adversarial"`` in its callback state (FMN, DDN).
-    """
-    first_steps, rounds, per_round = plan(budget)
-    clean_error: list[torch.Tensor] = []
-
-    def record(step: int, state: dict[str, torch.Tensor]) -> None:
-        if step == 0:  # the first forward is at δ = 0: adversarial there means a clean error
-            clean_error.append(state["adversarial"])
-
-    best = first(model, inputs, labels, steps=first_steps, targeted=targeted, generator=generator, callback=record)
+    """``auto`` with another plan of ``stages`` (the design benchmark compares them); same budget and result."""
+    check_attack_call(model, inputs, labels, generator=generator)
+    check_choice("norm", norm, NORMS)
+    check_positive("budget", budget, integer=True)
+    check_stages(stages, norm)
+    with torch.no_grad():
+        logits = model(inputs)
+    check_logits(logits, labels)
+    open_ = ~is_adversarial(logits, labels, targeted=targeted)  # a clean error is at distance 0: nothing to do
+    # ALMA's DLR⁺ constraint needs 3 classes (tDLR⁺ 4); on fewer its steps go to the stages after it.
+    stages = [stage for stage in stages
+              if stage[0] != "alma" or logits.shape[1] >= (4 if targeted else 3)] or list(stages[-1:])
     distance = _NORM_OF[norm]
-    found = (best != inputs).flatten(1).any(1)
-    best_norm = torch.where(found, distance(inputs, best), math.inf)
-    open_ = ~clean_error[0]  # a clean error is at distance 0: nothing left to improve there
-    if rounds == 0 or not bool(open_.any()):
-        return best
-    index = open_.nonzero().squeeze(1)
-    refined = minimal(model, inputs[index], labels[index], attack=apgd, norm=norm, upper=best_norm[index],
-                      steps=per_round, binary_search_steps=rounds, targeted=targeted, generator=generator)
-    improved = (refined != inputs[index]).flatten(1).any(1)
-    refined_norm = torch.where(improved, distance(inputs[index], refined), math.inf)
-    better = refined_norm < best_norm[index]
-    best[index] = torch.where(batch_view(better, refined), refined, best[index])
+    best = inputs.clone()
+    best_norm = torch.full((inputs.shape[0],), math.inf, dtype=inputs.dtype, device=inputs.device)
+    for (name, _), steps in zip(stages, stage_steps(stages, (budget - 1) // 2), strict=True):
+        # Pruning needs an adversarial point to start from.
+        chosen = open_ & torch.isfinite(best_norm) if name == "prune" else open_
+        if steps == 0 or not bool(chosen.any()):
+            continue
+        index = chosen.nonzero().squeeze(1)
+        found = _run_stage(name, model, inputs[index], labels[index], norm=norm, steps=steps, best=best[index],
+                           best_norm=best_norm[index], targeted=targeted, generator=generator)
+        changed = (found != inputs[index]).flatten(1).any(1)
+        size = torch.where(changed, distance(inputs[index], found), math.inf)
+        better = size < best_norm[index]
+        best[index] = torch.where(batch_view(better, found), found, best[index])
+        best_norm[index] = torch.where(better, size, best_norm[index])
     return best
 
 
@@ -103,18 +184,30 @@ def auto(
     """The smallest-‖δ‖p adversarial examples of a portfolio of attacks within Q = ``budget`` forward + backward
     passes per sample (AttackBench's count: a 500-step attack costs 1,000).
 
-    Returned per sample: the best point of the members, or the original input if none found an adversarial.
+    One forward at the inputs, then the stages of ``PLANS[norm]`` share the (Q − 1) // 2 steps. Returned per
+    sample: the best point of the stages, or the original input if none found an adversarial.
 
     Args:
-        norm: "l0", "l1", "l2" or "linf". budget: Q, an int >= 2 (>= 4 for ℓ1/ℓ2/ℓ∞ to run both members).
+        norm: "l0", "l1", "l2" or "linf". budget: Q, a positive int (1 or 2: the forward at the inputs only).
         targeted: ``labels`` are targets. generator: passed to the members.
     """
-    check_attack_call(model, inputs, labels, generator=generator)
-    check_choice("norm", norm, NORMS)
-    check_positive("budget", budget, integer=True)
-    if budget < 2:
-        raise ValueError(f"budget must be >= 2 (one forward and one backward per step), got {budget}")
-    if norm == "l0":
-        return sigma_zero(model, inputs, labels, steps=budget // 2, targeted=targeted, generator=generator)
-    return portfolio(model, inputs, labels, first=functools.partial(fmn, norm=norm), norm=norm, budget=budget,
+    return portfolio(model, inputs, labels, stages=PLANS.get(norm, ()), norm=norm, budget=budget,
                      targeted=targeted, generator=generator)
+
+
+def auto_steps(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    norm: str = "l2",
+    steps: int = 500,
+    targeted: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """``auto`` in the registry's vocabulary: ``steps`` iterations of one forward and one backward each, so
+    Q = 2 × ``steps`` passes per sample (``--steps`` of the command line; ``edgewise benchmark --budget Q`` runs
+    it with Q / 2 steps)."""
+    check_positive("steps", steps, integer=True)
+    return auto(model, inputs, labels, norm=norm, budget=2 * steps, targeted=targeted, generator=generator)
+

@@ -91,7 +91,8 @@ def fmn(
         best_adv = torch.where(batch_view(better, inputs), inputs + delta, best_adv)
         gamma_k = cosine_step_size(step, steps, gamma, final_gamma)
         found = torch.isfinite(best_norm)
-        dual_norm = grad.flatten(1).norm(p=dual, dim=1).clamp_min(torch.finfo(grad.dtype).tiny)
+        # 1e-12 as adv-lib: a zero gradient (a masked model) gives a large but finite ε; finfo.tiny overflowed to inf
+        dual_norm = grad.flatten(1).norm(p=dual, dim=1).clamp_min(1e-12)
         boundary = delta_norm + margin / dual_norm                                      # line 7
         eps = torch.where(adversarial, torch.minimum(eps * (1 - gamma_k), best_norm),   # line 12
                           torch.where(found, eps * (1 + gamma_k), boundary))            # lines 6-8

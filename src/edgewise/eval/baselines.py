@@ -2,7 +2,7 @@
 
 They run inside :func:`edgewise.eval.run_attack` like edgewise's own attacks, so every example they return is
 re-verified (finite, in [0, 1], prediction recomputed) and measured with edgewise's distances and counters.
-Install them with ``pip install edgewise[baselines]`` (adv-lib: see README, it needs ``--no-deps``); a library
+Install them with ``pip install edgewise[baselines]`` (adv-lib: see docs/install.md, it needs ``--no-deps``); a library
 that is not installed makes :func:`load_baseline` raise :class:`MissingLibraryError`, whose message is one line.
 
 Budgets follow the ALMA paper (sec. 4, "Attacks"): attacks with a binary search over the penalty constant (C&W,
@@ -167,7 +167,7 @@ attackbenchlib 2.0.2's originals run with the settings of its ``configs`` (Attac
 minimal-distance search around APGD (20 search steps of ``steps`` iterations each, so it needs a budget to be
 compared), its FAB is untargeted with ε = inf, its trust region is the non-adaptive one."""
 
-_PIP = {"adv_lib": "adv-lib==0.2.8 (pip install --no-deps; see README)", "foolbox": "foolbox==3.3.4",
+_PIP = {"adv_lib": "adv-lib==0.2.8 (pip install --no-deps; see docs/install.md)", "foolbox": "foolbox==3.3.4",
         "torchattacks": "torchattacks==3.5.1",
         "attackbench": "attackbenchlib==2.0.2 (pip install --no-deps, then wandb, adversarial-robustness-toolbox "
                        "and cleverhans==4.0.0; see docs/benchmark.md)"}

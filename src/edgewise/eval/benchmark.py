@@ -24,6 +24,7 @@ the same way and loaded instead of recomputed.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import math
@@ -42,14 +43,15 @@ from edgewise.eval import metrics
 from edgewise.eval.provenance import check_record, describe_attack, fingerprint_model, fingerprint_tensor
 from edgewise.eval.result import AttackResult
 from edgewise.eval.run import Attack, _save_atomic, run_attack
-from edgewise.models.wrappers import BudgetModel
+from edgewise.models.wrappers import BudgetModel, BudgetSpentError
 
 
 def _run_budgeted(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, attack: Attack, budget: int,
                   distance: str, **options: Any) -> torch.Tensor:
     wrapped = BudgetModel(model, inputs, labels, budget=budget, distance=distance,
-                          targeted=bool(options.get("targeted", False)))
-    attack(wrapped, inputs, labels, **options)
+                          targeted=bool(options.get("targeted", False)), stop=True)
+    with contextlib.suppress(BudgetSpentError):  # the budget is spent: the best points can no longer change
+        attack(wrapped, inputs, labels, **options)
     return wrapped.best
 
 
@@ -82,7 +84,8 @@ class AttackSpec:
 
 def edgewise_attack(spec: str, *, distance: str) -> AttackSpec:
     """``"ddn"``, ``"fmn-l2"``, ``"alma-l1"``, ``"cw-l2"``: an attack of the registry, the suffix bound to the
-    ``distance`` or ``norm`` it takes. Without a suffix, an attack that takes one gets ``distance``. C&W's budget
+    ``distance`` or ``norm`` it takes (``"auto"``: the portfolio with a budget of 2 × steps passes per sample,
+    ``attacks.auto.auto_steps``). Without a suffix, an attack that takes one gets ``distance``. C&W's budget
     is its ``binary_search_steps`` (9) × steps, labelled "9×steps" like the baselines with a search.
     """
     name, _, suffix = spec.partition("-")

@@ -139,18 +139,50 @@ class Quantize(nn.Module):
         return torch.round(inputs / self.step) * self.step
 
 
+def kwta(network: nn.Sequential) -> nn.Sequential:
+    """``network`` with every ReLU replaced by k-WTA at sparsity γ = 0.1 (Xiao et al. 2020, their default)."""
+    return nn.Sequential(*(KWinnersTakeAll(0.1) if isinstance(layer, nn.ReLU) else layer for layer in network))
+
+
+def quantized(network: nn.Sequential) -> nn.Sequential:
+    """``network`` behind an input quantization to steps of 0.25 of the normalized input (0.088 of the [0, 1]
+    range with the zoo's Fashion-MNIST std 0.353, about 12 levels)."""
+    return nn.Sequential(Quantize(0.25), *network)
+
+
 def smallcnn_kwta(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
     """The small CNN with every ReLU replaced by k-WTA at sparsity γ = 0.1 (Xiao et al. 2020, their default)."""
-    return nn.Sequential(*(KWinnersTakeAll(0.1) if isinstance(layer, nn.ReLU) else layer
-                           for layer in smallcnn(in_channels, num_classes)))
+    return kwta(smallcnn(in_channels, num_classes))
 
 
 def smallcnn_quantized(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
     """The small CNN behind an input quantization to steps of 0.25 of the normalized input (0.088 of the [0, 1]
     range with the zoo's Fashion-MNIST std 0.353, about 12 levels)."""
-    return nn.Sequential(Quantize(0.25), *smallcnn(in_channels, num_classes))
+    return quantized(smallcnn(in_channels, num_classes))
+
+
+def lenet_kwta(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
+    """LeNet with every ReLU replaced by k-WTA at sparsity γ = 0.1 (Xiao et al. 2020, their default)."""
+    return kwta(lenet(in_channels, num_classes))
+
+
+def lenet_quantized(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
+    """LeNet behind an input quantization to steps of 0.25 of the normalized input (about 12 levels)."""
+    return quantized(lenet(in_channels, num_classes))
+
+
+def mlp_kwta(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
+    """Model A's MLP with every ReLU replaced by k-WTA at sparsity γ = 0.1 (Xiao et al. 2020, their default)."""
+    return kwta(mlp(in_channels, num_classes))
+
+
+def mlp_quantized(in_channels: int = 1, num_classes: int = 10) -> nn.Sequential:
+    """Model A's MLP behind an input quantization to steps of 0.25 of the normalized input (about 12 levels)."""
+    return quantized(mlp(in_channels, num_classes))
 
 
 ARCHITECTURES = {"smallcnn": smallcnn, "mlp": mlp, "allcnn": allcnn, "lenet": lenet, "lenetv2": lenetv2,
                  "smallcnn_kwta": smallcnn_kwta, "smallcnn_quantized": smallcnn_quantized,
+                 "lenet_kwta": lenet_kwta, "lenet_quantized": lenet_quantized,
+                 "mlp_kwta": mlp_kwta, "mlp_quantized": mlp_quantized,
                  "tinymlp": tinymlp, "tinycnn": tinycnn}

@@ -137,6 +137,11 @@ class _Gate:
         return grad * allowed.view(-1, *[1] * (grad.dim() - 1)).to(grad.dtype)
 
 
+class BudgetSpentError(Exception):
+    """Raised by a :class:`BudgetModel` built with ``stop=True`` when it is queried after every sample has spent
+    its budget: nothing the attack does from there can change ``best``."""
+
+
 class BudgetModel(nn.Module):
     """AttackBench's query budget (Cinà et al., AAAI 2025, sec. 3) for one batch of ``inputs``.
 
@@ -150,16 +155,21 @@ class BudgetModel(nn.Module):
     Every answered forward records, per sample, the smallest-``distance`` successful query seen: ``best`` (the
     original input where none) and ``best_distance`` (0 for samples misclassified before the attack, inf where
     none). ``spent`` counts the passes per sample; it never exceeds ``budget``.
+
+    With ``stop``, a forward after every sample has spent its budget raises :class:`BudgetSpentError` instead of
+    answering "not adversarial" (an attack with more steps than the budget, such as C&W's 9 searches, would
+    otherwise keep computing on constant logits).
     """
 
     def __init__(self, model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, budget: int,
-                 distance: str, targeted: bool = False) -> None:
+                 distance: str, targeted: bool = False, stop: bool = False) -> None:
         super().__init__()
         if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
             raise ValueError(f"budget must be a positive int (forward + backward passes per sample), got {budget!r}")
         self.model = model
         self.budget = budget
         self.targeted = targeted
+        self.stop = stop
         self.inputs = inputs.detach()
         self.labels = labels
         self.measure = get_distance(distance)
@@ -225,6 +235,8 @@ class BudgetModel(nn.Module):
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         # The value is clamped, the gradient passes unchanged: torch.clamp's gradient is 0 at exactly 0 and 1, so
         # clamping alone would freeze every pixel at the box's faces for an attack starting at the clean input.
+        if self.stop and bool((self.spent >= self.budget).all()):
+            raise BudgetSpentError(f"every sample has spent its budget of {self.budget} passes")
         inputs = inputs + (inputs.clamp(0, 1) - inputs).detach()
         index = self.match(inputs)
         answered = self.charge(index)

@@ -1,0 +1,45 @@
+"""Attacks: pure functions ``attack(model, inputs, labels, *, ...) -> adversarial inputs`` (see ``base``).
+
+``ATTACKS`` maps the names used by the command line and the benchmark to the functions. ``auto`` (a portfolio
+under a budget of passes, not of steps) is called directly.
+"""
+
+import functools
+import inspect
+from collections.abc import Callable
+
+import torch
+
+from edgewise.attacks.alma import alma
+from edgewise.attacks.apgd import apgd
+from edgewise.attacks.auto import auto
+from edgewise.attacks.cw import cw
+from edgewise.attacks.ddn import ddn
+from edgewise.attacks.fmn import fmn
+from edgewise.attacks.minimal import minimal
+from edgewise.attacks.pgd import pgd
+from edgewise.attacks.sigma_zero import sigma_zero
+
+ATTACKS: dict[str, Callable[..., torch.Tensor]] = {
+    "alma": alma,
+    "apgd": apgd,
+    "cw": cw,
+    "ddn": ddn,
+    "fmn": fmn,
+    "pgd": pgd,
+    "sigma_zero": sigma_zero,
+    # The fixed-ε attacks in minimal-distance form (a per-sample search over ε, attacks.minimal).
+    "apgd_minimal": functools.partial(minimal, attack=apgd),
+    "pgd_minimal": functools.partial(minimal, attack=pgd),
+}
+
+
+
+def distance_keyword(attack: Callable[..., torch.Tensor]) -> str | None:
+    """The keyword that chooses what ``attack`` measures: "distance" (ALMA, C&W: any registry distance), "norm"
+    (FMN, PGD: an ℓp norm) or None (DDN: ℓ2 only)."""
+    parameters = inspect.signature(attack).parameters
+    return next((k for k in ("distance", "norm") if k in parameters), None)
+
+
+__all__ = ["ATTACKS", "alma", "apgd", "auto", "cw", "ddn", "distance_keyword", "fmn", "minimal", "pgd", "sigma_zero"]

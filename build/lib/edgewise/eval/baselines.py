@@ -1,0 +1,209 @@
+"""Adapters for the minimal attacks of other libraries, as callables ``(model, inputs, labels) -> adversarial``.
+
+They run inside :func:`edgewise.eval.run_attack` like edgewise's own attacks, so every example they return is
+re-verified (finite, in [0, 1], prediction recomputed) and measured with edgewise's distances and counters.
+Install them with ``pip install edgewise[baselines]`` (adv-lib: see README, it needs ``--no-deps``); a library
+that is not installed makes :func:`load_baseline` raise :class:`MissingLibraryError`, whose message is one line.
+
+Budgets follow the ALMA paper (sec. 4, "Attacks"): attacks with a binary search over the penalty constant (C&W,
+EAD) get 9 × ``steps`` iterations (9 searches of ``steps`` steps), the others ``steps`` iterations.
+Each adapter shields the model from the library: ``train()``/``eval()`` calls do nothing (torchattacks switches
+the mode of the model it is given); the global RNG (torchattacks' FAB reseeds it) and the parameters' ``.grad``
+(foolbox, through eagerpy, calls ``loss.backward()``) are restored afterwards.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgewise.attacks.alma import INIT_DISTANCE, default_alpha
+from edgewise.eval.run import Attack
+
+SEARCHES = 9
+"""Binary-search steps of C&W and EAD (ALMA paper sec. 4: budgets 9 × 100 and 9 × 1000)."""
+
+
+class MissingLibraryError(ImportError):
+    """A baseline's library is not installed; the message says which and how to install it."""
+
+
+class _Shielded(nn.Module):
+    """The model as a library sees it: always in eval mode, and ``train()``/``eval()`` leave it untouched."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.training = False
+
+    def train(self, mode: bool = True) -> _Shielded:
+        return self
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.model(inputs)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """One attack of another library: which module it needs, what it minimizes, and how to build it."""
+
+    library: str
+    version: str
+    distance: str
+    build: Callable[[Any, int], Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]]
+    binary_search: bool = False
+
+    def budget(self, steps: int) -> str:
+        return f"{SEARCHES}×{steps}" if self.binary_search else str(steps)
+
+
+def _adv_lib(name: str, **fixed: Any) -> Callable[[Any, int], Callable[..., torch.Tensor]]:
+    def build(module: Any, steps: int) -> Callable[..., torch.Tensor]:
+        function = getattr(module.attacks, name)
+        options = {"steps": steps, **fixed}
+        if name == "alma":  # the hyper-parameters edgewise's alma uses at this budget and distance
+            options = {"num_steps": steps, "α": default_alpha(steps),
+                       "init_lr_distance": INIT_DISTANCE[fixed["distance"]], **fixed}
+        return lambda model, inputs, labels: function(model, inputs, labels, **options)
+    return build
+
+
+def _foolbox(name: str, *, binary_search: bool = False) -> Callable[[Any, int], Callable[..., torch.Tensor]]:
+    def build(module: Any, steps: int) -> Callable[..., torch.Tensor]:
+        budget = {"binary_search_steps": SEARCHES, "steps": steps} if binary_search else {"steps": steps}
+        attack = getattr(module.attacks, name)(**budget)
+
+        def run(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                wrapped = module.PyTorchModel(model, bounds=(0, 1), device=inputs.device)
+                _, clipped, _ = attack(wrapped, inputs, labels, epsilons=None)
+            return clipped
+        return run
+    return build
+
+
+def _torchattacks(name: str, **fixed: Any) -> Callable[[Any, int], Callable[..., torch.Tensor]]:
+    def build(module: Any, steps: int) -> Callable[..., torch.Tensor]:
+        def run(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            options = dict(fixed)
+            if name == "FAB":
+                options["n_classes"] = int(model(inputs[:1]).shape[1])
+            attack = getattr(module, name)(model, steps=steps, **options)
+            return attack(inputs, labels)
+        return run
+    return build
+
+
+def _attackbench(config: str, **overrides: Any) -> Callable[[Any, int], Callable[..., torch.Tensor]]:
+    """An original attack of attackbenchlib, configured as its ``configs.original_CONFIG()`` ships it (the
+    paper's settings) with ``num_steps`` = steps and ``overrides``, called with its ``threat_model`` keyword
+    (its own ``run_attack`` passes ``norm=``, which these functions reject)."""
+    def build(module: Any, steps: int) -> Callable[..., torch.Tensor]:
+        configs = importlib.import_module("attackbench.attacks.original.configs")
+        settings = {**getattr(configs, f"original_{config}")(), "num_steps": steps, **overrides}
+        getter = getattr(configs, f"get_original_{settings.pop('name')}")
+        settings.pop("source")
+        if "threat_model" not in inspect.signature(getter).parameters:  # an ℓ2-only attack (SuperDeepFool)
+            settings.pop("threat_model")
+        attack = getter(**settings)
+        return lambda model, inputs, labels: attack(model=model, inputs=inputs, labels=labels)
+    return build
+
+
+def _attackbench_entry(distance: str, config: str, **overrides: Any) -> Baseline:
+    return Baseline("attackbench", "2.0.2", distance, _attackbench(config, **overrides))
+
+
+def _foolbox_entry(distance: str, name: str, *, binary_search: bool = False) -> Baseline:
+    return Baseline("foolbox", "3.3.4", distance, _foolbox(name, binary_search=binary_search), binary_search)
+
+
+BASELINES: dict[str, Baseline] = {
+    "adv-lib:alma-l1": Baseline("adv_lib", "0.2.8", "l1", _adv_lib("alma", distance="l1")),
+    "adv-lib:alma-l2": Baseline("adv_lib", "0.2.8", "l2", _adv_lib("alma", distance="l2")),
+    "adv-lib:ddn": Baseline("adv_lib", "0.2.8", "l2", _adv_lib("ddn")),
+    "adv-lib:fmn-l1": Baseline("adv_lib", "0.2.8", "l1", _adv_lib("fmn", norm=1)),
+    "adv-lib:fmn-l2": Baseline("adv_lib", "0.2.8", "l2", _adv_lib("fmn", norm=2)),
+    "adv-lib:fmn-linf": Baseline("adv_lib", "0.2.8", "linf", _adv_lib("fmn", norm=float("inf"))),
+    "foolbox:ddn": _foolbox_entry("l2", "DDNAttack"),
+    "foolbox:cw-l2": _foolbox_entry("l2", "L2CarliniWagnerAttack", binary_search=True),
+    "foolbox:fmn-l1": _foolbox_entry("l1", "L1FMNAttack"),
+    "foolbox:fmn-l2": _foolbox_entry("l2", "L2FMNAttack"),
+    "foolbox:fmn-linf": _foolbox_entry("linf", "LInfFMNAttack"),
+    "foolbox:ead": _foolbox_entry("l1", "EADAttack", binary_search=True),
+    "torchattacks:cw-l2": Baseline("torchattacks", "3.5.1", "l2", _torchattacks("CW")),
+    "torchattacks:fab-l2": Baseline("torchattacks", "3.5.1", "l2", _torchattacks("FAB", norm="L2", eps=float("inf"))),
+    "torchattacks:deepfool": Baseline("torchattacks", "3.5.1", "l2", _torchattacks("DeepFool")),
+    "attackbench:fmn-l0": _attackbench_entry("l0", "fmn", threat_model="l0"),
+    "attackbench:fmn-l1": _attackbench_entry("l1", "fmn", threat_model="l1"),
+    "attackbench:fmn-l2": _attackbench_entry("l2", "fmn"),
+    "attackbench:fmn-linf": _attackbench_entry("linf", "fmn_linf"),
+    "attackbench:superdeepfool": _attackbench_entry("l2", "superdeepfool"),
+    "attackbench:fab-l1": _attackbench_entry("l1", "fab", threat_model="l1"),
+    "attackbench:fab-l2": _attackbench_entry("l2", "fab", threat_model="l2"),
+    "attackbench:fab-linf": _attackbench_entry("linf", "fab"),
+    "attackbench:apgd-l1": _attackbench_entry("l1", "apgd_minimal_l1"),
+    "attackbench:apgd-l2": _attackbench_entry("l2", "apgd_minimal", threat_model="l2"),
+    "attackbench:apgd-linf": _attackbench_entry("linf", "apgd_minimal"),
+    "attackbench:sigma-zero": _attackbench_entry("l0", "sigma_zero"),
+    "attackbench:trust-region-l2": _attackbench_entry("l2", "tr", threat_model="l2"),
+    "attackbench:trust-region-linf": _attackbench_entry("linf", "tr"),
+}
+"""Name (``library:attack``) -> adapter. torchattacks' CW has a fixed constant c (no binary search); its FAB
+is a budget attack, made minimal with eps = inf (its ℓ1 variant is left out: it raises UnboundLocalError in
+torchattacks 3.5.1). Run as their libraries ship them, bugs included: foolbox 3.3.4's ``L2FMNAttack.project``
+scales by ``min(1, norms / norms)`` = 1, ignoring ε, so its ℓ2 FMN never shrinks the first adversarial it finds;
+torchattacks' DeepFool can return a point short of the boundary (its overshoot is lost to the clipping).
+attackbenchlib 2.0.2's originals run with the settings of its ``configs`` (AttackBench's paper): its APGD is the
+minimal-distance search around APGD (20 search steps of ``steps`` iterations each, so it needs a budget to be
+compared), its FAB is untargeted with ε = inf, its trust region is the non-adaptive one."""
+
+_PIP = {"adv_lib": "adv-lib==0.2.8 (pip install --no-deps; see README)", "foolbox": "foolbox==3.3.4",
+        "torchattacks": "torchattacks==3.5.1",
+        "attackbench": "attackbenchlib==2.0.2 (pip install --no-deps, then wandb, adversarial-robustness-toolbox "
+                       "and cleverhans==4.0.0; see docs/benchmark.md)"}
+
+
+def _import(library: str) -> Any:
+    """The library's module, with its attacks imported (adv-lib's ``attacks`` package is not imported eagerly)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if library == "adv_lib":
+                importlib.import_module("adv_lib.attacks")
+            if library == "attackbench":  # it imports wandb at import time: never log in, never reach the network
+                os.environ.setdefault("WANDB_MODE", "disabled")
+            return importlib.import_module(library)
+    except ImportError as error:
+        raise MissingLibraryError(f"{library} is not installed ({error}); install {_PIP[library]}") from error
+
+
+def load_baseline(name: str, *, steps: int) -> Attack:
+    """The baseline ``name`` with a budget of ``steps`` iterations, as an edgewise attack callable.
+
+    Raises ``ValueError`` for an unknown name and :class:`MissingLibraryError` when its library is not installed.
+    """
+    if name not in BASELINES:
+        raise ValueError(f"baseline must be one of {sorted(BASELINES)}, got {name!r}")
+    entry = BASELINES[name]
+    attack = entry.build(_import(entry.library), steps)
+
+    def run(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        grads = [(p, p.grad) for p in model.parameters()]
+        with torch.random.fork_rng(devices=[]):
+            adversarial = attack(_Shielded(model), inputs, labels)
+        for parameter, grad in grads:  # eagerpy (foolbox) calls loss.backward(): undo what it accumulated
+            parameter.grad = grad
+        return adversarial.detach().to(dtype=inputs.dtype, device=inputs.device)
+
+    run.__name__ = name
+    return run

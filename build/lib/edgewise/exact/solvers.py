@@ -1,0 +1,176 @@
+"""The two solvers from PyPI behind edgewise.exact: HiGHS (``highspy``: LPs and MILPs) and SCIP (``pyscipopt``:
+MILPs and the ℓ2 MIQP, its quadratic objective as a convex quadratic constraint t ≥ Σ (x' − x)²).
+
+docs/exact.md records which one is faster here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+
+from edgewise.exact.formulation import INF, Program
+
+SOLVERS = ("highs", "scip")
+
+
+@dataclass(frozen=True)
+class Solution:
+    """status: "optimal", "time_limit" or "infeasible"; objective/bound in the program's units (squared for ℓ2)."""
+
+    status: str
+    point: np.ndarray | None
+    objective: float
+    bound: float
+
+
+def _highs(program: Program, *, relax: bool) -> Any:
+    import highspy
+
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("threads", 1)
+    lp = highspy.HighsLp()
+    lp.num_col_ = len(program.col_lower)
+    lp.num_row_ = len(program.row_lower)
+    lp.col_cost_ = program.cost
+    lp.col_lower_ = np.where(np.isfinite(program.col_lower), program.col_lower, -highspy.kHighsInf)
+    lp.col_upper_ = np.where(np.isfinite(program.col_upper), program.col_upper, highspy.kHighsInf)
+    lp.row_lower_ = np.where(np.isfinite(program.row_lower), program.row_lower, -highspy.kHighsInf)
+    lp.row_upper_ = np.where(np.isfinite(program.row_upper), program.row_upper, highspy.kHighsInf)
+    matrix = sparse.csc_matrix(program.matrix)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = matrix.indptr
+    lp.a_matrix_.index_ = matrix.indices
+    lp.a_matrix_.value_ = matrix.data
+    if not relax and program.integer.any():
+        lp.integrality_ = [highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous
+                           for i in program.integer]
+    h.passModel(lp)
+    return h
+
+
+def lp_ranges(program: Program, cols: np.ndarray, weights: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """Min and max of each row of ``weights`` (over ``cols``, -1 = constant 0) on the LP relaxation (HiGHS)."""
+    import highspy
+
+    h = _highs(program, relax=True)
+    active = np.flatnonzero(cols >= 0)
+    weights = weights[:, active].tocsr()
+    n = len(program.col_lower)
+    low, high = np.full(weights.shape[0], -INF), np.full(weights.shape[0], INF)
+    everything = np.arange(n, dtype=np.int32)
+    for i in range(weights.shape[0]):
+        row = weights[i].tocoo()
+        for sign, out in ((1.0, low), (-1.0, high)):
+            cost = np.zeros(n)
+            cost[cols[active][row.col]] = sign * row.data
+            h.changeColsCost(n, everything, cost)
+            h.run()
+            if h.getModelStatus() == highspy.HighsModelStatus.kOptimal:
+                out[i] = sign * h.getInfo().objective_function_value
+    return low, high
+
+
+def solve(program: Program, *, solver: str, time_limit: float, gap: float,
+          start: np.ndarray | None = None) -> Solution:
+    """Solve ``program``; ``start``: values of its first columns (the perturbed input x') of a known feasible
+    point, completed to every column and handed to the solver as its first incumbent."""
+    full = None if start is None else _complete(program, start)
+    if solver == "highs":
+        return _solve_highs(program, time_limit=time_limit, gap=gap, start=full)
+    return _solve_scip(program, time_limit=time_limit, gap=gap, start=full)
+
+
+def _complete(program: Program, start: np.ndarray) -> np.ndarray | None:
+    """Every column's value at the input ``start``: the program with x' fixed there, where bound propagation
+    decides every binary (HiGHS); None when ``start`` is outside the program's input bounds or not feasible."""
+    import highspy
+
+    size = len(start)
+    lower, upper = program.col_lower.copy(), program.col_upper.copy()
+    if (start < lower[:size] - 1e-9).any() or (start > upper[:size] + 1e-9).any():
+        return None
+    lower[:size] = upper[:size] = np.clip(start, lower[:size], upper[:size])
+    h = _highs(replace(program, col_lower=lower, col_upper=upper, center=None), relax=False)
+    h.setOptionValue("time_limit", 5.0)
+    h.run()
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return None
+    return np.asarray(h.getSolution().col_value)
+
+
+def _solve_highs(program: Program, *, time_limit: float, gap: float, start: np.ndarray | None) -> Solution:
+    import highspy
+
+    if program.center is not None:
+        raise ValueError("solver: HiGHS solves no mixed-integer quadratic programs; use solver='scip' for l2")
+    h = _highs(program, relax=False)
+    h.setOptionValue("time_limit", max(time_limit, 1e-3))
+    h.setOptionValue("mip_rel_gap", gap)
+    if start is not None:
+        h.setSolution(len(start), np.arange(len(start), dtype=np.int32), start)
+    h.run()
+    status = h.getModelStatus()
+    info = h.getInfo()
+    if status == highspy.HighsModelStatus.kInfeasible:
+        return Solution("infeasible", None, INF, INF)
+    has_point = info.primal_solution_status == 2
+    point = np.asarray(h.getSolution().col_value) if has_point else None
+    objective = info.objective_function_value if has_point else INF
+    optimal = status == highspy.HighsModelStatus.kOptimal
+    bound = info.mip_dual_bound if program.integer.any() else objective
+    return Solution("optimal" if optimal else "time_limit", point, objective,
+                    bound if math.isfinite(bound) else 0.0)
+
+
+def _solve_scip(program: Program, *, time_limit: float, gap: float, start: np.ndarray | None) -> Solution:
+    from pyscipopt import Model, quicksum
+    from pyscipopt.scip import ExprCons
+
+    model = Model()
+    model.hideOutput()
+    model.setParam("limits/time", max(time_limit, 1e-3))
+    model.setParam("limits/gap", gap)
+    model.setParam("parallel/maxnthreads", 1)
+    variables = [
+        model.addVar(lb=lo if math.isfinite(lo) else None, ub=hi if math.isfinite(hi) else None,
+                     vtype="B" if integer and lo >= 0 and hi <= 1 else ("I" if integer else "C"))
+        for lo, hi, integer in zip(program.col_lower, program.col_upper, program.integer, strict=True)
+    ]
+    matrix = program.matrix.tocsr()
+    for r in range(matrix.shape[0]):
+        first, stop = matrix.indptr[r], matrix.indptr[r + 1]
+        expression = quicksum(v * variables[c] for c, v in zip(matrix.indices[first:stop], matrix.data[first:stop],
+                                                                strict=True))
+        lo, hi = program.row_lower[r], program.row_upper[r]
+        model.addCons(ExprCons(expression, lhs=lo if math.isfinite(lo) else None,
+                               rhs=hi if math.isfinite(hi) else None))
+    objective = quicksum(c * variables[i] for i, c in enumerate(program.cost) if c)
+    if program.center is not None:
+        center = program.center
+        squared = model.addVar(lb=0.0, ub=program.radius**2 if math.isfinite(program.radius) else None)
+        model.addCons(quicksum((variables[i] - center[i]) ** 2 for i in range(len(center))) <= squared)
+        objective = objective + squared
+    model.setObjective(objective, "minimize")
+    if start is not None:
+        known = model.createSol()
+        for variable, value in zip(variables, start, strict=True):
+            model.setSolVal(known, variable, float(value))
+        if program.center is not None:
+            model.setSolVal(known, squared, float(np.sum((start[: len(program.center)] - program.center) ** 2)))
+        model.addSol(known)
+    model.optimize()
+    status = model.getStatus()
+    if status == "infeasible":
+        return Solution("infeasible", None, INF, INF)
+    if model.getNSols() == 0:
+        return Solution("time_limit", None, INF, max(model.getDualbound(), 0.0))
+    best = model.getBestSol()
+    point = np.array([model.getSolVal(best, v) for v in variables])
+    return Solution("optimal" if status in ("optimal", "gaplimit") else "time_limit", point,
+                    model.getSolObjVal(best), model.getDualbound())

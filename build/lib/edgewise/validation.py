@@ -1,0 +1,120 @@
+"""Checks of user input at the public entry points: a clear ValueError/TypeError naming the argument."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection
+from typing import Any, cast
+
+import torch
+
+
+def check_inputs(inputs: Any, labels: Any) -> None:
+    """``inputs``: float tensor (B, ...) of finite values in [0, 1], B >= 1; ``labels``: int tensor (B,) >= 0."""
+    if not isinstance(inputs, torch.Tensor):
+        raise TypeError(f"inputs must be a torch.Tensor, got {type(inputs).__name__}")
+    if not isinstance(labels, torch.Tensor):
+        raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
+    if not inputs.is_floating_point():
+        raise TypeError(f"inputs must have a floating-point dtype, got {inputs.dtype}")
+    if inputs.dim() < 2 or inputs.shape[0] == 0:
+        raise ValueError(f"inputs must have shape (B, ...) with B >= 1, got {tuple(inputs.shape)}")
+    if labels.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
+        raise TypeError(f"labels must have an integer dtype, got {labels.dtype}")
+    if labels.shape != inputs.shape[:1]:
+        raise ValueError(f"labels must have shape ({inputs.shape[0]},) to match inputs, got {tuple(labels.shape)}")
+    if labels.device != inputs.device:
+        raise ValueError(f"labels must be on the device of inputs ({inputs.device}), got {labels.device}")
+    if not bool(torch.isfinite(inputs).all()):
+        raise ValueError("inputs must be finite, got NaN or inf values")
+    low, high = float(inputs.min()), float(inputs.max())
+    if low < 0 or high > 1:
+        raise ValueError(f"inputs must be in [0, 1], got min {low:.4g} max {high:.4g}")
+    if int(labels.min()) < 0:
+        raise ValueError(f"labels must be >= 0, got min {int(labels.min())}")
+
+
+def check_logits(logits: Any, labels: torch.Tensor) -> int:
+    """The model's output must be (B, C) logits with C > max(labels); returns C."""
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != labels.shape[0]:
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(f"model must return logits of shape ({labels.shape[0]}, classes), got {shape}")
+    classes = logits.shape[1]
+    if int(labels.max()) >= classes:
+        raise ValueError(f"labels must be in [0, {classes - 1}] for a model with {classes} classes, "
+                         f"got max {int(labels.max())}")
+    return int(classes)
+
+
+def check_positive(name: str, value: Any, *, integer: bool = False, allow_zero: bool = False) -> None:
+    """``value`` must be a (positive) number; ``integer`` for counts like ``steps``."""
+    kinds: tuple[type, ...] = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise TypeError(f"{name} must be {'an int' if integer else 'a number'}, got {type(value).__name__}")
+    number = float(cast(float, value))
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    if number < 0 or (number == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+def check_fraction(name: str, value: Any) -> None:
+    """``value`` must be a number in the open interval (0, 1)."""
+    check_positive(name, value)
+    if not float(value) < 1:
+        raise ValueError(f"{name} must be in (0, 1), got {value}")
+
+
+def check_choice(name: str, value: Any, choices: Collection[Any]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
+
+
+def check_generator(generator: Any, device: torch.device) -> None:
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    if generator is not None and generator.device.type != device.type:
+        raise ValueError(f"generator must be on device type {device.type!r}, got {generator.device.type!r}")
+
+
+def describe(value: Any) -> str:
+    """A short description of a received value for error messages: a tensor's shape and dtype, else its type."""
+    if isinstance(value, torch.Tensor):
+        return f"tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
+    return type(value).__name__
+
+
+def check_batch(name: str, value: Any) -> None:
+    """``value`` must be a floating-point tensor of shape (B, ...), at least 2 dimensions."""
+    if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {describe(value)}")
+    if value.dim() < 2:
+        raise ValueError(f"{name} must have shape (B, ...) with at least 2 dimensions, got {tuple(value.shape)}")
+
+
+def check_like(name: str, value: Any, reference: torch.Tensor, reference_name: str) -> None:
+    """``value`` must be a floating-point tensor of the shape of ``reference``."""
+    if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {describe(value)}")
+    if value.shape != reference.shape:
+        raise ValueError(f"{name} must have the shape of {reference_name} {tuple(reference.shape)}, "
+                         f"got {tuple(value.shape)}")
+
+
+def check_device(device: Any) -> torch.device:
+    """``device``: a torch.device or its name (``"cpu"``, ``"cuda:1"``) that this machine has."""
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a str or torch.device, got {type(device).__name__}")
+    try:
+        chosen = torch.device(device)
+    except RuntimeError as error:
+        raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda:0', got {device!r}") from error
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asks for CUDA, which this machine does not have")
+    if chosen.type == "cuda" and chosen.index is not None and chosen.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
+    if chosen.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {device!r} asks for MPS, which this machine does not have")
+    if chosen.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device must be a cpu, cuda or mps device, got {device!r}")
+    return chosen
