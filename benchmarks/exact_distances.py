@@ -1,14 +1,14 @@
 """How far above the certified minimal distance do minimal attacks land? (edgewise.exact on the zoo's tiny nets)
 
 Per model and norm, on Fashion-MNIST test images outside the shipped sample (held out): every attack runs with
-``--budget`` forward + backward passes per sample (1,000, AttackBench's protocol), the smallest verified
-distance any of them found is the solver's ``upper``, and the MILP/MIQP of edgewise.exact gives the certified
-minimum within ``--time-limit`` seconds per image. Reported: the fraction certified optimal, the median solve time, and per attack the ratio of
-its distance to the exact one (median, mean, 95th percentile, fraction within 1%) over the certified images, and
-any image where an attack beats the certified lower bound (a bug). Resumable: attack batches and solved images
-are saved under ``--work`` as they finish; the report, per-image JSONL and plots go to ``--out``.
+``--budget`` forward + backward passes per sample (1,000, AttackBench's protocol), the smallest verified distance
+any of them found is the solver's ``upper``, and the MILP/MIQP of edgewise.exact gives the certified minimum within
+``--time-limit`` seconds per image. Reported: the fraction certified optimal, the median solve time, and per attack
+the ratio of its distance to the exact one (median, mean, 95th percentile, fraction within 1%) over the certified
+images, and any image where an attack beats the certified lower bound (a bug). Resumable: attack batches and solved
+images are saved under ``--work`` as they finish; the report, per-image JSONL and plots go to ``--out``.
 
-    OMP_NUM_THREADS=1 python benchmarks/exact_distances.py --n 100 --time-limit 10 --distances linf,l1
+    OMP_NUM_THREADS=1 python benchmarks/exact_distances.py --n 100 --time-limit 6 --distances linf,l1
 """
 
 from __future__ import annotations
