@@ -2,7 +2,7 @@
 images, under AttackBench's protocol.
 
     OMP_NUM_THREADS=1 python benchmarks/auto_design.py --models mlp-fmnist,lenet-fmnist --norm l2 \\
-        --budget 1000 --n 100 [--plans auto,ddn:0.5+apgd:0.5,...]
+        --budget 1000 --n 100 [--plans auto,ddn:0.5+apgd:0.5,...] [--baselines attackbench:sigma-zero,...]
 
 Design images: the held-out Fashion-MNIST test images (outside the shipped sample, correctly classified,
 ``alma_rmsprop_sweep.held_out``) number 1,000 to 1,000 + n, so that the last held-out images, where ``auto`` is
@@ -10,8 +10,9 @@ evaluated (``attackbench_budget.py``), played no part in choosing it. Every atta
 ``eval.benchmark.budgeted``: Q forward + backward passes per sample, its distance per sample the best successful
 point it queried. The single attacks get Q / 2 steps (the minimal form of APGD 10 rounds of Q / 20 steps); a plan
 ``member:share+member:share`` is ``attacks.auto.portfolio`` with those stages (``auto``: its own plan for the
-norm). Reported per model: success, median, AttackBench's local optimality against the per-sample best of
-everything run on that model, and the paired ratio plan / attack for the first plan.
+norm); ``--baselines`` adds other libraries' attacks with Q / 2 steps. Reported per model: success, median,
+AttackBench's local optimality against the per-sample best of everything run on that model, and the paired ratio
+plan / attack for the first plan.
 Writes benchmarks/results/auto_design_NORM_qQ.{md,json}; finished cells are kept (a plan's cell is named by its
 stages, so a changed plan is a new cell).
 """
@@ -31,6 +32,7 @@ from alma_rmsprop_sweep import held_out
 from edgewise.attacks import ATTACKS, alma, ddn, fmn, sigma_zero
 from edgewise.attacks.auto import PLANS, Stage, portfolio
 from edgewise.distances import get as get_distance
+from edgewise.eval.baselines import load_baseline
 from edgewise.eval.benchmark import budgeted
 from edgewise.eval.metrics import local_optimality, paired_ratio, reference_distances
 from edgewise.models import load_model
@@ -71,10 +73,13 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=1000)
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--plans", default="auto", help="comma list of plans (member:share+...) or auto")
+    parser.add_argument("--baselines", default="", help="comma list of other libraries' attacks (library:name) "
+                        "to run with Q / 2 steps beside edgewise's")
     args = parser.parse_args()
     plans = {f"plan {plan_label(stages)}": stages for stages in (parse_plan(p, args.norm)
                                                                 for p in args.plans.split(","))}
     runs = single_attacks(args.norm, args.budget)
+    runs.update({spec: load_baseline(spec, steps=args.budget // 2) for spec in filter(None, args.baselines.split(","))})
     runs.update({label: functools.partial(portfolio, stages=stages, norm=args.norm, budget=args.budget)
                  for label, stages in plans.items()})
     name = f"auto_design_{args.norm}_q{args.budget}"
@@ -84,7 +89,7 @@ def main() -> None:
         raise SystemExit(f"{path} was written with --n {record['n']}, this run has {args.n}")
     record["command"] = ("OMP_NUM_THREADS=1 python benchmarks/auto_design.py " +
                          f"--models {args.models} --norm {args.norm} --budget {args.budget} --n {args.n} "
-                         f"--plans {args.plans}")
+                         f"--plans {args.plans}" + (f" --baselines {args.baselines}" if args.baselines else ""))
     measure = get_distance(args.norm)
     lines = [f"# auto design: {args.norm}, Q = {args.budget} passes per sample", "",
              f"n = {args.n} held-out Fashion-MNIST test images {OFFSET}..{OFFSET + args.n} (design images), "

@@ -11,6 +11,8 @@ spends the full budget on every member instead, costing the sum of its parts):
    still open; a from-scratch member (``"fmn"``, ``"ddn"``, ``"alma"``, ``"sigma_zero"``) starts at the input,
    ``"apgd"`` is APGD in minimal form whose ε search starts from the best distance so far
    (``minimal(upper=...)``): every round tries to beat it, or, where nothing was found yet, doubles ε;
+   ``"prune"`` (ℓ0) undoes the changed elements of the best point one per forward, least important first,
+   where the point stays adversarial (:func:`prune`);
 2. the per-sample best point over the stages.
 
 The plans per norm (``PLANS``) were chosen from measurements on design images of the zoo
@@ -33,7 +35,7 @@ from edgewise.attacks.fmn import fmn
 from edgewise.attacks.minimal import minimal
 from edgewise.attacks.sigma_zero import sigma_zero
 from edgewise.distances import lp
-from edgewise.losses import is_adversarial
+from edgewise.losses import is_adversarial, logit_margin
 from edgewise.validation import check_choice, check_logits, check_positive
 
 NORMS = ("l0", "l1", "l2", "linf")
@@ -44,8 +46,8 @@ Stage = tuple[str, float]
 """(member, share): a member of ``MEMBERS`` and the fraction of the steps it gets (the last stage: the rest)."""
 
 PLANS: dict[str, tuple[Stage, ...]] = {
-    "l0": (("sigma_zero", 1.0),),
-    "l1": (("alma", 0.5), ("fmn", 0.5)),
+    "l0": (("sigma_zero", 0.9), ("prune", 0.1)),
+    "l1": (("alma", 0.34), ("fmn", 0.33), ("apgd", 0.33)),
     "l2": (("alma", 0.34), ("ddn", 0.33), ("fmn", 0.33)),
     "linf": (("fmn", 0.5), ("apgd", 0.5)),
 }
@@ -57,7 +59,9 @@ _FROM_SCRATCH: dict[str, tuple[Callable[..., torch.Tensor], tuple[str, ...]]] = 
     "alma": (alma, ("l1", "l2")),
     "sigma_zero": (sigma_zero, ("l0",)),
 }
-MEMBERS = (*_FROM_SCRATCH, "apgd")
+# The members that start from the best point so far, and their norms.
+_FROM_BEST: dict[str, tuple[str, ...]] = {"apgd": ("l1", "l2", "linf"), "prune": ("l0",)}
+MEMBERS = (*_FROM_SCRATCH, *_FROM_BEST)
 
 
 def stage_steps(stages: Sequence[Stage], steps: int) -> list[int]:
@@ -76,16 +80,46 @@ def check_stages(stages: Sequence[Stage], norm: str) -> None:
             raise ValueError(f"stages must be (member, share) pairs, member one of {list(MEMBERS)} and share in "
                              f"(0, 1], got {stage!r}")
         name = stage[0]
-        norms = _FROM_SCRATCH[name][1] if name in _FROM_SCRATCH else ("l1", "l2", "linf")
+        norms = _FROM_SCRATCH[name][1] if name in _FROM_SCRATCH else _FROM_BEST[name]
         if norm not in norms:
             raise ValueError(f"stages: member {name!r} does not minimize norm {norm!r} (it takes {list(norms)})")
     if sum(share for _, share in stages[:-1]) > 1:
         raise ValueError(f"stages: the shares before the last must sum to at most 1, got {list(stages)}")
 
 
+def prune(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, best: torch.Tensor, *, passes: int,
+          targeted: bool) -> torch.Tensor:
+    """ℓ0 pruning of adversarial points ``best``: one forward and backward at ``best`` rank its changed elements
+    by |δᵢ ∂L/∂xᵢ| (L the logit margin: the first-order change of L when δᵢ is undone), then each forward undoes
+    the next-ranked element of every sample, least important first, and keeps the change where the point stays
+    adversarial. At most ``passes`` passes per sample (>= 3 to try one element); returns the pruned points."""
+    delta = (best - inputs).detach()
+    point = best.detach().requires_grad_(True)
+    margin = logit_margin(model(point), labels, targeted=targeted)
+    (gradient,) = torch.autograd.grad(margin.sum(), point)
+    flat = delta.flatten(1)
+    changed = flat != 0
+    score = torch.where(changed, (flat * gradient.flatten(1)).abs(), math.inf)
+    order = score.argsort(dim=1)
+    candidates = changed.sum(1)
+    current = best.detach().clone().flatten(1)
+    original = inputs.flatten(1)
+    for trial in range(min(passes - 2, int(candidates.max()) if candidates.numel() else 0)):
+        rows = (candidates > trial).nonzero().squeeze(1)
+        column = order[rows, trial]
+        attempt = current[rows].clone()
+        attempt[torch.arange(len(rows)), column] = original[rows, column]
+        with torch.no_grad():
+            keep = is_adversarial(model(attempt.view(-1, *inputs.shape[1:])), labels[rows], targeted=targeted)
+        current[rows[keep]] = attempt[keep]
+    return current.view_as(inputs)
+
+
 def _run_stage(name: str, model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, norm: str,
-               steps: int, best_norm: torch.Tensor, targeted: bool,
+               steps: int, best: torch.Tensor, best_norm: torch.Tensor, targeted: bool,
                generator: torch.Generator | None) -> torch.Tensor:
+    if name == "prune":
+        return prune(model, inputs, labels, best, passes=2 * steps, targeted=targeted)
     if name == "apgd":
         rounds = min(SEARCH_ROUNDS, steps)
         return minimal(model, inputs, labels, attack=apgd, norm=norm, upper=best_norm, steps=steps // rounds,
@@ -122,10 +156,12 @@ def portfolio(
     best = inputs.clone()
     best_norm = torch.full((inputs.shape[0],), math.inf, dtype=inputs.dtype, device=inputs.device)
     for (name, _), steps in zip(stages, stage_steps(stages, (budget - 1) // 2), strict=True):
-        if steps == 0 or not bool(open_.any()):
+        # Pruning needs an adversarial point to start from.
+        chosen = open_ & torch.isfinite(best_norm) if name == "prune" else open_
+        if steps == 0 or not bool(chosen.any()):
             continue
-        index = open_.nonzero().squeeze(1)
-        found = _run_stage(name, model, inputs[index], labels[index], norm=norm, steps=steps,
+        index = chosen.nonzero().squeeze(1)
+        found = _run_stage(name, model, inputs[index], labels[index], norm=norm, steps=steps, best=best[index],
                            best_norm=best_norm[index], targeted=targeted, generator=generator)
         changed = (found != inputs[index]).flatten(1).any(1)
         size = torch.where(changed, distance(inputs[index], found), math.inf)

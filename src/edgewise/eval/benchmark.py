@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgewise.attacks import ATTACKS, auto, distance_keyword
+from edgewise.attacks import ATTACKS, distance_keyword
 from edgewise.eval import metrics
 from edgewise.eval.provenance import check_record, describe_attack, fingerprint_model, fingerprint_tensor
 from edgewise.eval.result import AttackResult
@@ -84,12 +84,10 @@ class AttackSpec:
 
 def edgewise_attack(spec: str, *, distance: str) -> AttackSpec:
     """``"ddn"``, ``"fmn-l2"``, ``"alma-l1"``, ``"cw-l2"``: an attack of the registry, the suffix bound to the
-    ``distance`` or ``norm`` it takes; ``"auto"``: :func:`edgewise.attacks.auto` for ``distance`` with a budget of
-    2 × steps passes per sample. Without a suffix, an attack that takes one gets ``distance``. C&W's budget
+    ``distance`` or ``norm`` it takes (``"auto"``: the portfolio with a budget of 2 × steps passes per sample,
+    ``attacks.auto.auto_steps``). Without a suffix, an attack that takes one gets ``distance``. C&W's budget
     is its ``binary_search_steps`` (9) × steps, labelled "9×steps" like the baselines with a search.
     """
-    if spec == "auto":  # a portfolio under a budget of passes: Q = 2 × steps, one forward and one backward each
-        return AttackSpec(spec, lambda steps: partial(auto, norm=distance, budget=2 * steps))
     name, _, suffix = spec.partition("-")
     if name not in ATTACKS:
         raise ValueError(f"attack {spec!r} is not in the registry {sorted(ATTACKS)} (nor a baseline "
