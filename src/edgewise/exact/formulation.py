@@ -153,15 +153,20 @@ def _maxpool_interval(groups: np.ndarray, lower: np.ndarray, upper: np.ndarray) 
 
 
 def build(network: Network, x: np.ndarray, norm: str, radius: float, bounds: Bounds, *, label: int,
-          targeted: bool, tolerance: float, upto: int | None = None) -> tuple[Program, np.ndarray]:
+          targeted: bool, tolerance: float, upto: int | None = None,
+          feasibility: bool = False) -> tuple[Program, np.ndarray]:
     """The program of one sample, or with ``upto`` = k the part before layer k (for LP tightening).
 
+    ``feasibility`` (ℓ∞, ℓ1): no objective, "is there an adversarial within ``radius``?" (ℓ∞: the input
+    columns' box is then the whole ball, and the 2D rows |x' − x| ≤ t are left out).
     Returns the program and the columns of the values entering layer ``upto`` (or the logits' layer): -1
     marks a unit that is the constant 0 (a ReLU fixed inactive).
     """
+    if feasibility and norm == "l2":
+        raise ValueError("feasibility programs are built for linf and l1 only (l2's ball is its objective)")
     builder = _Builder()
     values = builder.add_cols(*bounds.input)
-    _add_norm(builder, values, x, norm, radius, objective=upto is None)
+    _add_norm(builder, values, x, norm, radius, objective=upto is None and not feasibility)
     stop = len(network.layers) - 1 if upto is None else upto
     entering = [bounds.input, *bounds.layers]
     for k, layer in enumerate(network.layers[:stop]):
@@ -178,8 +183,11 @@ def build(network: Network, x: np.ndarray, norm: str, radius: float, bounds: Bou
 
 def _add_norm(builder: _Builder, inputs: np.ndarray, x: np.ndarray, norm: str, radius: float, *,
               objective: bool) -> None:
+    """The norm's variables and rows; without an objective the ℓ∞ ball is the input columns' box already."""
     size = len(inputs)
     rows = np.arange(size)
+    if norm == "linf" and not objective:
+        return
     if norm == "linf":
         (t,) = builder.add_cols(np.zeros(1), np.array([radius]), cost=1.0 if objective else 0.0)
         where = (np.r_[rows, rows], np.r_[inputs, [t] * size])
