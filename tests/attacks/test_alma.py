@@ -79,12 +79,12 @@ def test_default_alpha_follows_the_paper() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"penalty": "p7"}, ValueError, "penalty must be one of"),
-        ({"alpha": 1.0}, ValueError, r"alpha must be in \[0, 1\)"),
-        ({"distance": "nope"}, ValueError, "init_distance must be given"),
-        ({"distance": "nope", "init_distance": 0.1}, ValueError, "distance must be one of"),
-        ({"rho_growth": 1.0}, ValueError, "rho_growth must be > 1"),
-        ({"steps": -1}, ValueError, "steps must be > 0"),
+        ({"penalty": "p7"}, ValueError, "^penalty must be one of"),
+        ({"alpha": 1.0}, ValueError, r"^alpha must be in \[0, 1\)"),
+        ({"distance": "nope"}, ValueError, "^init_distance must be given"),
+        ({"distance": "nope", "init_distance": 0.1}, ValueError, "^distance must be one of"),
+        ({"rho_growth": 1.0}, ValueError, "^rho_growth must be > 1"),
+        ({"steps": -1}, ValueError, "^steps must be > 0"),
     ],
 )
 def test_bad_options(oracle_factory, kwargs, error, match) -> None:

@@ -81,6 +81,10 @@ def test_gamma_and_step_size_are_cosine_annealed(linear_oracle) -> None:
         callback=lambda step, state: seen.append((float(state["step_size"][0]), float(state["gamma"][0]))))
     assert seen[0] == pytest.approx((2.0, 0.1))
     assert seen[2] == pytest.approx(((2.0 + 0.02) / 2, (0.1 + 0.01) / 2))
+    seen.clear()  # a final step size given: α_K = 0.5, half-way (2 + 0.5) / 2
+    fmn(o.model, o.inputs, o.labels, steps=4, step_size=2.0, final_step_size=0.5,
+        callback=lambda step, state: seen.append((float(state["step_size"][0]), float(state["gamma"][0]))))
+    assert seen[2][0] == pytest.approx((2.0 + 0.5) / 2)
 
 
 @pytest.fixture(scope="module")

@@ -57,11 +57,11 @@ def test_budget_and_no_global_rng(smallcnn) -> None:
 
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
-    ({"norm": "l3"}, ValueError, "norm must be one of"),
-    ({"eps": -0.1}, ValueError, "eps must be > 0"),
-    ({"steps": 0}, ValueError, "steps must be > 0"),
-    ({"loss": "hinge"}, ValueError, "loss must be one of"),
-    ({"step_size": "big"}, TypeError, "step_size must be a number"),
+    ({"norm": "l3"}, ValueError, "^norm must be one of"),
+    ({"eps": -0.1}, ValueError, "^eps must be > 0"),
+    ({"steps": 0}, ValueError, "^steps must be > 0"),
+    ({"loss": "hinge"}, ValueError, "^loss must be one of"),
+    ({"step_size": "big"}, TypeError, "^step_size must be a number"),
 ])
 def test_bad_options(linear_oracle, kwargs, error, match) -> None:
     with pytest.raises(error, match=match):

@@ -45,11 +45,11 @@ def test_budget_and_no_adversarial_returns_the_input(linear_oracle) -> None:
 
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
-    ({"norm": "l1"}, ValueError, r"norm must be one of \['l0'\], got 'l1'"),
-    ({"steps": 0}, ValueError, "steps must be > 0"),
-    ({"sigma": -1.0}, ValueError, "sigma must be > 0"),
-    ({"threshold": 1.5}, ValueError, r"threshold must be in \(0, 1\)"),
-    ({"threshold_step": "x"}, TypeError, "threshold_step must be a number"),
+    ({"norm": "l1"}, ValueError, r"^norm must be one of \['l0'\], got 'l1'"),
+    ({"steps": 0}, ValueError, "^steps must be > 0"),
+    ({"sigma": -1.0}, ValueError, "^sigma must be > 0"),
+    ({"threshold": 1.5}, ValueError, r"^threshold must be in \(0, 1\)"),
+    ({"threshold_step": "x"}, TypeError, "^threshold_step must be a number"),
     ({"eps": 3}, TypeError, "eps"),
 ])
 def test_bad_options(linear_oracle, kwargs, error, match) -> None:

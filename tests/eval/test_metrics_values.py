@@ -79,3 +79,9 @@ def test_paired_ratio_against_its_definition() -> None:
 def test_reference_is_the_smallest_distance_per_sample() -> None:
     found = [torch.tensor(row, dtype=torch.float64) for row in ([1.0, INF, 0.5], [2.0, 0.3, INF], [0.5, 0.4, INF])]
     assert torch.equal(metrics.reference_distances(found), torch.tensor([0.5, 0.3, 0.5], dtype=torch.float64))
+
+
+def test_local_optimality_is_nan_for_a_reference_without_spread() -> None:
+    # Every reference distance equal to ε₀ = 0.5: AUREC_ref = 1 · 0.5 = acc · ε₀, a zero denominator.
+    reference = torch.tensor([0.5, 0.5, 0.5], dtype=torch.float64)
+    assert math.isnan(metrics.local_optimality(reference, reference, clean_accuracy=1.0))
