@@ -83,6 +83,7 @@ def main() -> None:
     parser.add_argument("--plans", default="auto", help="comma list of plans (member:share+...) or auto")
     parser.add_argument("--baselines", default="", help="comma list of other libraries' attacks (library:name) "
                         "to run with Q / 2 steps beside edgewise's")
+    parser.add_argument("--name", default=None, help="results file name (default: auto_design_NORM_qBUDGET)")
     args = parser.parse_args()
     plans = {f"plan {plan_label(stages)}": stages for stages in (parse_plan(p, args.norm)
                                                                 for p in args.plans.split(","))}
@@ -90,14 +91,15 @@ def main() -> None:
     runs.update({spec: load_baseline(spec, steps=args.budget // 2) for spec in filter(None, args.baselines.split(","))})
     runs.update({label: functools.partial(portfolio, stages=stages, norm=args.norm, budget=args.budget)
                  for label, stages in plans.items()})
-    name = f"auto_design_{args.norm}_q{args.budget}"
+    name = args.name or f"auto_design_{args.norm}_q{args.budget}"
     path = RESULTS / f"{name}.json"
     record = json.loads(path.read_text()) if path.is_file() else {"n": args.n, "offset": OFFSET, "cells": {}}
     if record["n"] != args.n:
         raise SystemExit(f"{path} was written with --n {record['n']}, this run has {args.n}")
     record["command"] = ("OMP_NUM_THREADS=1 python benchmarks/auto_design.py " +
                          f"--models {args.models} --norm {args.norm} --budget {args.budget} --n {args.n} "
-                         f"--plans {args.plans}" + (f" --baselines {args.baselines}" if args.baselines else ""))
+                         f"--plans {args.plans}" + (f" --baselines {args.baselines}" if args.baselines else "")
+                         + (f" --name {args.name}" if args.name else ""))
     measure = get_distance(args.norm)
     lines = [f"# auto design: {args.norm}, Q = {args.budget} passes per sample", "",
              f"n = {args.n} held-out Fashion-MNIST test images {OFFSET}..{OFFSET + args.n} (design images), "
