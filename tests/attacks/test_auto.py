@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from edgewise.attacks import ATTACKS, alma, auto, ddn, fmn, sigma_zero
-from edgewise.attacks.auto import PLANS, SEARCH_ROUNDS, portfolio, prune, stage_steps
+from edgewise.attacks.auto import PLANS, SEARCH_ROUNDS, line_search, portfolio, prune, stage_steps
 from edgewise.cli.attack import bind_attack
 from edgewise.distances import lp
 from edgewise.models import CountingModel
@@ -92,6 +92,18 @@ def test_alma_gives_its_steps_to_the_next_stage_on_two_classes(linear_oracle) ->
     torch.testing.assert_close(adv, fmn(o.model, o.inputs, o.labels, norm="l1", steps=20))
 
 
+def test_line_search_reaches_the_boundary_on_the_segment(linear_oracle) -> None:
+    o = linear_oracle
+    # Three times past the ℓ2 optimum along −sign(f)·w: the boundary is at a third of the segment.
+    w = o.model[1].weight[1].detach().view(o.inputs.shape[1:])
+    far = o.inputs - 3 * ((2 * o.labels - 1).float() * o.l2).view(-1, 1, 1, 1) * w
+    counting = CountingModel(o.model)
+    near = line_search(counting, o.inputs, o.labels, far, passes=20, targeted=False)
+    assert counting.forwards == 20 * len(o.inputs) and counting.backwards == 0
+    assert bool((o.model(near).argmax(1) != o.labels).all())
+    torch.testing.assert_close(lp.l2(o.inputs, near), o.l2, rtol=1e-4, atol=0)
+
+
 def test_prune_leaves_only_needed_elements_within_its_passes(linear_oracle) -> None:
     o = linear_oracle
     # An adversarial start with every element changed: the linear oracle's ℓ∞-optimal point, pushed 50% past
@@ -113,6 +125,14 @@ def test_prune_leaves_only_needed_elements_within_its_passes(linear_oracle) -> N
             assert int(o.model(trial.view(1, *o.inputs.shape[1:])).argmax(1)) == int(o.labels[i])
     few = prune(o.model, o.inputs, o.labels, start, passes=2 + 3, targeted=False)
     assert bool((lp.l0(o.inputs, few) >= 61).all())  # three forwards undo at most three elements
+
+
+def test_a_stage_passes_its_options_to_its_member(linear_oracle, bend) -> None:
+    o = linear_oracle
+    model = bend(o.model)
+    adv = portfolio(model, o.inputs, o.labels, stages=(("fmn", 1.0, {"gamma": 0.2}),), norm="l2", budget=21)
+    torch.testing.assert_close(adv, fmn(model, o.inputs, o.labels, norm="l2", steps=10, gamma=0.2))
+    assert not torch.equal(adv, fmn(model, o.inputs, o.labels, norm="l2", steps=10))
 
 
 def test_l0_is_sigma_zero_one_pixel(box_oracle) -> None:
@@ -148,6 +168,7 @@ def test_bad_options(linear_oracle, kwargs, error, match) -> None:
     ((("fmn", 0.0),), r"share in \(0, 1\]"),
     ((("ddn", 1.0),), "does not minimize norm 'l1'"),
     ((("fmn", 0.7), ("alma", 0.7), ("apgd", 1.0)), "sum to at most 1"),
+    ((("apgd", 1.0, {"loss": 1.0}),), "options a mapping for the members"),
 ])
 def test_bad_stages(linear_oracle, stages, match) -> None:
     o = linear_oracle

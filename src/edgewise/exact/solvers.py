@@ -59,6 +59,10 @@ def lp_ranges(program: Program, cols: np.ndarray, weights: sparse.csr_matrix) ->
     import highspy
 
     h = _highs(program, relax=True)
+    # Only the cost changes from one LP to the next: without presolve, primal simplex starts from the previous
+    # optimal basis, still primal feasible (about 4 times faster than the default on the ℓ1 programs here).
+    h.setOptionValue("presolve", "off")
+    h.setOptionValue("simplex_strategy", 4)
     active = np.flatnonzero(cols >= 0)
     weights = weights[:, active].tocsr()
     n = len(program.col_lower)
