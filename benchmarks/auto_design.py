@@ -2,16 +2,17 @@
 images, under AttackBench's protocol.
 
     OMP_NUM_THREADS=1 python benchmarks/auto_design.py --models mlp-fmnist,lenet-fmnist --norm l2 \\
-        --budget 1000 --n 100 [--plans auto,ddn:0.5+apgd:0.5,...]
+        --budget 1000 --n 100 [--plans auto,ddn:0.5+apgd:0.5,...] [--baselines attackbench:sigma-zero,...]
 
 Design images: the held-out Fashion-MNIST test images (outside the shipped sample, correctly classified,
 ``alma_rmsprop_sweep.held_out``) number 1,000 to 1,000 + n, so that the last held-out images, where ``auto`` is
 evaluated (``attackbench_budget.py``), played no part in choosing it. Every attack runs under
 ``eval.benchmark.budgeted``: Q forward + backward passes per sample, its distance per sample the best successful
 point it queried. The single attacks get Q / 2 steps (the minimal form of APGD 10 rounds of Q / 20 steps); a plan
-``member:share+member:share`` is ``attacks.auto.portfolio`` with those stages (``auto``: its own plan for the
-norm). Reported per model: success, median, AttackBench's local optimality against the per-sample best of
-everything run on that model, and the paired ratio plan / attack for the first plan.
+``member:share[:option=value...]+...`` is ``attacks.auto.portfolio`` with those stages (``auto``: its own plan for the
+norm); ``--baselines`` adds other libraries' attacks with Q / 2 steps. Reported per model: success, median,
+AttackBench's local optimality against the per-sample best of everything run on that model, and the paired ratio
+plan / attack for the first plan.
 Writes benchmarks/results/auto_design_NORM_qQ.{md,json}; finished cells are kept (a plan's cell is named by its
 stages, so a changed plan is a new cell).
 """
@@ -31,6 +32,7 @@ from alma_rmsprop_sweep import held_out
 from edgewise.attacks import ATTACKS, alma, ddn, fmn, sigma_zero
 from edgewise.attacks.auto import PLANS, Stage, portfolio
 from edgewise.distances import get as get_distance
+from edgewise.eval.baselines import load_baseline
 from edgewise.eval.benchmark import budgeted
 from edgewise.eval.metrics import local_optimality, paired_ratio, reference_distances
 from edgewise.models import load_model
@@ -39,15 +41,23 @@ RESULTS = Path(__file__).parent / "results"
 OFFSET = 1000
 
 
+def parse_stage(text: str) -> Stage:
+    """``ddn:0.5`` -> ("ddn", 0.5); ``sigma_zero:0.45:sigma=0.01`` -> ("sigma_zero", 0.45, {"sigma": 0.01})."""
+    name, share, *options = text.split(":")
+    if not options:
+        return name, float(share)
+    return name, float(share), {key: float(value) for key, value in (o.split("=") for o in options)}
+
+
 def parse_plan(text: str, norm: str) -> tuple[Stage, ...]:
     """``auto`` -> the norm's plan; ``ddn:0.5+apgd:0.5`` -> (("ddn", 0.5), ("apgd", 0.5))."""
-    if text == "auto":
-        return PLANS[norm]
-    return tuple((name, float(share)) for name, share in (part.split(":") for part in text.split("+")))
+    return PLANS[norm] if text == "auto" else tuple(parse_stage(part) for part in text.split("+"))
 
 
 def plan_label(stages: tuple[Stage, ...]) -> str:
-    return "+".join(f"{name}:{share:g}" for name, share in stages)
+    return "+".join(":".join([stage[0], f"{stage[1]:g}", *(f"{k}={v:g}" for k, v in
+                                                             (stage[2] if len(stage) == 3 else {}).items())])
+                    for stage in stages)
 
 
 def single_attacks(norm: str, budget: int) -> dict[str, Callable[..., torch.Tensor]]:
@@ -71,20 +81,25 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=1000)
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--plans", default="auto", help="comma list of plans (member:share+...) or auto")
+    parser.add_argument("--baselines", default="", help="comma list of other libraries' attacks (library:name) "
+                        "to run with Q / 2 steps beside edgewise's")
+    parser.add_argument("--name", default=None, help="results file name (default: auto_design_NORM_qBUDGET)")
     args = parser.parse_args()
     plans = {f"plan {plan_label(stages)}": stages for stages in (parse_plan(p, args.norm)
                                                                 for p in args.plans.split(","))}
     runs = single_attacks(args.norm, args.budget)
+    runs.update({spec: load_baseline(spec, steps=args.budget // 2) for spec in filter(None, args.baselines.split(","))})
     runs.update({label: functools.partial(portfolio, stages=stages, norm=args.norm, budget=args.budget)
                  for label, stages in plans.items()})
-    name = f"auto_design_{args.norm}_q{args.budget}"
+    name = args.name or f"auto_design_{args.norm}_q{args.budget}"
     path = RESULTS / f"{name}.json"
     record = json.loads(path.read_text()) if path.is_file() else {"n": args.n, "offset": OFFSET, "cells": {}}
     if record["n"] != args.n:
         raise SystemExit(f"{path} was written with --n {record['n']}, this run has {args.n}")
     record["command"] = ("OMP_NUM_THREADS=1 python benchmarks/auto_design.py " +
                          f"--models {args.models} --norm {args.norm} --budget {args.budget} --n {args.n} "
-                         f"--plans {args.plans}")
+                         f"--plans {args.plans}" + (f" --baselines {args.baselines}" if args.baselines else "")
+                         + (f" --name {args.name}" if args.name else ""))
     measure = get_distance(args.norm)
     lines = [f"# auto design: {args.norm}, Q = {args.budget} passes per sample", "",
              f"n = {args.n} held-out Fashion-MNIST test images {OFFSET}..{OFFSET + args.n} (design images), "

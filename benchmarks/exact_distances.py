@@ -1,14 +1,14 @@
 """How far above the certified minimal distance do minimal attacks land? (edgewise.exact on the zoo's tiny nets)
 
 Per model and norm, on Fashion-MNIST test images outside the shipped sample (held out): every attack runs with
-``--steps`` (1,000: one forward + backward per step), the smallest verified distance any of them found is the
-solver's ``upper``, and the MILP/MIQP of edgewise.exact gives the certified minimum within ``--time-limit``
-seconds per image. Reported: the fraction certified optimal, the median solve time, and per attack the ratio of
-its distance to the exact one (median, mean, 95th percentile, fraction within 1%) over the certified images, and
-any image where an attack beats the certified lower bound (a bug). Resumable: attack batches and solved images
-are saved under ``--work`` as they finish; the report, per-image JSONL and plots go to ``--out``.
+``--budget`` forward + backward passes per sample (1,000, AttackBench's protocol), the smallest verified distance
+any of them found is the solver's ``upper``, and the MILP/MIQP of edgewise.exact gives the certified minimum within
+``--time-limit`` seconds per image. Reported: the fraction certified optimal, the median solve time, and per attack
+the ratio of its distance to the exact one (median, mean, 95th percentile, fraction within 1%) over the certified
+images, and any image where an attack beats the certified lower bound (a bug). Resumable: attack batches and solved
+images are saved under ``--work`` as they finish; the report, per-image JSONL and plots go to ``--out``.
 
-    OMP_NUM_THREADS=1 python benchmarks/exact_distances.py --n 100 --time-limit 10 --distances linf,l1
+    OMP_NUM_THREADS=1 python benchmarks/exact_distances.py --n 100 --time-limit 6 --distances linf,l1
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from typing import Any
 import torch
 
 from edgewise.data import fashion_mnist, sample_indices
-from edgewise.eval.benchmark import resolve
+from edgewise.eval.benchmark import budgeted, resolve
 from edgewise.eval.report import environment, write_text_atomic
+from edgewise.eval.run import Attack
 from edgewise.exact.run import ATTACKS, attack_distances, certify_against
 from edgewise.models import load_model
 
@@ -43,13 +44,21 @@ def _fmt(value: float | None, spec: str = ".4f") -> str:
     return "–" if value is None else ("inf" if math.isinf(value) else format(value, spec))
 
 
+def budget_attack(name: str, *, norm: str, budget: int) -> Attack:
+    """``name`` under AttackBench's protocol at ``budget`` forward + backward passes per sample (its best
+    successful query counts), with budget / 2 steps in all: an attack with a search (C&W, PGD/APGD-minimal) gets
+    that many steps per round divided by its rounds, so that every round fits in the budget."""
+    spec = resolve(name, distance=norm)
+    return budgeted(spec.build(max(1, budget // 2 // spec.iterations(1))), budget=budget, distance=norm)
+
+
 def run_one(model_name: str, norm: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     model = load_model(model_name)
     inputs, labels, indices = held_out(args.n)
     folder = Path(args.work) / model_name / norm
     shown = out / model_name / norm
     shown.mkdir(parents=True, exist_ok=True)
-    attacks = {name: resolve(name, distance=norm).build(args.steps) for name in ATTACKS[norm]}
+    attacks = {name: budget_attack(name, norm=norm, budget=args.budget) for name in ATTACKS[norm]}
     distances, closest = attack_distances(model, inputs, labels, attacks, norm=norm, folder=folder / "attacks",
                                  indices=indices, progress=not args.no_progress)
     result, summary = certify_against(model, inputs, labels, distances, norm=norm, time_limit=args.time_limit,
@@ -69,9 +78,12 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     lines = [
         "# Attacks against certified minimal distances (edgewise.exact)", "",
         f"`{' '.join(args.command)}`", "",
-        f"n = {args.n} held-out Fashion-MNIST test images per model (outside the shipped sample), attacks at "
-        f"{args.steps} steps, solver time limit {args.time_limit} s per image (SCIP, 1 thread, relative gap "
-        f"{args.gap}, the closest attack's point as first incumbent), 2 CPU cores shared with other jobs.",
+        f"n = {args.n} held-out Fashion-MNIST test images per model (outside the shipped sample), every attack at "
+        f"{args.budget} forward + backward passes per sample (AttackBench's protocol: {args.budget // 2} steps, "
+        "divided among the rounds of C&W's and PGD/APGD-minimal's searches; the best successful query counts), "
+        f"solver time limit {args.time_limit} s per image (SCIP, 1 thread, relative gap "
+        f"{args.gap}: first \"no adversarial within (1 − gap) × the closest attack's distance?\", then the "
+        "minimization from the point found where there is one), 2 CPU cores shared with other jobs.",
         "Ratio = attack distance / certified lower bound, over the images certified optimal (clean errors "
         "excluded); the exact minimum lies in [lower bound, lower bound × (1 + max bracket)].", "",
         "| model | norm | certified / clean-correct | median solve s | max bracket | attack | median ratio | "
@@ -93,7 +105,7 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--distances", default="linf,l1")
     parser.add_argument("--n", type=int, default=100)
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--budget", type=int, default=1000, help="forward + backward passes per sample and attack")
     parser.add_argument("--time-limit", type=float, default=10.0)
     parser.add_argument("--gap", type=float, default=1e-4, help="relative optimality gap of the solver")
     parser.add_argument("--out", default="benchmarks/results/exact_distances")
@@ -101,7 +113,7 @@ def main() -> None:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args()
     args.command = ["python", "benchmarks/exact_distances.py", f"--models {args.models}",
-                    f"--distances {args.distances}", f"--n {args.n}", f"--steps {args.steps}",
+                    f"--distances {args.distances}", f"--n {args.n}", f"--budget {args.budget}",
                     f"--time-limit {args.time_limit}", f"--gap {args.gap}"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

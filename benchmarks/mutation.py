@@ -18,7 +18,10 @@ an earlier run already checked are not run again.
 Writes benchmarks/results/mutation_report.{md,json}. A module measured before and not in ``--modules`` keeps its
 earlier entry. The score is killed / (mutants − equivalent), where the equivalent mutants are those listed, with
 the reason, in benchmarks/results/mutation_survivors.md (a line holding the mutant's name in backticks and the
-word "equivalent").
+word "equivalent"). Mutants of code that runs when the module is imported (mutmut switches mutants on at call
+time, after the import) are applied to the source by hand and the module's tests run on them; those that fail
+are listed there on a line with "killed by hand" and count as killed. ``--rerun-survivors`` runs again only the
+survivors of each module's last run (after new tests were added).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).parent / "results"
+REVIEW = RESULTS / "mutation_survivors.md"
 MUTMUT = (sys.executable, "-m", "mutmut")
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,8 +52,10 @@ TESTS = {
     "penalties": ["tests/test_penalties.py", "tests/test_penalties_values.py"],
     "losses": ["tests/test_losses.py"],
     "distances.lp": ["tests/distances/test_lp.py", "tests/distances/test_conformance.py"],
-    "eval.metrics": ["tests/eval/test_metrics.py", "tests/eval/test_metrics_median.py"],
-    "eval.sanity": ["tests/eval/test_sanity.py", "tests/eval/test_sanity_submodules.py"],
+    "eval.metrics": ["tests/eval/test_metrics_values.py", "tests/eval/test_metrics.py",
+                     "tests/eval/test_metrics_median.py"],
+    "eval.sanity": ["tests/eval/test_sanity_thresholds.py", "tests/eval/test_sanity.py",
+                    "tests/eval/test_sanity_submodules.py"],
     "training.recipes": ["tests/training/test_recipes.py"],
     "projections": ["tests/test_projections.py"],
     "attacks.ddn": ["tests/attacks/test_ddn.py", "tests/attacks/test_quality_vs_adv_lib.py"],
@@ -79,13 +85,15 @@ def parse_results(text: str) -> dict[str, str]:
     return found
 
 
-def equivalent_mutants(path: Path) -> set[str]:
-    """The mutant names that the survivors review marks as equivalent."""
+def reviewed_mutants(path: Path, verdict: str) -> set[str]:
+    """The mutant names on the lines of the survivors review that hold ``verdict`` ("equivalent", or "killed by
+    hand": a mutant of code that runs at import time, which mutmut cannot switch on, applied to the source by
+    hand and failed by the module's tests)."""
     if not path.exists():
         return set()
     names = set()
     for line in path.read_text().splitlines():
-        if "equivalent" in line.lower():
+        if verdict in line.lower():
             names.update(re.findall(r"`(edgewise\.[\w.ǁ]+__mutmut_\d+)`", line))
     return names
 
@@ -102,16 +110,19 @@ def mutant_diff(name: str, folder: Path) -> str:
     return "\n".join(line for line in changed if line[:1] in "+-" and not line.startswith(("+++", "---")))
 
 
-def summarize(statuses: dict[str, str], equivalent: set[str]) -> dict[str, Any]:
-    """Counts of one module's mutants (all, or the sample); survivors are those neither killed nor marked
-    equivalent (an equivalent mutant that timed out on the loaded machine is counted as equivalent, not as
-    killed)."""
-    killed = sum(status in KILLED and name not in equivalent for name, status in statuses.items())
+def summarize(statuses: dict[str, str], equivalent: set[str], by_hand: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Counts of one module's mutants (all, or the sample); survivors are those neither killed (by mutmut or, for
+    ``by_hand``, by the tests run on the mutant applied by hand) nor marked equivalent (an equivalent mutant that
+    timed out on the loaded machine is counted as equivalent, not as killed)."""
+    hand = {name for name, status in statuses.items() if name in by_hand and status not in KILLED}
+    killed = sum((status in KILLED or name in hand) and name not in equivalent for name, status in statuses.items())
     equal = len(equivalent & set(statuses))
-    unchecked = sum(status == NOT_CHECKED for status in statuses.values())
-    survivors = sorted(n for n, s in statuses.items() if s not in (*KILLED, NOT_CHECKED) and n not in equivalent)
+    unchecked = sum(status == NOT_CHECKED and name not in hand for name, status in statuses.items())
+    survivors = sorted(n for n, s in statuses.items()
+                       if s not in (*KILLED, NOT_CHECKED) and n not in equivalent and n not in hand)
     scored = len(statuses) - equal - unchecked
-    return {"mutants": len(statuses), "killed": killed, "equivalent": equal, "survivors": survivors,
+    return {"mutants": len(statuses), "killed": killed, "killed_by_hand": len(hand - equivalent),
+            "equivalent": equal, "survivors": survivors,
             "not_checked": unchecked, "statuses": dict(Counter(statuses.values())), "statuses_by_mutant": statuses,
             "score": killed / scored if scored else None,
             "interval": list(wilson(killed, scored)) if scored else None}
@@ -175,8 +186,10 @@ def write_report(report: dict[str, dict[str, Any]]) -> None:
         how = "full" if sample is None else f"sample (seed {sample['seed']})"
         interval = entry.get("interval")
         shown = "" if sample is None or interval is None else f"{interval[0]:.1%} – {interval[1]:.1%}"
+        by_hand = f" ({entry['killed_by_hand']} by hand)" if entry.get("killed_by_hand") else ""
         lines.append(f"| {module} | {', '.join(entry['tests'])} | {total} | {how} | "
-                     f"{entry['mutants'] - entry['not_checked']} | {entry['not_checked']} | {entry['killed']} | "
+                     f"{entry['mutants'] - entry['not_checked']} | {entry['not_checked']} | "
+                     f"{entry['killed']}{by_hand} | "
                      f"{entry['equivalent']} | {len(entry['survivors'])} | {percent(entry['score'])} | {shown} | "
                      f"{entry['seconds']:.0f} | {entry['date']} |")
         if entry["not_checked"] == 0 and entry["score"] is not None:
@@ -239,13 +252,14 @@ def statuses_of(module: str, folder: Path) -> dict[str, str]:
     return {n: s for n, s in parse_results(shown).items() if n.startswith(f"edgewise.{module}.")}
 
 
-def module_results(module: str, folder: Path, equivalent: set[str], sample: list[str] | None) -> dict[str, Any]:
-    """The module's counts (over ``sample`` if given) from mutmut's results in ``folder``, with the diffs of the
-    survivors."""
+def module_results(module: str, folder: Path, sample: list[str] | None) -> dict[str, Any]:
+    """The module's counts (over ``sample`` if given) from mutmut's results in ``folder`` and the survivors review,
+    with the diffs of the survivors."""
     statuses = statuses_of(module, folder)
     if sample is not None:
         statuses = {name: statuses.get(name, NOT_CHECKED) for name in sample}
-    entry = summarize(statuses, equivalent)
+    entry = summarize(statuses, reviewed_mutants(REVIEW, "equivalent"),
+                      frozenset(reviewed_mutants(REVIEW, "killed by hand")))
     entry["diffs"] = {name: mutant_diff(name, folder) for name in entry["survivors"]}
     return entry
 
@@ -258,6 +272,8 @@ def main() -> None:
                         help="run a uniform random sample of this many mutants of each module that has more "
                              "(default: every mutant)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
+    parser.add_argument("--rerun-survivors", action="store_true",
+                        help="run again only the modules' survivors of the last run (after new tests were added)")
     parser.add_argument("--max-children", type=int, default=1, help="parallel mutant workers (default 1)")
     parser.add_argument("--report-only", action="store_true",
                         help="run nothing: rewrite the report from the modules' mutmut results (after mutants were "
@@ -269,7 +285,6 @@ def main() -> None:
         parser.error(f"--modules: unknown {unknown}, expected some of {list(MODULES)}")
     if args.sample is not None and args.sample < 1:
         parser.error(f"--sample: expected a positive number of mutants, got {args.sample}")
-    equivalent = equivalent_mutants(RESULTS / "mutation_survivors.md")
     if args.report_only:
         report = read_report()
         for module in MODULES:
@@ -283,18 +298,25 @@ def main() -> None:
                                       (folder / "pyproject.toml").stat().st_mtime, timezone.utc).strftime(
                                       "%Y-%m-%d %H:%M") + " (stopped)"}
             sample = report[module].get("sample")
-            report[module].update(module_results(module, folder, equivalent, sample and sample["names"]))
+            report[module].update(module_results(module, folder, sample and sample["names"]))
         write_report(report)
         return
     for module in modules:
         folder = prepare(module)
         names = mutant_names(module, folder)
+        earlier = read_report().get(module, {})
         sample = None
         todo: list[str] = []
-        if args.sample is not None and args.sample < len(names):
+        if args.rerun_survivors:
+            if not earlier.get("survivors"):
+                continue
+            sample, todo = (earlier["sample"] or {}).get("names"), earlier["survivors"]
+        elif args.sample is not None and args.sample < len(names):
             sample = sorted(random.Random(args.seed).sample(names, args.sample))
             done = statuses_of(module, folder)
-            todo = [name for name in sample if done.get(name, NOT_CHECKED) == NOT_CHECKED]
+            # other tests than the last run's: mutmut resets all the module's results
+            fresh = earlier.get("tests", TESTS[module]) != TESTS[module]
+            todo = [name for name in sample if fresh or done.get(name, NOT_CHECKED) == NOT_CHECKED]
         start = time.monotonic()
         if (sample is None or todo) and subprocess.run(
                 [*MUTMUT, "run", "--max-children", str(args.max_children), *todo], cwd=folder).returncode:
@@ -302,11 +324,11 @@ def main() -> None:
             continue
         seconds = time.monotonic() - start
         report = read_report()  # re-read: another run may have measured other modules meanwhile
-        earlier = report.get(module, {})
-        spec = None if sample is None else {"seed": args.seed, "size": args.sample, "names": sample}
-        if spec is not None and earlier.get("sample") == spec:
-            seconds += earlier["seconds"]  # the same sample resumed: its time in all
-        report[module] = {**module_results(module, folder, equivalent, sample), "seconds": seconds,
+        spec = earlier.get("sample") if args.rerun_survivors else (
+            None if sample is None else {"seed": args.seed, "size": args.sample, "names": sample})
+        if args.rerun_survivors or (spec is not None and earlier.get("sample") == spec):
+            seconds += earlier["seconds"]  # the same mutants resumed: their time in all
+        report[module] = {**module_results(module, folder, sample), "seconds": seconds,
                           "tests": TESTS[module], "total": len(names), "sample": spec,
                           "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M")}
         write_report(report)

@@ -220,6 +220,24 @@ def test_l0_ties_keep_exactly_floor_eps_coordinates_first_by_position() -> None:
     assert torch.equal(projected, expected)
 
 
+def test_l0_ranks_by_the_saving_not_by_the_magnitude_kept() -> None:
+    # a₀ = 1 clips to 0.1 (saving 1 − 0.9² = 0.19), a₁ = 0.42 stays (saving 0.1764): keep coordinate 0. A gain
+    # that weighs a more (e.g. clip(a)(3a − clip(a)): 0.29 against 0.353) keeps coordinate 1, at a higher cost.
+    delta = torch.tensor([[1.0, 0.42]], dtype=torch.float64)
+    x = torch.tensor([[0.9, 0.5]], dtype=torch.float64)
+    torch.testing.assert_close(project(delta, x, norm="l0", eps=1), torch.tensor([[0.1, 0.0]], dtype=torch.float64))
+
+
+def test_l0_ties_go_to_the_first_positions_in_long_rows() -> None:
+    # PyTorch's CPU sort is stable for short rows whatever its flag (the 5 coordinates above), not for 17 and more:
+    # on 64 equal gains the ℓ0 ball keeps the first ⌊ε⌋ = 3 coordinates.
+    x = torch.full((2, 64), 0.25, dtype=torch.float64)
+    delta = torch.full((2, 64), 0.5, dtype=torch.float64)
+    expected = torch.zeros_like(delta)
+    expected[:, :3] = 0.5
+    assert torch.equal(project(delta, x, norm="l0", eps=3.5), expected)
+
+
 def test_points_inside_are_unchanged_on_the_box_faces() -> None:
     # x on a face of the box (x = 1: no room upwards, x = 0: none downwards), δ small and pointing inside:
     # inside the box and every ball, so δ itself (also catches a clip that uses only one side of the box).
@@ -249,3 +267,15 @@ def test_projections_keep_the_device_and_dtype_of_their_input() -> None:
         for norm in NORMS:
             projected = project(delta, delta, norm=norm, eps=EPS[norm])
             assert projected.device.type == "meta" and projected.dtype == dtype and projected.shape == delta.shape
+
+
+def test_bad_deltas_are_named_in_the_error() -> None:
+    flat, x = torch.zeros(4), torch.zeros(4)
+    with pytest.raises(ValueError, match=r"^delta must have shape \(B, \.\.\.\) with at least 2 dimensions"):
+        project(flat, x, norm="l2", eps=1.0)
+    with pytest.raises(ValueError, match=r"^delta must have shape \(B, \.\.\.\)"):
+        project_box(flat, -x, 1 - x, norm="l2", eps=1.0)
+    with pytest.raises(TypeError, match=r"^delta must be a floating-point tensor"):
+        project_box(torch.zeros(2, 3, dtype=torch.long), -torch.ones(2, 3), torch.ones(2, 3), norm="l1", eps=1.0)
+    with pytest.raises(ValueError, match=r"^x must be a tensor of the shape of delta \(2, 3\)"):
+        project(torch.zeros(2, 3), torch.zeros(2, 4), norm="l1", eps=1.0)

@@ -86,14 +86,14 @@ def test_any_registry_distance_and_user_factory(oracle_factory) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"steps": 0}, ValueError, "steps must be > 0"),
-        ({"binary_search_steps": 1.5}, TypeError, "binary_search_steps must be an int"),
-        ({"initial_const": -1.0}, ValueError, "initial_const must be > 0"),
-        ({"confidence": -0.5}, ValueError, "confidence must be >= 0"),
-        ({"step_size": 2.0}, ValueError, r"step_size must be in \(0, 1\)"),
-        ({"distance": "nope"}, ValueError, "distance must be one of"),
-        ({"distance": 3}, TypeError, "distance must be a registry name or a factory"),
-        ({"callback": 1}, TypeError, "callback must be callable"),
+        ({"steps": 0}, ValueError, "^steps must be > 0"),
+        ({"binary_search_steps": 1.5}, TypeError, "^binary_search_steps must be an int"),
+        ({"initial_const": -1.0}, ValueError, "^initial_const must be > 0"),
+        ({"confidence": -0.5}, ValueError, "^confidence must be >= 0"),
+        ({"step_size": 2.0}, ValueError, r"^step_size must be in \(0, 1\)"),
+        ({"distance": "nope"}, ValueError, "^distance must be one of"),
+        ({"distance": 3}, TypeError, "^distance must be a registry name or a factory"),
+        ({"callback": 1}, TypeError, "^callback must be callable"),
     ],
 )
 def test_bad_arguments(linear_oracle, kwargs, error, match) -> None:

@@ -51,10 +51,13 @@ def test_quantized_outputs_are_8_bit_and_counts_equal_steps(smallcnn) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"steps": 0}, ValueError, "steps must be > 0"),
-        ({"steps": 1.5}, TypeError, "steps must be an int"),
-        ({"gamma": 1.5}, ValueError, r"gamma must be in \(0, 1\)"),
-        ({"levels": 1}, ValueError, "levels must be an int >= 2"),
+        ({"steps": 0}, ValueError, "^steps must be > 0"),
+        ({"steps": 1.5}, TypeError, "^steps must be an int"),
+        ({"gamma": 1.5}, ValueError, r"^gamma must be in \(0, 1\)"),
+        ({"levels": 1}, ValueError, "^levels must be an int >= 2"),
+        ({"init_norm": 0.0}, ValueError, "^init_norm must be > 0"),
+        ({"step_size": -1.0}, ValueError, "^step_size must be > 0"),
+        ({"final_step_size": 0.0}, ValueError, "^final_step_size must be > 0"),
         ({"stepz": 3}, TypeError, "stepz"),
         ({"generator": 3}, TypeError, "generator must be"),
     ],
@@ -116,3 +119,13 @@ def test_defaults_are_the_papers_and_a_bad_callback_is_refused(linear_oracle) ->
     assert seen[0] == pytest.approx(1.0) and seen[-1] == pytest.approx(cosine_step_size(99, 100, 1.0, 0.01))
     with pytest.raises(TypeError, match="callback must be callable"):
         ddn(o.model, o.inputs, o.labels, callback=3)
+
+
+def test_every_tensor_follows_the_inputs_device(linear_oracle) -> None:
+    # With "meta" as the default device, a tensor made without device= meets the CPU inputs and fails, as it
+    # would on a GPU: this runs the device check on a CPU-only machine.
+    o = linear_oracle
+    expected = ddn(o.model, o.inputs, o.labels, steps=3, generator=torch.Generator().manual_seed(0))
+    with torch.device("meta"):
+        found = ddn(o.model, o.inputs, o.labels, steps=3, generator=torch.Generator().manual_seed(0))
+    assert found.device == o.inputs.device and torch.equal(found, expected)

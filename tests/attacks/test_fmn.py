@@ -81,6 +81,10 @@ def test_gamma_and_step_size_are_cosine_annealed(linear_oracle) -> None:
         callback=lambda step, state: seen.append((float(state["step_size"][0]), float(state["gamma"][0]))))
     assert seen[0] == pytest.approx((2.0, 0.1))
     assert seen[2] == pytest.approx(((2.0 + 0.02) / 2, (0.1 + 0.01) / 2))
+    seen.clear()  # a final step size given: α_K = 0.5, half-way (2 + 0.5) / 2
+    fmn(o.model, o.inputs, o.labels, steps=4, step_size=2.0, final_step_size=0.5,
+        callback=lambda step, state: seen.append((float(state["step_size"][0]), float(state["gamma"][0]))))
+    assert seen[2][0] == pytest.approx((2.0 + 0.5) / 2)
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +135,13 @@ def test_bad_inputs(linear_oracle) -> None:
         fmn(o.model, o.inputs, o.labels[:3])
     with pytest.raises(ValueError, match=r"labels must be in \[0, 1\] for a model with 2 classes, got max 6"):
         fmn(o.model, o.inputs, o.labels + 5, steps=2)
+
+
+def test_every_tensor_follows_the_inputs_device(linear_oracle) -> None:
+    # With "meta" as the default device, a tensor made without device= meets the CPU inputs and fails, as it
+    # would on a GPU: this runs the device check on a CPU-only machine.
+    o = linear_oracle
+    expected = fmn(o.model, o.inputs, o.labels, steps=3)
+    with torch.device("meta"):
+        found = fmn(o.model, o.inputs, o.labels, steps=3)
+    assert found.device == o.inputs.device and torch.equal(found, expected)

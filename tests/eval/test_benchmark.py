@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from edgewise.attacks import ddn, fmn
+from edgewise.attacks.auto import auto_steps
 from edgewise.cli import main
 from edgewise.eval import metrics, run_attack
 from edgewise.eval.benchmark import AttackSpec, benchmark, geometric_mean, resolve, write_report
@@ -173,7 +174,8 @@ def test_cw_budget_is_search_rounds_times_steps() -> None:
 
 def test_auto_spends_twice_the_steps_as_its_budget(oracles, tmp_path) -> None:
     spec = resolve("auto", distance="l1")
-    assert spec.build(15).keywords == {"steps": 15, "norm": "l1"} and spec.budget(15) == "15"
+    assert spec.build(15).func is auto_steps and spec.build(15).keywords == {"steps": 15, "norm": "l1"}
+    assert spec.budget(15) == "15"
     report = benchmark({"linear-a": oracles["linear-a"].model},
                        {"linear-a": (oracles["linear-a"].inputs, oracles["linear-a"].labels)},
                        [resolve("auto", distance="l2")], [15], distance="l2", out=tmp_path, budget=30,

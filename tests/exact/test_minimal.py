@@ -233,6 +233,33 @@ def test_tiny_relu_network_equals_brute_force(factory, shape, norm: str) -> None
         assert int(model(result.adversarial[i : i + 1]).argmax(1)) != int(labels[i])
 
 
+@pytest.mark.parametrize("norm", ["linf", "l1"])
+@pytest.mark.parametrize(("factory", "shape"), CASES[1:], ids=["normalize-batchnorm", "conv-maxpool"])
+def test_from_a_start_equals_brute_force(factory, shape, norm: str) -> None:  # type: ignore[no-untyped-def]
+    # With a start, ℓ∞ and ℓ1 go through the feasibility questions "any adversarial within d (1 − gap)?" and
+    # the polishing of each point found on its activation pattern: the same minima as without. (tiny_mlp is left
+    # out: no input of its has an adversarial, so it has no start.)
+    model = factory(0)
+    inputs = torch.rand(3, *shape, generator=torch.Generator().manual_seed(3))
+    labels = model(inputs).argmax(1)
+    plain = minimal(model, inputs, labels, norm=norm, time_limit=30)
+    # Starts 1.5 times as far as the optimum along its direction (kept where still adversarial): a start the
+    # feasibility questions must improve on.
+    starts = (inputs + 1.5 * (plain.adversarial - inputs)).clamp(0, 1)
+    result = minimal(model, inputs, labels, norm=norm, time_limit=30, starts=starts, upper=torch.full((3,), 2.0))
+    improved = 0
+    for i in range(len(inputs)):
+        expected = brute_force(factory(0), inputs[i].double().flatten().numpy(), int(labels[i]), norm, shape)
+        if math.isinf(expected):
+            continue
+        assert result.status[i] == "optimal"
+        assert result.lower_bound[i] <= expected + 1e-5
+        assert result.distance[i] == pytest.approx(expected, rel=2e-3, abs=1e-4)
+        start = (starts[i] - inputs[i]).double().norm(p=ORDER[norm])
+        improved += int(model(starts[i : i + 1]).argmax(1)) != int(labels[i]) and float(start) > expected * 1.1
+    assert improved > 0, "no start that the solver had to improve on: the test would not see the descent"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["tinymlp-fmnist", "tinycnn-fmnist"])
 @pytest.mark.parametrize("norm", ["linf", "l1"])

@@ -152,3 +152,24 @@ def test_threat_models_follow_the_recipe_defaults_and_options() -> None:
     assert threat_models("ddn", {}) == [("l2", 2.4)]
     assert threat_models("ampgd", {}) == [("linf", 0.1), ("l2", 1.5), ("l1", 10.0)]
     assert threat_models("msd", {"norms": ["l2", "l1"], "eps": [1.0, 5.0]}) == [("l2", 1.0), ("l1", 5.0)]
+
+
+def test_threat_models_refuse_norms_and_radii_of_different_lengths() -> None:
+    with pytest.raises(ValueError):
+        threat_models("msd", {"norms": ["l2", "l1"], "eps": [1.0]})
+
+
+def test_ddn_recipe_names_its_bad_options(batch) -> None:
+    model, x, y = batch
+    with pytest.raises(ValueError, match=r"^eps must be > 0"):
+        make_recipe("ddn", {"eps": -1.0})(model, x, y, generator=torch.Generator())
+    with pytest.raises(ValueError, match=r"^clean_weight must be"):
+        make_recipe("ddn", {"clean_weight": 1.5})(model, x, y, generator=torch.Generator())
+
+
+def test_multinorm_recipe_without_eps_uses_the_default_radii(batch) -> None:
+    model, x, y = batch
+    out = make_recipe("avg", {"steps": 1})(model, x, y, generator=torch.Generator().manual_seed(2))
+    assert out.inputs.shape == (18, *x.shape[1:])
+    for i, (norm, eps) in enumerate(threat_models("avg", {})):
+        assert float(getattr(lp, norm)(x, out.inputs[6 * i:6 * (i + 1)]).max()) <= eps * (1 + 1e-5)

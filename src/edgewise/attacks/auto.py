@@ -11,6 +11,9 @@ spends the full budget on every member instead, costing the sum of its parts):
    still open; a from-scratch member (``"fmn"``, ``"ddn"``, ``"alma"``, ``"sigma_zero"``) starts at the input,
    ``"apgd"`` is APGD in minimal form whose ε search starts from the best distance so far
    (``minimal(upper=...)``): every round tries to beat it, or, where nothing was found yet, doubles ε;
+   ``"line"`` bisects the segment from the input to the best point (:func:`line_search`); ``"prune"`` (ℓ0)
+   undoes the changed elements of the best point one per forward, least important first, where the point stays
+   adversarial (:func:`prune`);
 2. the per-sample best point over the stages.
 
 The plans per norm (``PLANS``) were chosen from measurements on design images of the zoo
@@ -20,7 +23,8 @@ The plans per norm (``PLANS``) were chosen from measurements on design images of
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -33,21 +37,23 @@ from edgewise.attacks.fmn import fmn
 from edgewise.attacks.minimal import minimal
 from edgewise.attacks.sigma_zero import sigma_zero
 from edgewise.distances import lp
-from edgewise.losses import is_adversarial
+from edgewise.losses import is_adversarial, logit_margin
 from edgewise.validation import check_choice, check_logits, check_positive
 
 NORMS = ("l0", "l1", "l2", "linf")
 SEARCH_ROUNDS = 5  # rounds of the "apgd" stage's ε search
 _NORM_OF = {"l0": lp.l0, "l1": lp.l1, "l2": lp.l2, "linf": lp.linf}
 
-Stage = tuple[str, float]
-"""(member, share): a member of ``MEMBERS`` and the fraction of the steps it gets (the last stage: the rest)."""
+Stage = tuple[str, float] | tuple[str, float, Mapping[str, float]]
+"""(member, share) or (member, share, options): a member of ``MEMBERS``, the fraction of the steps it gets (the
+last stage: the rest) and keyword options of a from-scratch member (another setting of the same attack, for
+diversity)."""
 
 PLANS: dict[str, tuple[Stage, ...]] = {
-    "l0": (("sigma_zero", 1.0),),
-    "l1": (("alma", 0.5), ("fmn", 0.5)),
-    "l2": (("alma", 0.34), ("ddn", 0.33), ("fmn", 0.33)),
-    "linf": (("fmn", 0.5), ("apgd", 0.5)),
+    "l0": (("sigma_zero", 0.9), ("prune", 0.1)),
+    "l1": (("alma", 0.34), ("fmn", 0.33), ("apgd", 0.33)),
+    "l2": (("alma", 0.3), ("ddn", 0.25), ("fmn", 0.25), ("line", 0.02), ("apgd", 0.18)),
+    "linf": (("fmn", 0.5), ("line", 0.02), ("apgd", 0.48)),
 }
 
 # The members that start from scratch, and the norms each minimizes.
@@ -57,13 +63,17 @@ _FROM_SCRATCH: dict[str, tuple[Callable[..., torch.Tensor], tuple[str, ...]]] = 
     "alma": (alma, ("l1", "l2")),
     "sigma_zero": (sigma_zero, ("l0",)),
 }
-MEMBERS = (*_FROM_SCRATCH, "apgd")
+# The members that start from the best point so far, and their norms.
+_FROM_BEST: dict[str, tuple[str, ...]] = {"apgd": ("l1", "l2", "linf"), "line": ("l1", "l2", "linf"),
+                                          "prune": ("l0",)}
+_NEEDS_A_POINT = ("line", "prune")  # they only improve an adversarial point, where one was found
+MEMBERS = (*_FROM_SCRATCH, *_FROM_BEST)
 
 
 def stage_steps(stages: Sequence[Stage], steps: int) -> list[int]:
     """The steps of each stage out of ``steps``: ⌊share × steps⌋, the last stage the rest (so they sum to
     ``steps``)."""
-    counts = [int(share * steps) for _, share in stages[:-1]]
+    counts = [int(stage[1] * steps) for stage in stages[:-1]]
     return [*counts, steps - sum(counts)]
 
 
@@ -71,28 +81,84 @@ def check_stages(stages: Sequence[Stage], norm: str) -> None:
     if not stages:
         raise ValueError("stages must name at least one (member, share), got none")
     for stage in stages:
-        if not (isinstance(stage, tuple) and len(stage) == 2 and stage[0] in MEMBERS
-                and isinstance(stage[1], (int, float)) and 0 < stage[1] <= 1):
-            raise ValueError(f"stages must be (member, share) pairs, member one of {list(MEMBERS)} and share in "
-                             f"(0, 1], got {stage!r}")
+        if not (isinstance(stage, tuple) and len(stage) in (2, 3) and stage[0] in MEMBERS
+                and isinstance(stage[1], (int, float)) and 0 < stage[1] <= 1
+                and (len(stage) == 2 or (isinstance(stage[2], Mapping) and stage[0] in _FROM_SCRATCH))):
+            raise ValueError(f"stages must be (member, share) or (member, share, options), member one of "
+                             f"{list(MEMBERS)}, share in (0, 1], options a mapping for the members "
+                             f"{list(_FROM_SCRATCH)}, got {stage!r}")
         name = stage[0]
-        norms = _FROM_SCRATCH[name][1] if name in _FROM_SCRATCH else ("l1", "l2", "linf")
+        norms = _FROM_SCRATCH[name][1] if name in _FROM_SCRATCH else _FROM_BEST[name]
         if norm not in norms:
             raise ValueError(f"stages: member {name!r} does not minimize norm {norm!r} (it takes {list(norms)})")
-    if sum(share for _, share in stages[:-1]) > 1:
+    if sum(stage[1] for stage in stages[:-1]) > 1:
         raise ValueError(f"stages: the shares before the last must sum to at most 1, got {list(stages)}")
 
 
-def _run_stage(name: str, model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, norm: str,
-               steps: int, best_norm: torch.Tensor, targeted: bool,
+def prune(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, best: torch.Tensor, *, passes: int,
+          targeted: bool) -> torch.Tensor:
+    """ℓ0 pruning of adversarial points ``best``: one forward and backward at ``best`` rank its changed elements
+    by |δᵢ ∂L/∂xᵢ| (L the logit margin: the first-order change of L when δᵢ is undone), then each forward undoes
+    the next-ranked element of every sample, least important first, and keeps the change where the point stays
+    adversarial. At most ``passes`` passes per sample (>= 3 to try one element); returns the pruned points."""
+    delta = (best - inputs).detach()
+    point = best.detach().requires_grad_(True)
+    margin = logit_margin(model(point), labels, targeted=targeted)
+    (gradient,) = torch.autograd.grad(margin.sum(), point)
+    flat = delta.flatten(1)
+    changed = flat != 0
+    score = torch.where(changed, (flat * gradient.flatten(1)).abs(), math.inf)
+    order = score.argsort(dim=1)
+    candidates = changed.sum(1)
+    current = best.detach().clone().flatten(1)
+    original = inputs.flatten(1)
+    for trial in range(min(passes - 2, int(candidates.max()) if candidates.numel() else 0)):
+        rows = (candidates > trial).nonzero().squeeze(1)
+        column = order[rows, trial]
+        attempt = current[rows].clone()
+        attempt[torch.arange(len(rows)), column] = original[rows, column]
+        with torch.no_grad():
+            keep = is_adversarial(model(attempt.view(-1, *inputs.shape[1:])), labels[rows], targeted=targeted)
+        current[rows[keep]] = attempt[keep]
+    return current.view_as(inputs)
+
+
+def line_search(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, best: torch.Tensor, *, passes: int,
+                targeted: bool) -> torch.Tensor:
+    """Bisection of t ∈ [0, 1] on the segment x + t (best − x) from the inputs to adversarial points ``best``:
+    each forward halves the bracket [t₋, t₊] whose upper end is adversarial (t₊ = 1 at the start). One forward
+    per pass, ``passes`` per sample; returns x + t₊ (best − x). Where the boundary is near the point (a minimal
+    attack's result) it moves little; where gradients are masked (an input quantization) and an attack found
+    only a far point, a random direction's, it brings it to the boundary along that ray."""
+    delta = (best - inputs).detach()
+    low = torch.zeros(inputs.shape[0], dtype=inputs.dtype, device=inputs.device)
+    high = torch.ones_like(low)
+    for _ in range(passes):
+        middle = (low + high) / 2
+        with torch.no_grad():
+            adversarial = is_adversarial(model(inputs + batch_view(middle, delta) * delta), labels,
+                                         targeted=targeted)
+        high, low = torch.where(adversarial, middle, high), torch.where(adversarial, low, middle)
+    return (inputs + batch_view(high, delta) * delta).clamp(0, 1)
+
+
+def _run_stage(stage: Stage, model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, norm: str,
+               steps: int, best: torch.Tensor, best_norm: torch.Tensor, targeted: bool,
                generator: torch.Generator | None) -> torch.Tensor:
+    name = stage[0]
+    if name == "prune":
+        return prune(model, inputs, labels, best, passes=2 * steps, targeted=targeted)
+    if name == "line":
+        return line_search(model, inputs, labels, best, passes=2 * steps, targeted=targeted)
     if name == "apgd":
         rounds = min(SEARCH_ROUNDS, steps)
         return minimal(model, inputs, labels, attack=apgd, norm=norm, upper=best_norm, steps=steps // rounds,
                        binary_search_steps=rounds, targeted=targeted, generator=generator)
     function = _FROM_SCRATCH[name][0]
-    options = {"distance": norm} if name == "alma" else {"norm": norm} if name in ("fmn", "sigma_zero") else {}
-    return function(model, inputs, labels, steps=steps, targeted=targeted, generator=generator, **options)
+    chosen: dict[str, Any] = {"distance": norm} if name == "alma" else {"norm": norm} if name != "ddn" else {}
+    if len(stage) == 3:
+        chosen.update(stage[2])
+    return function(model, inputs, labels, steps=steps, targeted=targeted, generator=generator, **chosen)
 
 
 def portfolio(
@@ -121,11 +187,12 @@ def portfolio(
     distance = _NORM_OF[norm]
     best = inputs.clone()
     best_norm = torch.full((inputs.shape[0],), math.inf, dtype=inputs.dtype, device=inputs.device)
-    for (name, _), steps in zip(stages, stage_steps(stages, (budget - 1) // 2), strict=True):
-        if steps == 0 or not bool(open_.any()):
+    for stage, steps in zip(stages, stage_steps(stages, (budget - 1) // 2), strict=True):
+        chosen = open_ & torch.isfinite(best_norm) if stage[0] in _NEEDS_A_POINT else open_
+        if steps == 0 or not bool(chosen.any()):
             continue
-        index = open_.nonzero().squeeze(1)
-        found = _run_stage(name, model, inputs[index], labels[index], norm=norm, steps=steps,
+        index = chosen.nonzero().squeeze(1)
+        found = _run_stage(stage, model, inputs[index], labels[index], norm=norm, steps=steps, best=best[index],
                            best_norm=best_norm[index], targeted=targeted, generator=generator)
         changed = (found != inputs[index]).flatten(1).any(1)
         size = torch.where(changed, distance(inputs[index], found), math.inf)

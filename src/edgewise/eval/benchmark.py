@@ -84,7 +84,8 @@ class AttackSpec:
 
 def edgewise_attack(spec: str, *, distance: str) -> AttackSpec:
     """``"ddn"``, ``"fmn-l2"``, ``"alma-l1"``, ``"cw-l2"``: an attack of the registry, the suffix bound to the
-    ``distance`` or ``norm`` it takes. Without a suffix, an attack that takes one gets ``distance``. C&W's budget
+    ``distance`` or ``norm`` it takes (``"auto"``: the portfolio with a budget of 2 × steps passes per sample,
+    ``attacks.auto.auto_steps``). Without a suffix, an attack that takes one gets ``distance``. C&W's budget
     is its ``binary_search_steps`` (9) × steps, labelled "9×steps" like the baselines with a search.
     """
     name, _, suffix = spec.partition("-")

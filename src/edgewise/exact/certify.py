@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgewise.exact.formulation import build, compute_bounds, reachable_region
+from edgewise.exact.formulation import INF, Bounds, build, compute_bounds, reachable_region
 from edgewise.exact.network import Network, check_network, network_from_module
-from edgewise.exact.solvers import SOLVERS, Solution, lp_ranges, solve
+from edgewise.exact.solvers import SOLVERS, Solution, complete, lp_ranges, solve
 from edgewise.validation import check_choice, check_inputs, check_logits, check_positive
 
 NORMS = ("linf", "l1", "l2")
@@ -90,22 +90,97 @@ def _from_objective(value: float, norm: str) -> float:
     return math.sqrt(max(value, 0.0)) if norm == "l2" else max(value, 0.0)
 
 
+def _within(network: Network, flat: np.ndarray, label: int, *, norm: str, radius: float, targeted: bool,
+            time_limit: float, solver: str, tolerance: float, tighten: bool) -> tuple[Solution, Bounds]:
+    """Is there an adversarial (margin ≥ −τ) within ``radius``? A feasibility program, its bounds computed in
+    that ball: "infeasible" certifies ``radius`` as a lower bound; a point is an adversarial inside it."""
+    bounds = compute_bounds(network, flat, norm, radius, label=label, targeted=targeted, tolerance=tolerance,
+                            lp=lp_ranges if tighten else None)
+    if not reachable_region(bounds, targeted=targeted, tolerance=tolerance):
+        return Solution("infeasible", None, INF, INF), bounds
+    program, _ = build(network, flat, norm, radius, bounds, label=label, targeted=targeted, tolerance=tolerance,
+                       feasibility=True)
+    return solve(program, solver=solver, time_limit=time_limit, gap=0.0), bounds
+
+
+def _polish(network: Network, model: nn.Module, x: torch.Tensor, point: np.ndarray, label: int, *, norm: str,
+            radius: float, bounds: Bounds, targeted: bool, solver: str, tolerance: float,
+            time_limit: float) -> tuple[tuple[torch.Tensor, float] | None, float]:
+    """On the activation pattern of ``point`` (a convex program): the closest adversarial with margin +τ,
+    verified (or ``point`` itself where that fails; None where neither is adversarial for the real model), and
+    the pattern's minimal distance with margin −τ (the distance of ``point`` where the pattern is not solved)."""
+    flat = x.detach().double().cpu().flatten().numpy()
+    program, _ = build(network, flat, norm, radius, bounds, label=label, targeted=targeted, tolerance=tolerance)
+    full = complete(program, point)
+    candidates: list[np.ndarray | None] = [point]
+    relaxed = float(np.linalg.norm(point - flat, ord=ORDER[norm]))
+    if full is not None:
+        candidates.insert(0, solve(program.fixed(full, 2 * tolerance), solver=solver, time_limit=time_limit,
+                                   gap=0.0).point)
+        pattern = solve(program.fixed(full, 0.0), solver=solver, time_limit=time_limit, gap=0.0)
+        relaxed = min(relaxed, pattern.objective)
+    verified = [v for c in candidates if c is not None
+                if (v := _verified(model, x, c[: x.numel()], label, targeted, norm)) is not None]
+    return (min(verified, key=lambda v: v[1]) if verified else None), relaxed
+
+
+def _descend(network: Network, model: nn.Module, x: torch.Tensor, label: int, found: tuple[torch.Tensor, float], *,
+             norm: str, targeted: bool, time_limit: float, solver: str, gap: float, tolerance: float,
+             tighten: bool) -> tuple[tuple[torch.Tensor, float], tuple[torch.Tensor, float, float, str] | None]:
+    """From a verified adversarial at distance d, ask "any adversarial (margin ≥ −τ) within d (1 − gap)?" until
+    the answer is no (the gap is closed: "optimal"). A point found inside is polished on its activation pattern:
+    the pattern's closest adversarial with margin +τ (verified) is the new d, and the next question is asked
+    below the pattern's minimum with margin −τ, so that the bracket is the gap plus the O(τ) between the two,
+    as in the minimization. Each question is asked in a smaller ball (tighter bounds, fewer undecided ReLUs)
+    and, for ℓ∞, of a much smaller program (no rows for |x' − x| ≤ t) than the minimization.
+
+    Returns the closest verified adversarial and the sample's result, or None for the result where the polish
+    gives nothing closer (then the minimization decides)."""
+    started = time.perf_counter()
+    flat = x.detach().double().cpu().flatten().numpy()
+    adversarial, distance = found
+    reach = distance
+    while (remaining := time_limit - (time.perf_counter() - started)) > 0:
+        inner = reach * (1 - gap)
+        verdict, bounds = _within(network, flat, label, norm=norm, radius=inner, targeted=targeted,
+                                  time_limit=remaining, solver=solver, tolerance=tolerance, tighten=tighten)
+        if verdict.status == "infeasible":
+            return (adversarial, distance), (adversarial, distance, inner, "optimal")
+        if verdict.point is None:
+            break
+        closer, reach = _polish(network, model, x, verdict.point[: x.numel()], label, norm=norm, radius=inner,
+                                bounds=bounds, targeted=targeted, solver=solver, tolerance=tolerance,
+                                time_limit=max(time_limit - (time.perf_counter() - started), 1.0))
+        if closer is None:
+            return (adversarial, distance), None
+        if closer[1] < distance:
+            adversarial, distance = closer
+    return (adversarial, distance), (adversarial, distance, 0.0, "time_limit")
+
+
 def _one(network: Network, model: nn.Module, x: torch.Tensor, label: int, *, norm: str, radius: float,
          targeted: bool, time_limit: float, solver: str, gap: float, tolerance: float, tighten: bool,
          start: torch.Tensor | None) -> tuple[torch.Tensor, float, float, str]:
     if _is_adversarial(model, x, label, targeted):
         return x, 0.0, 0.0, "optimal"  # misclassified as it is: the minimum is 0
     flat = x.detach().double().cpu().flatten().numpy()
+    started = time.perf_counter()
+    known = None if start is None else start.detach().double().cpu().flatten().numpy()
+    found = None if known is None else _verified(model, x, known, label, targeted, norm)
+    if found is not None and gap > 0 and norm != "l2" and found[1] > 0:
+        found, result = _descend(network, model, x, label, found, norm=norm, targeted=targeted,
+                                 time_limit=time_limit, solver=solver, gap=gap, tolerance=tolerance, tighten=tighten)
+        if result is not None:
+            return result
+        radius, known = found[1], found[0].detach().double().cpu().flatten().numpy()
     # A small slack keeps the attack's own point (at distance exactly `upper`) inside the searched ball.
     ball = radius * (1 + 1e-6) + 1e-9 if math.isfinite(radius) else math.inf
-    started = time.perf_counter()
     bounds = compute_bounds(network, flat, norm, ball, label=label, targeted=targeted, tolerance=tolerance,
                             lp=lp_ranges if tighten else None)
     if not reachable_region(bounds, targeted=targeted, tolerance=tolerance):
         return x, math.inf, ball, "infeasible"
     program, _ = build(network, flat, norm, ball, bounds, label=label, targeted=targeted, tolerance=tolerance)
     remaining = time_limit - (time.perf_counter() - started)
-    known = None if start is None else start.detach().double().cpu().flatten().numpy()
     solution: Solution = solve(program, solver=solver, time_limit=remaining, gap=gap, start=known)
     if solution.status == "infeasible":
         return x, math.inf, ball, "infeasible"
@@ -117,14 +192,16 @@ def _one(network: Network, model: nn.Module, x: torch.Tensor, label: int, *, nor
         remaining = max(time_limit - (time.perf_counter() - started), 1.0)
         repaired = solve(program.fixed(solution.point, 2 * tolerance), solver=solver, time_limit=remaining, gap=gap)
         candidates += [repaired.point, solution.point]
-    found = None
-    for candidate in [*candidates, known]:  # the start, verified adversarial, if the solver's points fail
-        if candidate is not None and found is None:
-            found = _verified(model, x, candidate[: x.numel()], label, targeted, norm)
-    if found is None:
+    closest = next((v for c in candidates if c is not None
+                    if (v := _verified(model, x, c[: x.numel()], label, targeted, norm)) is not None), None)
+    status = solution.status
+    if closest is None:
+        # The solver's points fail re-verification: the start (verified adversarial), with the bracket it leaves.
+        status, closest = "time_limit", found
+    if closest is None:
         return x, math.inf, lower, "time_limit"
-    adversarial, distance = found
-    return adversarial, distance, min(lower, distance), solution.status
+    adversarial, distance = closest
+    return adversarial, distance, min(lower, distance), status
 
 
 def minimal(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, norm: str, time_limit: float,

@@ -13,8 +13,8 @@ variables, and per layer the pre-activations z, the post-activations a and binar
 - objective: ℓ∞ t with −t ≤ x' − x ≤ t; ℓ1 Σ e with −e ≤ x' − x ≤ e; ℓ2 Σ (x' − x)² (a quadratic objective).
 
 Bounds (section 3.2 of the paper) are computed by interval arithmetic from the input box, with the dual norm of
-each first-layer row for ℓ1/ℓ2 balls, and tightened layer by layer with the LP relaxation of the program so far
-(the binaries relaxed to [0, 1]) where ``lp`` is set.
+each first-layer row for ℓ2 balls and the exact fractional knapsack for ℓ1 balls, and tightened from the second
+layer on with the LP relaxation of the program so far (the binaries relaxed to [0, 1]) where ``lp`` is set.
 """
 
 from __future__ import annotations
@@ -136,15 +136,32 @@ def _affine_interval(weight: sparse.csr_matrix, bias: np.ndarray, lower: np.ndar
     return positive @ lower + negative @ upper + bias, positive @ upper + negative @ lower + bias
 
 
-def _first_layer_ball(weight: sparse.csr_matrix, bias: np.ndarray, x: np.ndarray, norm: str,
-                      radius: float) -> tuple[np.ndarray, np.ndarray]:
-    """w·x' ∈ w·x ± radius·‖w‖_dual over the ℓ1 / ℓ2 ball (Hölder), intersected with the box bounds later."""
+def _first_layer_l2(weight: sparse.csr_matrix, bias: np.ndarray, x: np.ndarray,
+                    radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """w·x' ∈ w·x ± radius·‖w‖₂ over the ℓ2 ball (Cauchy-Schwarz), intersected with the box bounds later."""
     center = weight @ x + bias
-    if norm == "l1":
-        dual = abs(weight).max(axis=1).toarray().ravel()
-    else:
-        dual = np.sqrt(np.asarray(weight.multiply(weight).sum(axis=1)).ravel())
+    dual = np.sqrt(np.asarray(weight.multiply(weight).sum(axis=1)).ravel())
     return center - radius * dual, center + radius * dual
+
+
+def _first_layer_l1(weight: sparse.csr_matrix, bias: np.ndarray, x: np.ndarray,
+                    radius: float) -> tuple[np.ndarray, np.ndarray]:
+    """Exact min and max of w·x' + b over [0, 1] ∩ {‖x' − x‖₁ ≤ radius}: a fractional knapsack per row, the
+    budget spent on the largest |w_i| first, each up to its room in the box (what an LP would give, in closed
+    form)."""
+    dense = weight.toarray()
+    center = dense @ x + bias
+    order = np.argsort(-np.abs(dense), axis=1)
+    magnitude = np.take_along_axis(np.abs(dense), order, axis=1)
+    ends = []
+    for direction in (1.0, -1.0):
+        # Room along direction·sign(w_i): up to 1 − x_i when that moves x' up, x_i when it moves x' down.
+        up = direction * np.take_along_axis(dense, order, axis=1) > 0
+        room = np.where(up, (1.0 - x)[order], x[order])
+        spent = np.cumsum(room, axis=1) - room
+        take = np.clip(radius - spent, 0.0, room)
+        ends.append(direction * (magnitude * take).sum(axis=1))
+    return center + ends[1], center + ends[0]
 
 
 def _maxpool_interval(groups: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -153,15 +170,20 @@ def _maxpool_interval(groups: np.ndarray, lower: np.ndarray, upper: np.ndarray) 
 
 
 def build(network: Network, x: np.ndarray, norm: str, radius: float, bounds: Bounds, *, label: int,
-          targeted: bool, tolerance: float, upto: int | None = None) -> tuple[Program, np.ndarray]:
+          targeted: bool, tolerance: float, upto: int | None = None,
+          feasibility: bool = False) -> tuple[Program, np.ndarray]:
     """The program of one sample, or with ``upto`` = k the part before layer k (for LP tightening).
 
+    ``feasibility`` (ℓ∞, ℓ1): no objective, "is there an adversarial within ``radius``?" (ℓ∞: the input
+    columns' box is then the whole ball, and the 2D rows |x' − x| ≤ t are left out).
     Returns the program and the columns of the values entering layer ``upto`` (or the logits' layer): -1
     marks a unit that is the constant 0 (a ReLU fixed inactive).
     """
+    if feasibility and norm == "l2":
+        raise ValueError("feasibility programs are built for linf and l1 only (l2's ball is its objective)")
     builder = _Builder()
     values = builder.add_cols(*bounds.input)
-    _add_norm(builder, values, x, norm, radius, objective=upto is None)
+    _add_norm(builder, values, x, norm, radius, objective=upto is None and not feasibility)
     stop = len(network.layers) - 1 if upto is None else upto
     entering = [bounds.input, *bounds.layers]
     for k, layer in enumerate(network.layers[:stop]):
@@ -178,8 +200,11 @@ def build(network: Network, x: np.ndarray, norm: str, radius: float, bounds: Bou
 
 def _add_norm(builder: _Builder, inputs: np.ndarray, x: np.ndarray, norm: str, radius: float, *,
               objective: bool) -> None:
+    """The norm's variables and rows; without an objective the ℓ∞ ball is the input columns' box already."""
     size = len(inputs)
     rows = np.arange(size)
+    if norm == "linf" and not objective:
+        return
     if norm == "linf":
         (t,) = builder.add_cols(np.zeros(1), np.array([radius]), cost=1.0 if objective else 0.0)
         where = (np.r_[rows, rows], np.r_[inputs, [t] * size])
@@ -302,12 +327,14 @@ def compute_bounds(network: Network, x: np.ndarray, norm: str, radius: float, *,
     for k, layer in enumerate(network.layers[:-1]):
         if isinstance(layer, Affine):
             low, high = _affine_interval(layer.weight, layer.bias, low, high)
-            if k == 0 and norm in ("l1", "l2") and np.isfinite(radius):
-                ball_low, ball_high = _first_layer_ball(layer.weight, layer.bias, x, norm, radius)
+            if k == 0 and norm == "l1" and np.isfinite(radius):
+                low, high = _first_layer_l1(layer.weight, layer.bias, x, radius)
+            elif k == 0 and norm == "l2" and np.isfinite(radius):
+                ball_low, ball_high = _first_layer_l2(layer.weight, layer.bias, x, radius)
                 low, high = np.maximum(low, ball_low), np.minimum(high, ball_high)
             unstable = np.flatnonzero((low < 0) & (high > 0))
-            # The first layer's interval is exact on the ℓ∞ box; the ℓ1 budget Σ e ≤ r is an LP constraint that pays.
-            if lp is not None and (k > 0 or norm == "l1") and len(unstable):
+            # The first layer's bounds are exact already (the ℓ∞ box's interval, ℓ1's knapsack): LPs from layer 2.
+            if lp is not None and k > 0 and len(unstable):
                 program, cols = build(network, x, norm, radius, bounds, label=label, targeted=targeted,
                                       tolerance=tolerance, upto=k)
                 lp_low, lp_high = lp(program, cols, layer.weight[unstable])

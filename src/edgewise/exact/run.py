@@ -16,9 +16,11 @@ from edgewise.exact.certify import ExactResult, minimal
 from edgewise.exact.compare import compare, plot_comparison
 
 ATTACKS = {
-    "linf": ("fmn-linf", "adv-lib:fmn-linf", "foolbox:fmn-linf"),
-    "l1": ("alma-l1", "fmn-l1", "adv-lib:alma-l1", "adv-lib:fmn-l1"),
-    "l2": ("ddn", "alma-l2", "fmn-l2", "cw-l2", "adv-lib:ddn", "adv-lib:alma-l2", "adv-lib:fmn-l2"),
+    "linf": ("fmn-linf", "cw-linf", "pgd_minimal-linf", "apgd_minimal-linf", "adv-lib:fmn-linf", "foolbox:fmn-linf"),
+    "l1": ("alma-l1", "fmn-l1", "cw-l1", "pgd_minimal-l1", "apgd_minimal-l1", "adv-lib:alma-l1", "adv-lib:fmn-l1",
+           "foolbox:fmn-l1"),
+    "l2": ("ddn", "alma-l2", "fmn-l2", "cw-l2", "pgd_minimal-l2", "apgd_minimal-l2", "adv-lib:ddn", "adv-lib:alma-l2",
+           "adv-lib:fmn-l2"),
 }
 """The attacks whose distances are compared with the exact ones, per norm (edgewise's and other libraries')."""
 

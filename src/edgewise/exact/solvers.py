@@ -59,6 +59,10 @@ def lp_ranges(program: Program, cols: np.ndarray, weights: sparse.csr_matrix) ->
     import highspy
 
     h = _highs(program, relax=True)
+    # Only the cost changes from one LP to the next: without presolve, primal simplex starts from the previous
+    # optimal basis, still primal feasible (about 4 times faster than the default on the ℓ1 programs here).
+    h.setOptionValue("presolve", "off")
+    h.setOptionValue("simplex_strategy", 4)
     active = np.flatnonzero(cols >= 0)
     weights = weights[:, active].tocsr()
     n = len(program.col_lower)
@@ -80,13 +84,13 @@ def solve(program: Program, *, solver: str, time_limit: float, gap: float,
           start: np.ndarray | None = None) -> Solution:
     """Solve ``program``; ``start``: values of its first columns (the perturbed input x') of a known feasible
     point, completed to every column and handed to the solver as its first incumbent."""
-    full = None if start is None else _complete(program, start)
+    full = None if start is None else complete(program, start)
     if solver == "highs":
         return _solve_highs(program, time_limit=time_limit, gap=gap, start=full)
     return _solve_scip(program, time_limit=time_limit, gap=gap, start=full)
 
 
-def _complete(program: Program, start: np.ndarray) -> np.ndarray | None:
+def complete(program: Program, start: np.ndarray) -> np.ndarray | None:
     """Every column's value at the input ``start``: the program with x' fixed there, where bound propagation
     decides every binary (HiGHS); None when ``start`` is outside the program's input bounds or not feasible."""
     import highspy

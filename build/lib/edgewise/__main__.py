@@ -1,3 +1,0 @@
-from edgewise.cli import main
-
-raise SystemExit(main())
