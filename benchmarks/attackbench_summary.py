@@ -34,13 +34,13 @@ def norm_section(norm: str, report: dict[str, Any]) -> tuple[list[str], dict[str
     counted = {row["attack"]: row["models"] for row in report["summary"]}
     lines = [f"## {norm}", "", "| attack | " + " | ".join(f"`{m}`" for m in models) + " | GO (models) |",
              "|---|" + "---|" * (len(models) + 1)]
-    for attack in sorted(go, key=lambda name: -go[name]):
+    for attack in sorted(go, key=lambda name: -(go[name] or -1.0)):  # GO None (no LO defined) last
         cells = " | ".join(_fmt(lo[m].get(attack)) for m in models)
         lines.append(f"| {attack} | {cells} | {_fmt(go[attack])} ({counted[attack]}) |")
-    if "auto" in go:
-        rivals = {name: value for name, value in go.items() if name != "auto"}
+    if go.get("auto") is not None:
+        rivals = {name: value for name, value in go.items() if name != "auto" and value is not None}
         best = max(rivals, key=lambda name: rivals[name])
-        short = [f"`{m}` {lo[m]['auto']:.3f}" for m in models if lo[m].get("auto", 0.0) < TARGET]
+        short = [f"`{m}` {_fmt(lo[m].get('auto'))}" for m in models if (lo[m].get("auto") or 0.0) < TARGET]
         lines += ["", f"auto: GO {go['auto']:.3f} vs the best single attack's {rivals[best]:.3f} ({best}): "
                   f"{'above' if go['auto'] > rivals[best] else 'NOT above'}; LO >= {TARGET} on "
                   f"{len(models) - len(short)} of {len(models)} models"
@@ -68,7 +68,7 @@ def main() -> None:
         report = json.loads(path.read_text())
         section, go = norm_section(norm, report)
         sections += section
-        rivals = {name: value for name, value in go.items() if name != "auto"}
+        rivals = {name: value for name, value in go.items() if name != "auto" and value is not None}
         best = max(rivals, key=lambda name: rivals[name])
         overview.append(f"| {norm} | {', '.join(report['models'])} | {_fmt(go.get('auto'))} | "
                         f"{best} ({rivals[best]:.3f}) |")
