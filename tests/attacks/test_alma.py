@@ -96,3 +96,22 @@ def test_bad_options(oracle_factory, kwargs, error, match) -> None:
 def test_two_class_model_is_a_clear_error(linear_oracle) -> None:
     with pytest.raises(ValueError, match="at least 3 classes, got 2"):
         alma(linear_oracle.model, linear_oracle.inputs, linear_oracle.labels, steps=5)
+
+
+def test_initial_step_size_beyond_the_first_doublings() -> None:
+    # ‖g‖₂ = 0.01 and ε = 0.1: the root is η = 10, found only by doubling the bracket [0, 1] four times.
+    inputs = torch.full((2, 1, 2, 2), 0.5)
+    grad = torch.full((2, 1, 2, 2), 0.005)
+    distance = get_distance("l2")(inputs)
+    eta = initial_step_size(distance, inputs, grad, 0.1)
+    torch.testing.assert_close(eta, torch.full((2,), 10.0), rtol=1e-4, atol=0)
+
+
+def test_initial_step_size_defaults_to_20_halvings() -> None:
+    # The documented default (a bracket of 2^-20 of the line search's): the default equals searches=20 exactly.
+    inputs = torch.rand(3, 1, 4, 4, generator=torch.Generator().manual_seed(2)) * 0.5 + 0.25
+    grad = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(3))
+    distance = get_distance("l2")(inputs)
+    default = initial_step_size(distance, inputs, grad, 0.1)
+    assert torch.equal(default, initial_step_size(distance, inputs, grad, 0.1, searches=20))
+    assert not torch.equal(default, initial_step_size(distance, inputs, grad, 0.1, searches=21))

@@ -66,3 +66,15 @@ def test_schedules_follow_algorithm_2(oracle_factory, init_distance: float) -> N
         assert not bool(found.any()) and grew > 0 and kept > 0
     else:  # adversarials found at several different iterations, well before the end: η decays per sample
         assert len(set(first[first > 0].tolist())) >= 3 and float(first[first > 0].min()) < STEPS - M
+
+
+def test_lr_decays_from_the_first_step_for_an_input_adversarial_at_the_start(oracle_factory) -> None:
+    # A misclassified input is adversarial at iteration 0 (k = 0): η = η⁽⁰⁾ r^(i/N) from the start.
+    o = oracle_factory(classes=4)
+    labels = o.labels.clone()
+    labels[0] = 1 - labels[0]
+    seen: list[torch.Tensor] = []
+    alma(o.model, o.inputs, labels, steps=STEPS, init_distance=5e-4, final_lr_ratio=RATIO,
+         callback=lambda step, state: seen.append(state["lr"].detach().clone().double()))
+    expected = torch.stack([seen[0][0] * RATIO ** (i / STEPS) for i in range(STEPS)])
+    torch.testing.assert_close(torch.stack([lr[0] for lr in seen]), expected, rtol=1e-5, atol=0)

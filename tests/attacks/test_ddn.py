@@ -119,3 +119,13 @@ def test_defaults_are_the_papers_and_a_bad_callback_is_refused(linear_oracle) ->
     assert seen[0] == pytest.approx(1.0) and seen[-1] == pytest.approx(cosine_step_size(99, 100, 1.0, 0.01))
     with pytest.raises(TypeError, match="callback must be callable"):
         ddn(o.model, o.inputs, o.labels, callback=3)
+
+
+def test_every_tensor_follows_the_inputs_device(linear_oracle) -> None:
+    # With "meta" as the default device, a tensor made without device= meets the CPU inputs and fails, as it
+    # would on a GPU: this runs the device check on a CPU-only machine.
+    o = linear_oracle
+    expected = ddn(o.model, o.inputs, o.labels, steps=3, generator=torch.Generator().manual_seed(0))
+    with torch.device("meta"):
+        found = ddn(o.model, o.inputs, o.labels, steps=3, generator=torch.Generator().manual_seed(0))
+    assert found.device == o.inputs.device and torch.equal(found, expected)

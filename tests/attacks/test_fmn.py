@@ -135,3 +135,13 @@ def test_bad_inputs(linear_oracle) -> None:
         fmn(o.model, o.inputs, o.labels[:3])
     with pytest.raises(ValueError, match=r"labels must be in \[0, 1\] for a model with 2 classes, got max 6"):
         fmn(o.model, o.inputs, o.labels + 5, steps=2)
+
+
+def test_every_tensor_follows_the_inputs_device(linear_oracle) -> None:
+    # With "meta" as the default device, a tensor made without device= meets the CPU inputs and fails, as it
+    # would on a GPU: this runs the device check on a CPU-only machine.
+    o = linear_oracle
+    expected = fmn(o.model, o.inputs, o.labels, steps=3)
+    with torch.device("meta"):
+        found = fmn(o.model, o.inputs, o.labels, steps=3)
+    assert found.device == o.inputs.device and torch.equal(found, expected)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edgewise.attacks.pgd import pgd
+from edgewise.attacks.pgd import ascent_loss, pgd, pgd_step
 from edgewise.data import sample
 from edgewise.distances import lp
 from edgewise.models import CountingModel, load_model
@@ -60,9 +60,34 @@ def test_budget_and_no_global_rng(smallcnn) -> None:
     ({"norm": "l3"}, ValueError, "^norm must be one of"),
     ({"eps": -0.1}, ValueError, "^eps must be > 0"),
     ({"steps": 0}, ValueError, "^steps must be > 0"),
+    ({"steps": 1.5}, TypeError, "^steps must be an int"),
     ({"loss": "hinge"}, ValueError, "^loss must be one of"),
     ({"step_size": "big"}, TypeError, "^step_size must be a number"),
 ])
 def test_bad_options(linear_oracle, kwargs, error, match) -> None:
     with pytest.raises(error, match=match):
         pgd(linear_oracle.model, linear_oracle.inputs, linear_oracle.labels, **kwargs)
+
+
+def test_cw_ascent_loss_is_the_negated_margin_targeted_or_not() -> None:
+    # z = (1, 3, 2), class 0: untargeted margin z₀ − max_{j≠0} z_j = −2, targeted max_{j≠0} z_j − z₀ = 2.
+    logits, labels = torch.tensor([[1.0, 3.0, 2.0]]), torch.tensor([0])
+    assert float(ascent_loss(logits, labels, loss="cw", targeted=False)) == 2.0
+    assert float(ascent_loss(logits, labels, loss="cw", targeted=True)) == -2.0
+
+
+def test_l0_step_length_is_the_step_size_not_scaled_by_eps() -> None:
+    # g/‖g‖₂ = (0.6, 0.8, 0, 0); ℓ0 step α = 0.25 (not α ε = 0.5), both coordinates kept by ε = 2.
+    delta, inputs = torch.zeros(1, 4), torch.full((1, 4), 0.5)
+    step = pgd_step(delta, inputs, torch.tensor([[3.0, 4.0, 0.0, 0.0]]), norm="l0", eps=2.0, step_size=0.25)
+    torch.testing.assert_close(step, torch.tensor([[0.15, 0.2, 0.0, 0.0]]))
+
+
+def test_a_sample_never_adversarial_gets_the_last_iterate(linear_oracle) -> None:
+    # ε = a tenth of each sample's ℓ2 distance to the boundary: never adversarial, so PGD returns x + δ_K (the
+    # last projected ascent step, moved off x), not the clean input.
+    o = linear_oracle
+    eps = o.l2 / 10
+    found = pgd(o.model, o.inputs, o.labels, norm="l2", eps=eps, steps=3)
+    assert bool((o.model(found).argmax(1) == o.labels).all())
+    torch.testing.assert_close(lp.l2(o.inputs, found), eps, rtol=1e-4, atol=0)

@@ -3,6 +3,8 @@ surrogate of eq. 4, the budget, bad options."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -48,6 +50,7 @@ def test_budget_and_no_adversarial_returns_the_input(linear_oracle) -> None:
     ({"norm": "l1"}, ValueError, r"^norm must be one of \['l0'\], got 'l1'"),
     ({"steps": 0}, ValueError, "^steps must be > 0"),
     ({"sigma": -1.0}, ValueError, "^sigma must be > 0"),
+    ({"step_size": -1.0}, ValueError, "^step_size must be > 0"),
     ({"threshold": 1.5}, ValueError, r"^threshold must be in \(0, 1\)"),
     ({"threshold_step": "x"}, TypeError, "^threshold_step must be a number"),
     ({"eps": 3}, TypeError, "eps"),
@@ -55,3 +58,12 @@ def test_budget_and_no_adversarial_returns_the_input(linear_oracle) -> None:
 def test_bad_options(linear_oracle, kwargs, error, match) -> None:
     with pytest.raises(error, match=match):
         sigma_zero(linear_oracle.model, linear_oracle.inputs, linear_oracle.labels, **kwargs)
+
+
+def test_callback_reports_its_documented_keys_in_the_inputs_dtype(linear_oracle) -> None:
+    o = linear_oracle
+    seen: list[dict[str, torch.Tensor]] = []
+    model = copy.deepcopy(o.model).double()
+    sigma_zero(model, o.inputs.double(), o.labels, steps=2, callback=lambda step, state: seen.append(state))
+    assert len(seen) == 2 and set(seen[0]) == {"l0", "best_l0", "threshold", "step_size", "adversarial"}
+    assert seen[0]["threshold"].dtype == torch.float64 and seen[0]["step_size"].dtype == torch.float64

@@ -145,3 +145,13 @@ def test_train_mode_names_at_most_three_modules() -> None:
     model = nn.Sequential(nn.Flatten(), base()[1]).eval()
     model[1].train()
     assert "1 module(s): 1)" in findings(model)["train_mode"]
+
+
+def test_every_tensor_follows_the_outputs_device() -> None:
+    # With "meta" as the default device, a helper tensor made without device= meets the CPU outputs and fails,
+    # as it would on a GPU: this runs the device check on a CPU-only machine.
+    model = Scaled(5e-4).eval()
+    inputs, labels = data()
+    with warnings.catch_warnings(), torch.device("meta"):
+        warnings.simplefilter("ignore", SanityWarning)
+        assert {f.check for f in check_evaluation(model, inputs, labels)} == {"probabilities"}
