@@ -171,6 +171,8 @@ def write_report(report: dict[str, dict[str, Any]]) -> None:
              "module's mutants (`--sample K --seed S`): its score is a *sample estimate* of the module's score, with",
              "a 95% Wilson interval. \"not run\": mutants (of the module or its sample) that a stopped run did not",
              "reach; the score is then over the mutants checked and the module is left out of the overall estimate.",
+             "\"(N by hand)\": killed mutants applied to the source by hand that fail the module's tests (import-time",
+             "code, which mutmut cannot switch on, or a new test not yet re-run through mutmut; see the review).",
              "",
              "| module | tests | mutants | run | checked | not run | killed | equivalent | not killed | score "
              "| 95% interval | wall time (s) | measured |",
