@@ -187,12 +187,14 @@ def _convex_program(a: np.ndarray, b: np.ndarray, x: np.ndarray, norm: str) -> f
     return float(res.fun) if res.status == 0 else math.inf
 
 
-def tiny_mlp(seed: int) -> nn.Sequential:
+def tiny_mlp(seed: int = 5) -> nn.Sequential:
+    """Two ReLU layers on 3 inputs. Seed 5: the class changes inside the box near every test input (with most
+    seeds a random network of this size predicts one class on the whole box, and every case is infeasible)."""
     torch.manual_seed(seed)
     return nn.Sequential(nn.Flatten(), nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 3)).eval()
 
 
-def tiny_normalized(seed: int) -> nn.Sequential:
+def tiny_normalized(seed: int = 0) -> nn.Sequential:
     """Normalize, then Linear-BatchNorm (eval, non-trivial statistics) — both folded into the affine layers."""
     torch.manual_seed(seed)
     bn = nn.BatchNorm1d(6)
@@ -204,7 +206,7 @@ def tiny_normalized(seed: int) -> nn.Sequential:
                          nn.Linear(6, 3)).eval()
 
 
-def tiny_cnn(seed: int) -> nn.Sequential:
+def tiny_cnn(seed: int = 0) -> nn.Sequential:
     """Conv2d, max-pooling (four candidates per window), ReLU on 1×3×3 images."""
     torch.manual_seed(seed)
     return nn.Sequential(nn.Conv2d(1, 2, 2), nn.MaxPool2d(2), nn.ReLU(), nn.Flatten(), nn.Linear(2, 3)).eval()
@@ -216,30 +218,38 @@ CASES = [(tiny_mlp, (3,)), (tiny_normalized, (1, 2, 2)), (tiny_cnn, (1, 3, 3))]
 @pytest.mark.parametrize("norm", ["linf", "l1", "l2"])
 @pytest.mark.parametrize(("factory", "shape"), CASES, ids=["mlp", "normalize-batchnorm", "conv-maxpool"])
 def test_tiny_relu_network_equals_brute_force(factory, shape, norm: str) -> None:  # type: ignore[no-untyped-def]
-    model = factory(0)
+    model = factory()
     generator = torch.Generator().manual_seed(3)
     inputs = torch.rand(3, *shape, generator=generator)
     labels = model(inputs).argmax(1)
     result = minimal(model, inputs, labels, norm=norm, time_limit=30)
+    feasible = 0
     for i in range(len(inputs)):
         x = inputs[i].double().flatten().numpy()
-        expected = brute_force(factory(0), x, int(labels[i]), norm, shape)
+        expected = brute_force(factory(), x, int(labels[i]), norm, shape)
         if math.isinf(expected):
             assert result.status[i] == "infeasible"
             continue
+        feasible += 1
         assert result.status[i] == "optimal"
         assert result.lower_bound[i] <= expected + 1e-5
         assert result.distance[i] == pytest.approx(expected, rel=2e-3, abs=1e-4)
         assert int(model(result.adversarial[i : i + 1]).argmax(1)) != int(labels[i])
+    assert feasible > 0, "every input infeasible: the optimum itself would go unchecked"
 
 
-@pytest.mark.parametrize("norm", ["linf", "l1"])
-@pytest.mark.parametrize(("factory", "shape"), CASES[1:], ids=["normalize-batchnorm", "conv-maxpool"])
+# tiny_mlp's ℓ1 optima lie on faces of the box: a start 1.5 times as far is clamped back to within 3% of the
+# optimum, leaving no descent to check, so it runs for ℓ∞ only.
+STARTS = [(*CASES[0], "linf"), *[(*case, norm) for case in CASES[1:] for norm in ("linf", "l1")]]
+
+
+@pytest.mark.parametrize(("factory", "shape", "norm"), STARTS,
+                         ids=["mlp-linf", "normalize-batchnorm-linf", "normalize-batchnorm-l1", "conv-maxpool-linf",
+                              "conv-maxpool-l1"])
 def test_from_a_start_equals_brute_force(factory, shape, norm: str) -> None:  # type: ignore[no-untyped-def]
     # With a start, ℓ∞ and ℓ1 go through the feasibility questions "any adversarial within d (1 − gap)?" and
-    # the polishing of each point found on its activation pattern: the same minima as without. (tiny_mlp is left
-    # out: no input of its has an adversarial, so it has no start.)
-    model = factory(0)
+    # the polishing of each point found on its activation pattern: the same minima as without.
+    model = factory()
     inputs = torch.rand(3, *shape, generator=torch.Generator().manual_seed(3))
     labels = model(inputs).argmax(1)
     plain = minimal(model, inputs, labels, norm=norm, time_limit=30)
@@ -249,7 +259,7 @@ def test_from_a_start_equals_brute_force(factory, shape, norm: str) -> None:  # 
     result = minimal(model, inputs, labels, norm=norm, time_limit=30, starts=starts, upper=torch.full((3,), 2.0))
     improved = 0
     for i in range(len(inputs)):
-        expected = brute_force(factory(0), inputs[i].double().flatten().numpy(), int(labels[i]), norm, shape)
+        expected = brute_force(factory(), inputs[i].double().flatten().numpy(), int(labels[i]), norm, shape)
         if math.isinf(expected):
             continue
         assert result.status[i] == "optimal"

@@ -123,11 +123,11 @@ def alma(
     alpha = default_alpha(steps) if alpha is None else alpha
     if not 0 <= alpha < 1:
         raise ValueError(f"alpha must be in [0, 1), got {alpha}")
-    if init_distance is None and not (isinstance(distance, str) and distance in INIT_DISTANCE):
-        raise ValueError(f"init_distance must be given for distance {distance!r} (defaults exist for "
-                         f"{sorted(INIT_DISTANCE)})")
     if init_distance is None:
-        init_distance = INIT_DISTANCE[distance] if isinstance(distance, str) else 0.0
+        if not isinstance(distance, str) or distance not in INIT_DISTANCE:
+            raise ValueError(f"init_distance must be given for distance {distance!r} (defaults exist for "
+                             f"{sorted(INIT_DISTANCE)})")
+        init_distance = INIT_DISTANCE[distance]
     for name, value in (("init_distance", init_distance), ("init_mu", init_mu), ("init_rho", init_rho),
                         ("mu_min", mu_min), ("mu_max", mu_max), ("final_lr_ratio", final_lr_ratio)):
         check_positive(name, value)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from edgewise.attacks.minmax import apgda, ensemble_attack
+from edgewise.attacks.minmax.apgda import attack_loss, check_minmax_options
 from edgewise.projections import project, simplex
 
 
@@ -98,3 +99,39 @@ def test_callback_sees_every_step(linear_oracle: Any) -> None:
     ensemble_attack([oracle.model], oracle.inputs, oracle.labels, norm="linf", eps=0.01, steps=5,
                     callback=lambda step, state: seen.append(step))
     assert seen == list(range(6))
+
+
+def test_attack_loss_closed_forms() -> None:
+    # z = (0, ln 3), class 0: CE = log 4; low = adversarial, so −CE untargeted and +CE toward a target.
+    logits, labels = torch.tensor([[0.0, float(torch.log(torch.tensor(3.0)))]]), torch.tensor([0])
+    four = float(torch.log(torch.tensor(4.0)))
+    assert float(attack_loss(logits, labels, loss="ce")) == pytest.approx(-four)
+    assert float(attack_loss(logits, labels, loss="ce", targeted=True)) == pytest.approx(four)
+    # C&W margin z_y − max_{j≠y} z_j = −100, floored at −κ.
+    assert float(attack_loss(torch.tensor([[0.0, 100.0]]), labels, loss="cw", kappa=50.0)) == -50.0
+
+
+@pytest.mark.parametrize(("options", "match"), [
+    ({"norm": "l3"}, "^norm must be one of"),
+    ({"step_size": -1.0}, "^step_size must be > 0"),
+    ({"weight_step": -1.0}, "^weight_step must be > 0"),
+    ({"gamma": -1.0}, "^gamma must be >= 0"),
+])
+def test_minmax_options_are_named_in_their_errors(options: dict[str, Any], match: str) -> None:
+    valid = {"norm": "linf", "eps": 0.1, "steps": 5, "strategy": "minmax", "loss": "cw", "kappa": 50.0,
+             "step_size": None, "weight_step": None, "gamma": 0.0}
+    with pytest.raises(ValueError, match=match):
+        check_minmax_options(**(valid | options))
+    check_minmax_options(**valid)
+
+
+def test_one_descent_step_has_the_given_length() -> None:
+    # f(δ) = w·δ, never fooled: one ℓ2 step from 0 is −α ε w/‖w‖₂ (α = 0.3 given, ε = 2), and it lowers f.
+    w = torch.tensor([3.0, 4.0], dtype=torch.float64)
+
+    def linear(delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return delta @ w, torch.zeros(delta.shape[0], dtype=torch.bool)
+
+    result = apgda([linear], torch.zeros(1, 2, dtype=torch.float64), constraint=lambda d: d, compose=lambda d: d,
+                   norm="l2", eps=2.0, steps=1, step_size=0.3)
+    torch.testing.assert_close(result.adv, torch.tensor([[-0.36, -0.48]], dtype=torch.float64))
