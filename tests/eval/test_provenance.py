@@ -126,3 +126,38 @@ def test_check_record_writes_then_refuses_another_run(tmp_path: Path) -> None:
     path.write_text("{not json")
     with pytest.raises(ValueError, match="holds an unreadable record"):
         check_record(path, record)
+
+
+def test_work_finished_by_other_edgewise_code_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An attack's description names its function, not its code: the same command after an edit of the source
+    # (the same version string) must not hand back the batches the old code computed.
+    from edgewise.eval import provenance, run_attack
+
+    model = _model()
+    inputs = torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    labels = model(inputs).argmax(1)
+    attack = functools.partial(ddn, steps=2)
+    run_attack(model, inputs, labels, attack, batch_size=4, resume_dir=tmp_path, progress=False, checks=False)
+    assert json.loads((tmp_path / "run.json").read_text())["edgewise"]["source"] == provenance.source_digest()
+    run_attack(model, inputs, labels, attack, batch_size=4, resume_dir=tmp_path, progress=False, checks=False)
+    monkeypatch.setattr(provenance, "source_digest", lambda: "0" * 64)
+    with pytest.raises(ValueError, match=r"edgewise\.source='[0-9a-f]{64}', this run has edgewise\.source='0{64}'"):
+        run_attack(model, inputs, labels, attack, batch_size=4, resume_dir=tmp_path, progress=False, checks=False)
+
+
+def test_tree_digest_sees_every_source_file_its_path_and_bytes(tmp_path: Path) -> None:
+    from edgewise.eval.provenance import tree_digest
+
+    (tmp_path / "attacks").mkdir()
+    (tmp_path / "attacks" / "ddn.py").write_text("steps = 100\n")
+    (tmp_path / "run.py").write_text("x = 1\n")
+    (tmp_path / "notes.txt").write_text("not code")
+    first = tree_digest(tmp_path)
+    (tmp_path / "notes.txt").write_text("changed")
+    assert tree_digest(tmp_path) == first
+    (tmp_path / "attacks" / "ddn.py").write_text("steps = 101\n")
+    assert tree_digest(tmp_path) != first
+    (tmp_path / "attacks" / "ddn.py").write_text("steps = 100\n")
+    assert tree_digest(tmp_path) == first
+    (tmp_path / "attacks" / "ddn.py").rename(tmp_path / "attacks" / "fmn.py")
+    assert tree_digest(tmp_path) != first

@@ -18,11 +18,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgewise import __version__
 from edgewise.cli import csv
 from edgewise.data import ImageDataset, select
 from edgewise.data import load as load_dataset
-from edgewise.eval.provenance import check_record, fingerprint_model, fingerprint_tensor
+from edgewise.eval.provenance import check_record, edgewise_identity, fingerprint_model, fingerprint_tensor
 from edgewise.models import identity as model_identity
 from edgewise.models import list_models
 from edgewise.models import load as load_model_spec
@@ -268,7 +267,7 @@ def claim_out(out: Path, command: str, record: dict[str, Any]) -> dict[str, Any]
     if not path.is_file() and out.is_dir() and any(out.iterdir()):
         raise ValueError(f"--out {out} is not empty and was not written by edgewise (no run.json): use a new or "
                          "empty folder")
-    full = {"command": command, "edgewise": __version__, **record}
+    full = {"command": command, "edgewise": edgewise_identity(), **record}
     check_record(path, full, label=f"--out {out}")
     return full
 

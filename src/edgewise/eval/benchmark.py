@@ -40,7 +40,13 @@ from torch import nn
 
 from edgewise.attacks import ATTACKS, distance_keyword
 from edgewise.eval import metrics
-from edgewise.eval.provenance import check_record, describe_attack, fingerprint_model, fingerprint_tensor
+from edgewise.eval.provenance import (
+    check_record,
+    describe_attack,
+    edgewise_identity,
+    fingerprint_model,
+    fingerprint_tensor,
+)
 from edgewise.eval.result import AttackResult
 from edgewise.eval.run import Attack, _save_atomic, run_attack
 from edgewise.models.wrappers import BudgetModel, BudgetSpentError
@@ -147,8 +153,8 @@ def run_cell(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, attac
     the finished batches of the same samples and compute the rest. Returns the result and whether it was computed
     now.
     """
-    record = {"model": fingerprint_model(model), "attack": describe_attack(attack), "seed": seed,
-              "batch_size": batch_size}
+    record = {"edgewise": edgewise_identity(), "model": fingerprint_model(model), "attack": describe_attack(attack),
+              "seed": seed, "batch_size": batch_size}
     check_record(folder / "cell.json", record, label=f"benchmark cell {folder}")
     samples = fingerprint_tensor(torch.cat([inputs.flatten().double().cpu(), labels.double().cpu()]))
     path = folder / f"result-{samples[:16]}-n{len(inputs)}-b{batch_size}.pt"

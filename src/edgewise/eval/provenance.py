@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from edgewise import __version__
+
 _DEPTH = 4
 """How deep :func:`describe_attack` follows bound values (deeper ones are described by type only, so a
 container holding itself cannot recurse)."""
@@ -118,6 +120,28 @@ def _describe(value: Any, depth: int) -> Any:
     # Any other object (a callback, a distance factory instance): its class; never its repr, which may hold a
     # memory address that differs from run to run.
     return {"type": _qualified(type(value))}
+
+
+def tree_digest(root: Path) -> str:
+    """sha256 over the ``.py`` files below ``root``: their paths relative to it and their bytes."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(f"{path.relative_to(root).as_posix()}|{path.stat().st_size}|".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@functools.cache
+def source_digest() -> str:
+    """:func:`tree_digest` of the edgewise package that runs."""
+    return tree_digest(Path(__file__).resolve().parents[1])
+
+
+def edgewise_identity() -> dict[str, str]:
+    """The version and the source digest of edgewise, for the records of finished work: the version alone does not
+    change between releases (a development checkout, an edited install), and an attack's description names its
+    function, not its code, so work finished by other code is another run's."""
+    return {"version": __version__, "source": source_digest()}
 
 
 def describe_attack(attack: Callable[..., Any]) -> dict[str, Any]:

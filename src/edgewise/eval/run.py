@@ -15,10 +15,16 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from edgewise import __version__
 from edgewise.attacks.base import check_levels, quantize
 from edgewise.distances import get as get_distance
-from edgewise.eval.provenance import check_record, describe_attack, differing, fingerprint_model, fingerprint_tensor
+from edgewise.eval.provenance import (
+    check_record,
+    describe_attack,
+    differing,
+    edgewise_identity,
+    fingerprint_model,
+    fingerprint_tensor,
+)
 from edgewise.eval.result import DISTANCES, AttackResult
 from edgewise.eval.sanity import SAMPLES, check_evaluation
 from edgewise.losses import is_adversarial
@@ -301,7 +307,7 @@ def run_attack(model: nn.Module, inputs: torch.Tensor | Dataset, labels: torch.T
     record: dict[str, Any] = {}
     label = f"resume_dir {folder}"
     if folder is not None:
-        record = {"format": RESUME_FORMAT, "edgewise": __version__, "model": fingerprint_model(model),
+        record = {"format": RESUME_FORMAT, "edgewise": edgewise_identity(), "model": fingerprint_model(model),
                   "attack": describe_attack(attack), "targeted": targeted, "levels": levels, "seed": seed,
                   "batch_size": batch_size, "distances": list(distances)}
         check_record(folder / "run.json", record, label=label)
