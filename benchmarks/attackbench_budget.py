@@ -56,7 +56,7 @@ def held_out(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 def finished(out: Path, model: str, specs: list[AttackSpec], *, steps: int, budget: int, n: int,
              batch_size: int) -> list[AttackSpec]:
     return [s for s in specs
-            if (cell_folder(out, model, s.name, steps, budget) / f"result-n{n}-b{batch_size}.pt").is_file()]
+            if any(cell_folder(out, model, s.name, steps, budget).glob(f"result-*-n{n}-b{batch_size}.pt"))]
 
 
 def main() -> None:
