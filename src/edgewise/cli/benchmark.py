@@ -30,11 +30,11 @@ from edgewise.cli.options import (
     check_applicable,
     check_positive,
     claim_out,
-    data_line,
+    data_identity,
+    evaluated,
     for_model,
     load_data,
     load_models,
-    model_line,
     models_of,
     remove_outputs,
     safe_name,
@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     record = {"models": dict(zip(names, identities, strict=True)), "data": dataset.identity,
               "distance": args.distance, "budget": args.budget, "seed": args.seed, "batch_size": args.batch_size}
     provenance = claim_out(out, "benchmark", record)
-    print("\n".join([*map(model_line, identities), data_line(record["data"])]), flush=True)
+    print(evaluated(identities, data_identity(dataset, indices)), flush=True)
     remove_outputs(out, ("report.md", "report.json"), ("robust_accuracy-*.png",))
     started = time.perf_counter()
     report = benchmark(models, data, attacks, args.steps, distance=args.distance, out=out, budget=args.budget,

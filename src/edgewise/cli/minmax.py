@@ -42,10 +42,9 @@ from edgewise.cli.options import (
     check_positive,
     claim_out,
     data_identity,
-    data_line,
+    evaluated,
     load_data,
     load_models,
-    model_line,
     models_of,
     remove_outputs,
     safe_name,
@@ -258,7 +257,7 @@ def run(args: argparse.Namespace) -> int:
               **{k: arguments[k] for k in ("kind", "distance", "steps", "step_size", "weight_step", "gamma",
                                             "group_size", "transforms", "random", "seed", "batch_size")}}
     provenance = claim_out(out, "minmax", record)
-    print("\n".join([*map(model_line, identities), data_line(data_identity(dataset, indices))]), flush=True)
+    print(evaluated(identities, data_identity(dataset, indices)), flush=True)
     remove_outputs(out, OUTPUTS)
     runs = [list(keys)] if args.kind == "ensemble" else [[key] for key in keys]
     report: dict[str, Any] = {}

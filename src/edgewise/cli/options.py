@@ -252,11 +252,15 @@ def model_line(model: dict[str, Any]) -> str:
 
 
 def data_line(data: dict[str, Any]) -> str:
-    """One printed line saying which data was evaluated (from its identity record)."""
-    chosen = f"; n={data['n']} of {data['num_samples']}" if "n" in data else f"; {data['num_samples']} samples"
-    indices = f", indices sha256 {data['indices_sha256'][:12]}" if "indices_sha256" in data else ""
+    """One printed line saying which data was evaluated (from :func:`data_identity`)."""
     return (f"data    {data['spec']} (split {data['split']}, input {'x'.join(map(str, data['shape']))}, "
-            f"{data['num_classes']} classes, files sha256 {data['sha256'][:12]}{chosen}{indices})")
+            f"{data['num_classes']} classes, files sha256 {data['sha256'][:12]}; n={data['n']} of "
+            f"{data['num_samples']}, indices sha256 {data['indices_sha256'][:12]})")
+
+
+def evaluated(models: list[dict[str, Any]], data: dict[str, Any]) -> str:
+    """The printed lines saying which models (their identity records) and data were evaluated."""
+    return "\n".join([*map(model_line, models), data_line(data)])
 
 
 def claim_out(out: Path, command: str, record: dict[str, Any]) -> dict[str, Any]:
