@@ -164,7 +164,8 @@ torchattacks 3.5.1). Run as their libraries ship them, bugs included: foolbox 3.
 scales by ``min(1, norms / norms)`` = 1, ignoring ε, so its ℓ2 FMN never shrinks the first adversarial it finds;
 torchattacks' DeepFool can return a point short of the boundary (its overshoot is lost to the clipping).
 attackbenchlib 2.0.2's originals run with the settings of its ``configs`` (AttackBench's paper): its APGD is the
-minimal-distance search around APGD (20 search steps of ``steps`` iterations each), its FAB is untargeted with ε = inf, its trust region is the non-adaptive one."""
+minimal-distance search around APGD (20 search steps of ``steps``
+iterations each), its FAB is untargeted with ε = inf, its trust region is the non-adaptive one."""
 
 _PIP = {"adv_lib": "adv-lib==0.2.8 (pip install --no-deps; see docs/install.md)", "foolbox": "foolbox==3.3.4",
         "torchattacks": "torchattacks==3.5.1",

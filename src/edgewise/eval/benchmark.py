@@ -269,7 +269,8 @@ def benchmark(models: Mapping[str, nn.Module], data: Mapping[str, tuple[torch.Te
     """Run every model × attack × steps cell (resumably, under ``out/cells``) and return the report's numbers.
 
     With ``budget`` every attack runs under AttackBench's protocol (:func:`budgeted`: ``budget`` forward +
-    backward passes per sample, the best successful point seen during the run).
+    backward passes per sample, the best successful point seen during the run), and ``steps`` are its
+    iterations per sample, shared among its rounds (:meth:`AttackSpec.within`).
 
     ``data[model]`` are the inputs (in the model's channel layout) and labels. ``log`` gets one line per cell.
     Returns ``{"models": {model: {"rows": [...], "best_success_rate", "best_median_distance", "curves":
