@@ -32,8 +32,7 @@ from alma_rmsprop_sweep import held_out
 from edgewise.attacks import ATTACKS, alma, ddn, fmn, sigma_zero
 from edgewise.attacks.auto import PLANS, Stage, portfolio
 from edgewise.distances import get as get_distance
-from edgewise.eval.baselines import load_baseline
-from edgewise.eval.benchmark import budgeted
+from edgewise.eval.benchmark import baseline_attack, budgeted
 from edgewise.eval.metrics import local_optimality, paired_ratio, reference_distances
 from edgewise.models import load_model
 
@@ -88,7 +87,8 @@ def main() -> None:
     plans = {f"plan {plan_label(stages)}": stages for stages in (parse_plan(p, args.norm)
                                                                 for p in args.plans.split(","))}
     runs = single_attacks(args.norm, args.budget)
-    runs.update({spec: load_baseline(spec, steps=args.budget // 2) for spec in filter(None, args.baselines.split(","))})
+    baselines = [baseline_attack(spec, distance=args.norm) for spec in filter(None, args.baselines.split(","))]
+    runs.update({spec.name: spec.build(spec.within(args.budget // 2)) for spec in baselines})
     runs.update({label: functools.partial(portfolio, stages=stages, norm=args.norm, budget=args.budget)
                  for label, stages in plans.items()})
     name = args.name or f"auto_design_{args.norm}_q{args.budget}"

@@ -20,8 +20,9 @@ queries to [0, 1] with ``torch.clamp``, whose gradient is 0 at exactly 0 and 1, 
 (attackbench's APGD) does; that would compare the starting points, not the attacks. Images: the first n correctly
 classified Fashion-MNIST test images outside the shipped sample (``alma_rmsprop_sweep.held_out``). Reported: the
 paired per-image ratio edgewise / reference (``eval.metrics.paired_ratio``; "no weaker": geometric mean ≤ 1.01 and
-lower end ≤ 1), medians and success. Writes benchmarks/results/budget_comparison_PAIR_qQ.{md,json}; finished
-batches are kept, a rerun resumes.
+lower end ≤ 1), medians and success. Writes benchmarks/results/budget_comparison_PAIR_qQ[_MODEL][_nN].{md,json}
+(MODEL and N where not the defaults); finished batches are kept with edgewise's source digest, and a rerun resumes
+only from batches of the same source and setting.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from edgewise.attacks import ATTACKS, sigma_zero
 from edgewise.attacks.pgd import DEFAULT_EPS
 from edgewise.distances import get as get_distance
 from edgewise.eval.metrics import paired_ratio
+from edgewise.eval.provenance import edgewise_identity
 from edgewise.models import load_model
 from edgewise.models.wrappers import CountingModel
 
@@ -80,9 +82,11 @@ def main() -> None:
     inputs, labels = held_out(model, args.n)
     RESULTS.mkdir(exist_ok=True)
     name = f"budget_comparison_{args.pair}_q{args.budget}"
+    name += (f"_{args.model}" if args.model != parser.get_default("model") else "") + (
+        f"_n{args.n}" if args.n != parser.get_default("n") else "")
     path = RESULTS / f"{name}.json"
     setting = {"pair": args.pair, "budget": args.budget, "n": args.n, "model": args.model,
-               "batch_size": args.batch_size, "rounds": ROUNDS}
+               "batch_size": args.batch_size, "rounds": ROUNDS, "edgewise": edgewise_identity()}
     record = json.loads(path.read_text()) if path.is_file() else {"setting": setting, "batches": {}}
     if record["setting"] != setting:
         raise SystemExit(f"{path} was written with {record['setting']}, this run has {setting}")

@@ -49,7 +49,7 @@ def budget_attack(name: str, *, norm: str, budget: int) -> Attack:
     successful query counts), with budget / 2 steps in all: an attack with a search (C&W, PGD/APGD-minimal) gets
     that many steps per round divided by its rounds, so that every round fits in the budget."""
     spec = resolve(name, distance=norm)
-    return budgeted(spec.build(max(1, budget // 2 // spec.iterations(1))), budget=budget, distance=norm)
+    return budgeted(spec.build(spec.within(budget // 2)), budget=budget, distance=norm)
 
 
 def run_one(model_name: str, norm: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:

@@ -183,3 +183,26 @@ def test_the_smallest_budget_finds_the_clean_errors_only(linear_oracle) -> None:
     counting = CountingModel(o.model)
     adv = auto(counting, o.inputs, labels, norm="l2", budget=2)
     assert torch.equal(adv, o.inputs) and counting.forwards == len(o.inputs) and counting.backwards == 0
+
+
+class _DeadBelow(torch.nn.Module):
+    """Two classes, z = (0, 10 relu(x₀ − 0.6) − 0.1): at x₀ = 0.5 every gradient is exactly 0, so FMN and DDN
+    step in the random direction their generator draws, and the points found depend on it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        return torch.stack([torch.zeros_like(x[:, 0]), 10 * torch.relu(x[:, 0] - 0.6) - 0.1], 1)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_registry_entry_passes_its_generator_to_the_members(norm: str) -> None:
+    inputs, labels = torch.full((4, 6), 0.5), torch.zeros(4, dtype=torch.long)
+
+    def seeded(seed: int) -> torch.Generator:
+        return torch.Generator().manual_seed(seed)
+
+    found = ATTACKS["auto"](_DeadBelow(), inputs, labels, norm=norm, steps=30, generator=seeded(1))
+    torch.testing.assert_close(found, auto(_DeadBelow(), inputs, labels, norm=norm, budget=60, generator=seeded(1)),
+                               rtol=0, atol=0)
+    other = auto(_DeadBelow(), inputs, labels, norm=norm, budget=60, generator=seeded(2))
+    assert not torch.equal(found, other)  # the generator matters here

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -91,3 +93,25 @@ def test_a_sample_never_adversarial_gets_the_last_iterate(linear_oracle) -> None
     found = pgd(o.model, o.inputs, o.labels, norm="l2", eps=eps, steps=3)
     assert bool((o.model(found).argmax(1) == o.labels).all())
     torch.testing.assert_close(lp.l2(o.inputs, found), eps, rtol=1e-4, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("norm", NORMS)
+def test_random_start_follows_the_inputs_dtype_not_the_default(linear_oracle, norm: str, dtype) -> None:
+    # A draw made without dtype= follows torch's default dtype: then a seeded run on float64 inputs would start
+    # elsewhere (a float32 draw) unless the default is float64. Drawn in the inputs' dtype, it does not depend on it.
+    o = linear_oracle
+    model, inputs = copy.deepcopy(o.model).to(dtype), o.inputs.to(dtype)
+
+    def run() -> torch.Tensor:
+        return pgd(model, inputs, o.labels, norm=norm, eps=0.3, steps=1, random_init=True,
+                   generator=torch.Generator().manual_seed(0))
+
+    expected = run()
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64 if dtype == torch.float32 else torch.float32)
+    try:
+        found = run()
+    finally:
+        torch.set_default_dtype(default)
+    assert found.dtype == dtype and torch.equal(found, expected)

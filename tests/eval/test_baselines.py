@@ -60,8 +60,15 @@ def test_unknown_baseline() -> None:
         load_baseline("foolbox:nope", steps=10)
 
 
-def test_budgets_follow_the_paper() -> None:
-    assert BASELINES["foolbox:cw-l2"].budget(100) == "9×100" and BASELINES["adv-lib:ddn"].budget(100) == "100"
+def test_rounds_follow_the_paper_and_the_library() -> None:
+    """C&W and EAD search 9 penalty weights (ALMA paper sec. 4); attackbenchlib's APGD searches ε over the rounds
+    its own package sets."""
+    assert BASELINES["foolbox:cw-l2"].rounds == BASELINES["foolbox:ead"].rounds == 9
+    assert BASELINES["adv-lib:ddn"].rounds == 1
+    require_adapter("attackbench:apgd-l2")
+    from attackbench.attacks import minimal_search_steps
+
+    assert {BASELINES[f"attackbench:apgd-{n}"].rounds for n in ("l1", "l2", "linf")} == {minimal_search_steps}
 
 
 @pytest.mark.parametrize(("name", "overshoot"), [("attackbench:fab-l2", 1.0), ("attackbench:superdeepfool", 1.6)])

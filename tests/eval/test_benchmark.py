@@ -172,6 +172,23 @@ def test_cw_budget_is_search_rounds_times_steps() -> None:
     assert resolve("alma-l2", distance="l2").iterations(100) == 100
 
 
+def test_a_search_shares_the_budget_among_its_rounds(oracles, tmp_path) -> None:
+    """Under a budget of 2 × 40 passes, the ε search of apgd_minimal (10 rounds) runs 10 rounds of 4 steps, not one
+    round of 40: every round is seen, and the budget is not exceeded."""
+    oracle = oracles["linear-a"]
+    spec = resolve("apgd_minimal-l2", distance="l2")
+    assert spec.rounds == 10 and spec.within(40) == 4 and spec.within(5) == 1
+    rounds: list[int] = []
+    counted = AttackSpec(spec.name, lambda steps: partial(spec.build(steps), callback=lambda r, _: rounds.append(r)),
+                         spec.rounds)
+    report = benchmark({"linear-a": oracle.model}, {"linear-a": (oracle.inputs, oracle.labels)}, [counted], [40],
+                       distance="l2", out=tmp_path, budget=80, batch_size=12)
+    row = report["models"]["linear-a"]["rows"][0]
+    assert rounds == list(range(10)) and row["budget"] == "10×4"
+    assert row["forwards_per_sample"] + row["backwards_per_sample"] <= 80 + 1
+    assert resolve("foolbox:cw-l2", distance="l2").within(500) == 55
+
+
 def test_auto_spends_twice_the_steps_as_its_budget(oracles, tmp_path) -> None:
     spec = resolve("auto", distance="l1")
     assert spec.build(15).func is auto_steps and spec.build(15).keywords == {"steps": 15, "norm": "l1"}

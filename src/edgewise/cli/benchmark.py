@@ -7,7 +7,7 @@
 
 With ``--budget Q`` every attack runs under AttackBench's protocol: Q forward + backward passes per sample, its
 distance per sample the best successful point it queried; ``--steps`` defaults to Q / 2 (one forward and one
-backward per step).
+backward per step), shared among the rounds of an attack with a search (C&W, the ε searches).
 
 Writes ``report.md``, ``report.json`` and ``robust_accuracy-MODEL.png`` under --out; finished cells (and batches)
 are kept under ``--out/cells`` and reused when the same command runs again.

@@ -30,6 +30,8 @@ from edgewise.eval.run import Attack
 
 SEARCHES = 9
 """Binary-search steps of C&W and EAD (ALMA paper sec. 4: budgets 9 × 100 and 9 × 1000)."""
+APGD_SEARCHES = 20
+"""Search steps over ε of attackbenchlib 2.0.2's minimal APGD (its ``attacks.minimal_search_steps``)."""
 
 
 class MissingLibraryError(ImportError):
@@ -59,10 +61,8 @@ class Baseline:
     version: str
     distance: str
     build: Callable[[Any, int], Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]]
-    binary_search: bool = False
-
-    def budget(self, steps: int) -> str:
-        return f"{SEARCHES}×{steps}" if self.binary_search else str(steps)
+    rounds: int = 1
+    """Rounds of ``steps`` iterations it runs: its search steps (C&W, EAD, AttackBench's APGD), else 1."""
 
 
 def _adv_lib(name: str, **fixed: Any) -> Callable[[Any, int], Callable[..., torch.Tensor]]:
@@ -76,9 +76,9 @@ def _adv_lib(name: str, **fixed: Any) -> Callable[[Any, int], Callable[..., torc
     return build
 
 
-def _foolbox(name: str, *, binary_search: bool = False) -> Callable[[Any, int], Callable[..., torch.Tensor]]:
+def _foolbox(name: str, *, rounds: int = 1) -> Callable[[Any, int], Callable[..., torch.Tensor]]:
     def build(module: Any, steps: int) -> Callable[..., torch.Tensor]:
-        budget = {"binary_search_steps": SEARCHES, "steps": steps} if binary_search else {"steps": steps}
+        budget = {"binary_search_steps": rounds, "steps": steps} if rounds > 1 else {"steps": steps}
         attack = getattr(module.attacks, name)(**budget)
 
         def run(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -119,12 +119,12 @@ def _attackbench(config: str, **overrides: Any) -> Callable[[Any, int], Callable
     return build
 
 
-def _attackbench_entry(distance: str, config: str, **overrides: Any) -> Baseline:
-    return Baseline("attackbench", "2.0.2", distance, _attackbench(config, **overrides))
+def _attackbench_entry(distance: str, config: str, *, rounds: int = 1, **overrides: Any) -> Baseline:
+    return Baseline("attackbench", "2.0.2", distance, _attackbench(config, **overrides), rounds)
 
 
-def _foolbox_entry(distance: str, name: str, *, binary_search: bool = False) -> Baseline:
-    return Baseline("foolbox", "3.3.4", distance, _foolbox(name, binary_search=binary_search), binary_search)
+def _foolbox_entry(distance: str, name: str, *, rounds: int = 1) -> Baseline:
+    return Baseline("foolbox", "3.3.4", distance, _foolbox(name, rounds=rounds), rounds)
 
 
 BASELINES: dict[str, Baseline] = {
@@ -135,11 +135,11 @@ BASELINES: dict[str, Baseline] = {
     "adv-lib:fmn-l2": Baseline("adv_lib", "0.2.8", "l2", _adv_lib("fmn", norm=2)),
     "adv-lib:fmn-linf": Baseline("adv_lib", "0.2.8", "linf", _adv_lib("fmn", norm=float("inf"))),
     "foolbox:ddn": _foolbox_entry("l2", "DDNAttack"),
-    "foolbox:cw-l2": _foolbox_entry("l2", "L2CarliniWagnerAttack", binary_search=True),
+    "foolbox:cw-l2": _foolbox_entry("l2", "L2CarliniWagnerAttack", rounds=SEARCHES),
     "foolbox:fmn-l1": _foolbox_entry("l1", "L1FMNAttack"),
     "foolbox:fmn-l2": _foolbox_entry("l2", "L2FMNAttack"),
     "foolbox:fmn-linf": _foolbox_entry("linf", "LInfFMNAttack"),
-    "foolbox:ead": _foolbox_entry("l1", "EADAttack", binary_search=True),
+    "foolbox:ead": _foolbox_entry("l1", "EADAttack", rounds=SEARCHES),
     "torchattacks:cw-l2": Baseline("torchattacks", "3.5.1", "l2", _torchattacks("CW")),
     "torchattacks:fab-l2": Baseline("torchattacks", "3.5.1", "l2", _torchattacks("FAB", norm="L2", eps=float("inf"))),
     "torchattacks:deepfool": Baseline("torchattacks", "3.5.1", "l2", _torchattacks("DeepFool")),
@@ -151,9 +151,9 @@ BASELINES: dict[str, Baseline] = {
     "attackbench:fab-l1": _attackbench_entry("l1", "fab", threat_model="l1"),
     "attackbench:fab-l2": _attackbench_entry("l2", "fab", threat_model="l2"),
     "attackbench:fab-linf": _attackbench_entry("linf", "fab"),
-    "attackbench:apgd-l1": _attackbench_entry("l1", "apgd_minimal_l1"),
-    "attackbench:apgd-l2": _attackbench_entry("l2", "apgd_minimal", threat_model="l2"),
-    "attackbench:apgd-linf": _attackbench_entry("linf", "apgd_minimal"),
+    "attackbench:apgd-l1": _attackbench_entry("l1", "apgd_minimal_l1", rounds=APGD_SEARCHES),
+    "attackbench:apgd-l2": _attackbench_entry("l2", "apgd_minimal", rounds=APGD_SEARCHES, threat_model="l2"),
+    "attackbench:apgd-linf": _attackbench_entry("linf", "apgd_minimal", rounds=APGD_SEARCHES),
     "attackbench:sigma-zero": _attackbench_entry("l0", "sigma_zero"),
     "attackbench:trust-region-l2": _attackbench_entry("l2", "tr", threat_model="l2"),
     "attackbench:trust-region-linf": _attackbench_entry("linf", "tr"),
@@ -164,8 +164,8 @@ torchattacks 3.5.1). Run as their libraries ship them, bugs included: foolbox 3.
 scales by ``min(1, norms / norms)`` = 1, ignoring ε, so its ℓ2 FMN never shrinks the first adversarial it finds;
 torchattacks' DeepFool can return a point short of the boundary (its overshoot is lost to the clipping).
 attackbenchlib 2.0.2's originals run with the settings of its ``configs`` (AttackBench's paper): its APGD is the
-minimal-distance search around APGD (20 search steps of ``steps`` iterations each, so it needs a budget to be
-compared), its FAB is untargeted with ε = inf, its trust region is the non-adaptive one."""
+minimal-distance search around APGD (20 search steps of ``steps``
+iterations each), its FAB is untargeted with ε = inf, its trust region is the non-adaptive one."""
 
 _PIP = {"adv_lib": "adv-lib==0.2.8 (pip install --no-deps; see docs/install.md)", "foolbox": "foolbox==3.3.4",
         "torchattacks": "torchattacks==3.5.1",

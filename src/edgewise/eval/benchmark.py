@@ -76,16 +76,30 @@ def budgeted(attack: Attack, *, budget: int, distance: str) -> Attack:
 
 @dataclass(frozen=True)
 class AttackSpec:
-    """An attack of the benchmark: its name in the tables, how to build it for a budget, and that budget's label.
+    """An attack of the benchmark: its name in the tables, how to build it for a number of steps, and the rounds
+    of those steps it runs.
 
-    ``build(steps)`` returns the callable ``(model, inputs, labels) -> adversarial``; ``budget(steps)`` the
-    label of the table ("100", or "9×100" for attacks with a binary search).
+    ``build(steps)`` returns the callable ``(model, inputs, labels) -> adversarial``. An attack with a search
+    (C&W's penalty weight, an ε search) runs ``rounds`` rounds of ``steps`` steps: its table label is
+    "9×100" and its iterations 900.
     """
 
     name: str
     build: Callable[[int], Attack]
-    budget: Callable[[int], str] = str
-    iterations: Callable[[int], int] = int
+    rounds: int = 1
+
+    def budget(self, steps: int) -> str:
+        """The label of ``steps`` in the tables: "100", or "9×100" for an attack with rounds."""
+        return str(steps) if self.rounds == 1 else f"{self.rounds}×{steps}"
+
+    def iterations(self, steps: int) -> int:
+        """The iterations per sample of ``steps`` steps per round."""
+        return self.rounds * steps
+
+    def within(self, iterations: int) -> int:
+        """The steps per round that fit ``iterations`` per sample: under a query budget every round shares it,
+        so a search of 10 rounds in 500 iterations gets 50 steps per round, not 500 of which one round fits."""
+        return max(1, iterations // self.rounds)
 
 
 def edgewise_attack(spec: str, *, distance: str) -> AttackSpec:
@@ -110,16 +124,13 @@ def edgewise_attack(spec: str, *, distance: str) -> AttackSpec:
     # An attack with a search over its penalty weight (C&W) runs ``steps`` per round: its budget is rounds × steps.
     search = parameters.get("binary_search_steps")
     rounds = int(search.default) if search is not None else 1
-    if rounds == 1:
-        return AttackSpec(spec, lambda steps: partial(function, steps=steps, **bound))
-    return AttackSpec(spec, lambda steps: partial(function, steps=steps, **bound),
-                      lambda steps: f"{rounds}×{steps}", lambda steps: rounds * steps)
+    return AttackSpec(spec, lambda steps: partial(function, steps=steps, **bound), rounds)
 
 
 def baseline_attack(spec: str, *, distance: str) -> AttackSpec:
     """``"adv-lib:ddn"``: an attack of another library (``edgewise.eval.baselines``); raises
     ``MissingLibraryError`` (one line) when the library is not installed."""
-    from edgewise.eval.baselines import BASELINES, SEARCHES, load_baseline
+    from edgewise.eval.baselines import BASELINES, load_baseline
 
     if spec not in BASELINES:
         raise ValueError(f"baseline must be one of {sorted(BASELINES)}, got {spec!r}")
@@ -128,8 +139,7 @@ def baseline_attack(spec: str, *, distance: str) -> AttackSpec:
         raise ValueError(f"baseline {spec!r} minimizes {entry.distance!r} but the benchmark's distance is "
                          f"{distance!r}")
     load_baseline(spec, steps=1)  # fails now, in one line, if the library is missing
-    return AttackSpec(spec, lambda steps: load_baseline(spec, steps=steps), entry.budget,
-                      lambda steps: SEARCHES * steps if entry.binary_search else steps)
+    return AttackSpec(spec, lambda steps: load_baseline(spec, steps=steps), entry.rounds)
 
 
 def resolve(spec: str, *, distance: str) -> AttackSpec:
@@ -259,7 +269,8 @@ def benchmark(models: Mapping[str, nn.Module], data: Mapping[str, tuple[torch.Te
     """Run every model × attack × steps cell (resumably, under ``out/cells``) and return the report's numbers.
 
     With ``budget`` every attack runs under AttackBench's protocol (:func:`budgeted`: ``budget`` forward +
-    backward passes per sample, the best successful point seen during the run).
+    backward passes per sample, the best successful point seen during the run), and ``steps`` are its
+    iterations per sample, shared among its rounds (:meth:`AttackSpec.within`).
 
     ``data[model]`` are the inputs (in the model's channel layout) and labels. ``log`` gets one line per cell.
     Returns ``{"models": {model: {"rows": [...], "best_success_rate", "best_median_distance", "curves":
@@ -277,7 +288,8 @@ def benchmark(models: Mapping[str, nn.Module], data: Mapping[str, tuple[torch.Te
         labels_of: dict[tuple[str, int], str] = {}
         rows = []
         for attack in attacks:
-            for iterations in steps:
+            for total in steps:
+                iterations = total if budget is None else attack.within(total)
                 folder = cell_folder(out, model_name, attack.name, iterations, budget)
                 built = attack.build(iterations)
                 if budget is not None:
