@@ -94,26 +94,27 @@ def _within(network: Network, flat: np.ndarray, label: int, *, norm: str, radius
         return Solution("infeasible", None, INF, INF), bounds
     program, _ = build(network, flat, norm, radius, bounds, label=label, targeted=targeted, tolerance=tolerance,
                        feasibility=True)
-    return solve(program, solver=solver, time_limit=time_limit, gap=0.0), bounds
+    return solve(program, solver=solver, time_limit=time_limit, gap=0.0, first=True), bounds
 
 
 def _polish(network: Network, model: nn.Module, x: torch.Tensor, point: np.ndarray, label: int, *, norm: str,
             radius: float, bounds: Bounds, targeted: bool, tolerance: float,
             time_limit: float) -> tuple[tuple[torch.Tensor, float] | None, float]:
-    """On the activation pattern of ``point`` (for ℓ∞ and ℓ1 an LP, solved by HiGHS): the closest adversarial
-    with margin +τ, verified (or ``point`` itself where that fails; None where neither is adversarial for the
-    real model), and the pattern's minimal distance with margin −τ (the distance of ``point`` where the pattern
-    is not solved)."""
+    """On the activation pattern of ``point`` (for ℓ∞ and ℓ1 an LP, solved by HiGHS; for ℓ2 a QP, by SCIP): the
+    closest adversarial with margin +τ, verified (or ``point`` itself where that fails; None where neither is
+    adversarial for the real model), and the pattern's minimal distance with margin −τ (the distance of
+    ``point`` where the pattern is not solved)."""
     flat = x.detach().double().cpu().flatten().numpy()
     program, _ = build(network, flat, norm, radius, bounds, label=label, targeted=targeted, tolerance=tolerance)
     full = complete(program, point)
+    convex = "highs" if program.center is None else "scip"
     candidates: list[np.ndarray | None] = [point]
     relaxed = float(np.linalg.norm(point - flat, ord=ORDER[norm]))
     if full is not None:
-        candidates.insert(0, solve(program.fixed(full, 2 * tolerance), solver="highs", time_limit=time_limit,
+        candidates.insert(0, solve(program.fixed(full, 2 * tolerance), solver=convex, time_limit=time_limit,
                                    gap=0.0).point)
-        pattern = solve(program.fixed(full, 0.0), solver="highs", time_limit=time_limit, gap=0.0)
-        relaxed = min(relaxed, pattern.objective)
+        pattern = solve(program.fixed(full, 0.0), solver=convex, time_limit=time_limit, gap=0.0)
+        relaxed = min(relaxed, _from_objective(pattern.objective, norm))
     verified = [v for c in candidates if c is not None
                 if (v := _verified(model, x, c[: x.numel()], label, targeted, norm)) is not None]
     return (min(verified, key=lambda v: v[1]) if verified else None), relaxed
@@ -128,7 +129,8 @@ def _descend(network: Network, model: nn.Module, x: torch.Tensor, label: int, fo
     the pattern's closest adversarial with margin +τ (verified) is the new d, and the next question is asked
     below the pattern's minimum with margin −τ, so that the bracket is the gap plus the O(τ) between the two,
     as in the minimization. Each question is asked in a smaller ball (tighter bounds, fewer undecided ReLUs)
-    and, for ℓ∞, of a much smaller program (no rows for |x' − x| ≤ t) than the minimization.
+    and, for ℓ∞, of a much smaller program (no rows for |x' − x| ≤ t) than the minimization; for ℓ2 it is the
+    minimization's program (its ball the quadratic constraint Σ (x' − x)² ≤ r²) stopped at its first point.
 
     Returns the closest verified adversarial and the sample's result, or None for the result where the polish
     gives nothing closer (then the minimization decides)."""
@@ -174,7 +176,7 @@ def _one(network: Network, model: nn.Module, x: torch.Tensor, label: int, *, nor
     started = time.perf_counter()
     known = None if start is None else start.detach().double().cpu().flatten().numpy()
     found = None if known is None else _verified(model, x, known, label, targeted, norm)
-    if found is not None and gap > 0 and norm != "l2" and found[1] > 0:
+    if found is not None and gap > 0 and found[1] > 0:
         found, result = _descend(network, model, x, label, found, norm=norm, targeted=targeted,
                                  time_limit=time_limit, solver=solver, gap=gap, tolerance=tolerance, tighten=tighten)
         if result is not None:

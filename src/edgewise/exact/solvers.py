@@ -80,14 +80,15 @@ def lp_ranges(program: Program, cols: np.ndarray, weights: sparse.csr_matrix) ->
     return low, high
 
 
-def solve(program: Program, *, solver: str, time_limit: float, gap: float,
-          start: np.ndarray | None = None) -> Solution:
+def solve(program: Program, *, solver: str, time_limit: float, gap: float, start: np.ndarray | None = None,
+          first: bool = False) -> Solution:
     """Solve ``program``; ``start``: values of its first columns (the perturbed input x') of a known feasible
-    point, completed to every column and handed to the solver as its first incumbent."""
+    point, completed to every column and handed to the solver as its first incumbent. ``first``: stop at the
+    first feasible point (a feasibility question whose program keeps an objective: ℓ2's Σ (x' − x)²)."""
     full = None if start is None else complete(program, start)
     if solver == "highs":
-        return _solve_highs(program, time_limit=time_limit, gap=gap, start=full)
-    return _solve_scip(program, time_limit=time_limit, gap=gap, start=full)
+        return _solve_highs(program, time_limit=time_limit, gap=gap, start=full, first=first)
+    return _solve_scip(program, time_limit=time_limit, gap=gap, start=full, first=first)
 
 
 def complete(program: Program, start: np.ndarray) -> np.ndarray | None:
@@ -108,7 +109,8 @@ def complete(program: Program, start: np.ndarray) -> np.ndarray | None:
     return np.asarray(h.getSolution().col_value)
 
 
-def _solve_highs(program: Program, *, time_limit: float, gap: float, start: np.ndarray | None) -> Solution:
+def _solve_highs(program: Program, *, time_limit: float, gap: float, start: np.ndarray | None,
+                 first: bool) -> Solution:
     import highspy
 
     if program.center is not None:
@@ -116,6 +118,8 @@ def _solve_highs(program: Program, *, time_limit: float, gap: float, start: np.n
     h = _highs(program, relax=False)
     h.setOptionValue("time_limit", max(time_limit, 1e-3))
     h.setOptionValue("mip_rel_gap", gap)
+    if first:
+        h.setOptionValue("mip_max_improving_sols", 1)
     if start is not None:
         h.setSolution(len(start), np.arange(len(start), dtype=np.int32), start)
     h.run()
@@ -132,7 +136,8 @@ def _solve_highs(program: Program, *, time_limit: float, gap: float, start: np.n
                     bound if math.isfinite(bound) else 0.0)
 
 
-def _solve_scip(program: Program, *, time_limit: float, gap: float, start: np.ndarray | None) -> Solution:
+def _solve_scip(program: Program, *, time_limit: float, gap: float, start: np.ndarray | None,
+                first: bool) -> Solution:
     from pyscipopt import Model, quicksum
     from pyscipopt.scip import ExprCons
 
@@ -141,6 +146,8 @@ def _solve_scip(program: Program, *, time_limit: float, gap: float, start: np.nd
     model.setParam("limits/time", max(time_limit, 1e-3))
     model.setParam("limits/gap", gap)
     model.setParam("parallel/maxnthreads", 1)
+    if first:
+        model.setParam("limits/solutions", 1)
     variables = [
         model.addVar(lb=lo if math.isfinite(lo) else None, ub=hi if math.isfinite(hi) else None,
                      vtype="B" if integer and lo >= 0 and hi <= 1 else ("I" if integer else "C"))
