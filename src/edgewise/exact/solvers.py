@@ -1,5 +1,6 @@
-"""The two solvers from PyPI behind edgewise.exact: HiGHS (``highspy``: LPs and MILPs) and SCIP (``pyscipopt``:
-MILPs and the ℓ2 MIQP, its quadratic objective as a convex quadratic constraint t ≥ Σ (x' − x)²).
+"""The two solvers from PyPI behind edgewise.exact: HiGHS (``highspy``: LPs, MILPs and the convex QPs of ℓ2 on one
+activation pattern) and SCIP (``pyscipopt``: MILPs and the ℓ2 MIQP, its quadratic objective as a convex quadratic
+constraint t ≥ Σ (x' − x)²).
 
 docs/exact.md records which one is faster here.
 """
@@ -37,7 +38,12 @@ def _highs(program: Program, *, relax: bool) -> Any:
     lp = highspy.HighsLp()
     lp.num_col_ = len(program.col_lower)
     lp.num_row_ = len(program.row_lower)
-    lp.col_cost_ = program.cost
+    cost = program.cost.copy()
+    if program.center is not None:
+        # Σ (v_i − c_i)² = ½ vᵀ (2 I) v − 2 c·v + Σ c_i², over the first D columns: a convex QP (no integers).
+        cost[: len(program.center)] -= 2 * program.center
+        lp.offset_ = float(program.center @ program.center)
+    lp.col_cost_ = cost
     lp.col_lower_ = np.where(np.isfinite(program.col_lower), program.col_lower, -highspy.kHighsInf)
     lp.col_upper_ = np.where(np.isfinite(program.col_upper), program.col_upper, highspy.kHighsInf)
     lp.row_lower_ = np.where(np.isfinite(program.row_lower), program.row_lower, -highspy.kHighsInf)
@@ -51,6 +57,15 @@ def _highs(program: Program, *, relax: bool) -> Any:
         lp.integrality_ = [highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous
                            for i in program.integer]
     h.passModel(lp)
+    if program.center is not None:
+        hessian = highspy.HighsHessian()
+        hessian.dim_ = lp.num_col_
+        hessian.format_ = highspy.HessianFormat.kTriangular
+        size = len(program.center)
+        hessian.start_ = np.r_[np.arange(size + 1), np.full(lp.num_col_ - size, size)].astype(np.int32)
+        hessian.index_ = np.arange(size, dtype=np.int32)
+        hessian.value_ = np.full(size, 2.0)
+        h.passHessian(hessian)
     return h
 
 
@@ -113,7 +128,7 @@ def _solve_highs(program: Program, *, time_limit: float, gap: float, start: np.n
                  first: bool) -> Solution:
     import highspy
 
-    if program.center is not None:
+    if program.center is not None and program.integer.any():
         raise ValueError("solver: HiGHS solves no mixed-integer quadratic programs; use solver='scip' for l2")
     h = _highs(program, relax=False)
     h.setOptionValue("time_limit", max(time_limit, 1e-3))
