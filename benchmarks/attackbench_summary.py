@@ -4,17 +4,23 @@ where ``auto`` reaches LO >= 0.99 and a GO above every single attack's.
     python benchmarks/attackbench_summary.py [--budget 1000] [--n 500]
 
 Reads benchmarks/results/attackbench-NORM-qQ-nN/report.json (written by benchmarks/attackbench_budget.py) for
-every norm that has one and writes benchmarks/results/attackbench-qQ-nN-summary.md.
+every norm that has one and writes benchmarks/results/attackbench-qQ-nN-summary.md; re-draws each model's
+robust-accuracy plot there from its distances.json with the current plotting code (the run may have drawn them with
+an older one).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 from typing import Any
 
-from edgewise.eval.report import write_text_atomic
+import torch
+
+from edgewise.eval.benchmark import BEST
+from edgewise.eval.report import plot_curves, write_text_atomic
 
 RESULTS = Path(__file__).parent / "results"
 NORMS = ("l2", "linf", "l1", "l0")
@@ -48,6 +54,16 @@ def norm_section(norm: str, report: dict[str, Any]) -> tuple[list[str], dict[str
     return [*lines, ""], go
 
 
+def redraw_plots(folder: Path, distance: str) -> None:
+    """robust_accuracy-MODEL.png of every model in ``folder``/distances.json."""
+    stored = json.loads((folder / "distances.json").read_text())["distances"]
+    for model, curves in stored.items():
+        tensors = {label: torch.tensor([math.inf if d is None else d for d in values], dtype=torch.float64)
+                   for label, values in curves.items()}
+        plot_curves(folder / f"robust_accuracy-{model}.png", tensors, distance=distance,
+                    title=f"{model}: {distance} attacks", reference=BEST)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", type=int, default=1000)
@@ -66,6 +82,7 @@ def main() -> None:
         if not path.is_file():
             continue
         report = json.loads(path.read_text())
+        redraw_plots(path.parent, norm)
         section, go = norm_section(norm, report)
         sections += section
         rivals = {name: value for name, value in go.items() if name != "auto" and value is not None}
