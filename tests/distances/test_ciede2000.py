@@ -142,3 +142,24 @@ def test_bad_shapes():
         ciede2000(torch.rand(1, 2, 4, 4), torch.rand(1, 2, 4, 4))
     with pytest.raises(ValueError, match=r"perturbed must have the shape of reference \(1, 3, 4, 4\)"):
         ciede2000(torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 5))
+
+
+def test_hue_differences_at_and_beyond_180_match_colour_science():
+    # Eq. 10 wraps Δh' only beyond ±180: pairs 180-181 degrees apart, and pairs exactly opposite (b*, a* negated
+    # and doubled: Δh' = -180 exactly for many of them), with mean hues near 275 degrees, where R_T, and so the
+    # sign of ΔH' in the term R_T ΔC' ΔH', matters most.
+    hues = torch.linspace(345.0, 359.0, 16, dtype=torch.float64)
+    chroma = torch.linspace(10.0, 40.0, 16, dtype=torch.float64)
+    a, b = chroma * torch.cos(torch.deg2rad(hues)), chroma * torch.sin(torch.deg2rad(hues))
+    first = torch.stack([torch.full_like(a, 50.0), a, b]).view(1, 3, 1, -1)
+    opposite = torch.stack([torch.full_like(a, 55.0), -2 * a, -2 * b]).view(1, 3, 1, -1)
+    # High chroma, where G (eq. 4) is near 0 and h' near the hue of (a*, b*): Δh' stays within 180-181 degrees,
+    # and hues near 5 and 185.5 degrees have their (wrapped) mean near 275.
+    vivid, start = 3 * chroma + 40, torch.linspace(2.0, 8.0, 16, dtype=torch.float64)
+    turned = torch.deg2rad(start + 180.5)
+    near = torch.stack([torch.full_like(a, 50.0), vivid * torch.cos(torch.deg2rad(start)),
+                        vivid * torch.sin(torch.deg2rad(start))]).view(1, 3, 1, -1)
+    beyond = torch.stack([torch.full_like(a, 45.0), 0.8 * vivid * torch.cos(turned),
+                          0.8 * vivid * torch.sin(turned)]).view(1, 3, 1, -1)
+    for lab1, lab2 in ((first, opposite), (opposite, first), (near, beyond), (beyond, near)):
+        np.testing.assert_allclose(delta_e00(lab1, lab2).numpy(), colour_delta_e(lab1, lab2), rtol=0, atol=1e-6)

@@ -113,3 +113,15 @@ def test_bad_transforms() -> None:
         transform_attack(model, x, y, transforms="hflip")
     with pytest.raises(ValueError, match=r"inputs must be images \(B, C, H, W\)"):
         transform_attack(nn.Flatten(), x.flatten(1), y)
+
+
+@pytest.mark.parametrize("random", [False, True])
+def test_transforms_follow_the_images_device(random: bool) -> None:
+    # With "meta" as the default device, a draw or a fill made without device= meets the CPU images and fails, as
+    # it would on a GPU: this runs the device check on a CPU-only machine.
+    x = _images()
+    for name in sorted(TRANSFORMS):
+        expected = apply_transform(name, x, random=random, generator=torch.Generator().manual_seed(5))
+        with torch.device("meta"):
+            found = apply_transform(name, x, random=random, generator=torch.Generator().manual_seed(5))
+        assert found.device == x.device and torch.equal(found, expected), name
