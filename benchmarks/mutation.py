@@ -304,7 +304,8 @@ def main() -> None:
                              "(default: every mutant)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
     parser.add_argument("--rerun-survivors", action="store_true",
-                        help="run again only the modules' survivors of the last run (after new tests were added)")
+                        help="run again only the modules' survivors of the last run, and the mutants killed only "
+                             "by hand (after new tests were added)")
     parser.add_argument("--max-children", type=int, default=1, help="parallel mutant workers (default 1)")
     parser.add_argument("--report-only", action="store_true",
                         help="run nothing: rewrite the report from the modules' mutmut results (after mutants were "
@@ -341,14 +342,18 @@ def main() -> None:
         sample = None
         todo: list[str] = []
         if args.rerun_survivors:
-            if not earlier.get("survivors"):
+            # the survivors, and the mutants killed only by hand so far (a new test not yet run through mutmut)
+            statuses = earlier.get("statuses_by_mutant", {})
+            survivors = sorted(name for name, status in statuses.items()
+                               if status not in KILLED and name not in reviewed_mutants(REVIEW, "equivalent"))
+            if not survivors:
                 continue
             if not (folder / "mutants").is_dir():
                 # mutmut would check only the survivors here, and the module's other mutants would count as not run
                 print(f"{module}: no earlier mutmut results in {folder}: run its sample again (--sample K --seed S)",
                       file=sys.stderr)
                 continue
-            sample, todo = (earlier["sample"] or {}).get("names"), earlier["survivors"]
+            sample, todo = (earlier["sample"] or {}).get("names"), survivors
         elif args.sample is not None and args.sample < len(names):
             sample = sorted(random.Random(args.seed).sample(names, args.sample))
             done = statuses_of(module, folder)

@@ -4,16 +4,20 @@ has the fields of the zoo's own records; the end-of-training robust accuracy use
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
+from typing import Any
 
+import pytest
 import torch
 from torch import nn
 
 from edgewise.attacks.pgd import pgd
 from edgewise.models.zoo import WEIGHTS
-from edgewise.training import TrainConfig, train
+from edgewise.training import RECIPES, TrainConfig, train
 from edgewise.training.loop import accuracy, robust_accuracy
+from edgewise.training.recipes import TrainingBatch
 
 
 def test_metrics_are_the_models_on_the_chosen_samples(tmp_path: Path) -> None:
@@ -61,3 +65,29 @@ def test_robust_accuracy_is_that_of_pgd_with_a_random_start() -> None:
                        generator=torch.Generator().manual_seed(4))
     (value,) = found.values()
     assert value == accuracy(model, adversarials, labels) and value < 1
+
+
+def test_a_three_channel_model_is_attacked_in_three_channels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # in_channels=3 (the rgb zoo model) on grey images: the batches are repeated over 3 channels, so the recipe's
+    # adversary perturbs each channel (the model's normalization would broadcast a grey batch, and the adversary
+    # would then perturb the grey image only).
+    generator = torch.Generator().manual_seed(1)
+    images, labels = torch.rand(16, 1, 28, 28, generator=generator), torch.randint(0, 10, (16,), generator=generator)
+    shapes: list[tuple[int, ...]] = []
+    pgd_recipe = RECIPES["pgd"]
+
+    @functools.wraps(pgd_recipe)
+    def recording(model: nn.Module, inputs: torch.Tensor, *args: Any, **kwargs: Any) -> TrainingBatch:
+        shapes.append(tuple(inputs.shape))
+        return pgd_recipe(model, inputs, *args, **kwargs)
+
+    monkeypatch.setitem(RECIPES, "pgd", recording)
+    config = TrainConfig(architecture="tinymlp", recipe="pgd", in_channels=3, epochs=1, batch_size=8, seed=0,
+                         recipe_options={"eps": 0.1, "steps": 1})
+    train(config, (images, labels), (images[:4], labels[:4]), out=tmp_path, name="m", progress=False)
+    assert shapes == [(8, 3, 28, 28)] * 2
+    assert json.loads((tmp_path / "m.json").read_text())["input_shape"] == [3, 28, 28]
+
+
+def test_a_batch_of_one_is_allowed() -> None:
+    TrainConfig(batch_size=1).validate()  # "epochs and batch_size must be >= 1"
