@@ -161,5 +161,19 @@ def test_hue_differences_at_and_beyond_180_match_colour_science():
                         vivid * torch.sin(torch.deg2rad(start))]).view(1, 3, 1, -1)
     beyond = torch.stack([torch.full_like(a, 45.0), 0.8 * vivid * torch.cos(turned),
                           0.8 * vivid * torch.sin(turned)]).view(1, 3, 1, -1)
-    for lab1, lab2 in ((first, opposite), (opposite, first), (near, beyond), (beyond, near)):
+    # Hues in [0, 1) degrees (0 exactly where b* = 0) against their opposites: h' = 0 stays 0, not 360 (eq. 7), and
+    # a pair exactly 180 degrees apart takes the mean of eq. 14's first case.
+    low = torch.linspace(0.0, 0.9, 16, dtype=torch.float64)
+    red = torch.stack([torch.full_like(a, 60.0), vivid * torch.cos(torch.deg2rad(low)),
+                       vivid * torch.sin(torch.deg2rad(low))]).view(1, 3, 1, -1)
+    green = torch.stack([torch.full_like(a, 40.0), -2 * red[0, 1, 0], -2 * red[0, 2, 0]]).view(1, 3, 1, -1)
+    pairs = ((first, opposite), (opposite, first), (near, beyond), (beyond, near), (red, green), (green, red))
+    for lab1, lab2 in pairs:
         np.testing.assert_allclose(delta_e00(lab1, lab2).numpy(), colour_delta_e(lab1, lab2), rtol=0, atol=1e-6)
+
+
+def test_chromas_whose_product_is_one_are_not_achromatic():
+    # C1' C2' = 1 (b* only, so C' = |b*| exactly): only a product of 0 makes eq. 10's Δh' = 0.
+    lab1 = as_image([(50.0, 0.0, 1.0), (50.0, 0.0, 0.5), (70.0, 0.0, 4.0)])
+    lab2 = as_image([(50.0, 0.0, -1.0), (55.0, 0.0, -2.0), (60.0, 0.0, 0.25)])
+    np.testing.assert_allclose(delta_e00(lab1, lab2).numpy(), colour_delta_e(lab1, lab2), rtol=0, atol=1e-6)

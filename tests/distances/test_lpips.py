@@ -196,3 +196,13 @@ def test_features_do_not_depend_on_the_default_dtype():
     finally:
         torch.set_default_dtype(default)
     assert torch.equal(found, expected)
+
+
+def test_grey_images_are_compared_as_three_equal_channels():
+    # An ImageNet backbone (scaling on) takes 3 channels: a grey image is its 3-channel repeat.
+    torch.manual_seed(0)
+    network = LPIPSNetwork([nn.Conv2d(3, 4, 3), nn.ReLU()], [1])
+    x, y = pair(8)
+    grey_x, grey_y = x[:, :1], y[:, :1]
+    torch.testing.assert_close(network.bind(grey_x)(grey_y), network.bind(grey_x.expand(-1, 3, -1, -1))(
+        grey_y.expand(-1, 3, -1, -1)), rtol=0, atol=0)
