@@ -16,9 +16,8 @@ Optimization* (NeurIPS 2021, supplement A) gives the closed forms used here:
 - ℓ0 (eq. 16): keep clip(aᵢ) on the ε coordinates of largest ηᵢ, zero elsewhere, where ηᵢ² = aᵢ² − (aᵢ −
   clip(aᵢ))² is what keeping coordinate i saves in squared distance.
 
-Both roots are found by bisection on the paper's brackets, vectorized over the batch, followed by one exact step:
-between breakpoints the ℓ1/ℓ2 constraint functions are linear / quadratic in the multiplier, so the root is
-solved in closed form on the set of coordinates that are neither zero nor clipped, and kept only if feasible.
+Both roots are found by bisection on the paper's brackets, vectorized over the batch, down to the dtype's
+resolution; the feasible end of the final bracket is returned, so the result never leaves the ball.
 The box contains 0 (x ∈ [0, 1]), which is what makes "clip the unconstrained Lagrangian minimizer" exact.
 """
 
@@ -127,15 +126,7 @@ def _l2(a: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, eps: torch.Te
         middle = (t_low + t_high) / 2
         feasible = squared(middle) <= eps.square()
         t_low, t_high = torch.where(feasible, middle, t_low), torch.where(feasible, t_high, middle)
-    # Exact step: with the clipped set C fixed at t_low, g(t) = Σ_C bound² + t² Σ_free a² = ε².
-    scaled = t_low * a
-    clipped_set = (scaled < lower) | (scaled > upper)
-    fixed = torch.where(clipped_set, scaled.clamp(lower, upper).square(), 0).sum(1, keepdim=True)
-    free = torch.where(clipped_set, 0, a.square()).sum(1, keepdim=True)
-    t_exact = ((eps.square() - fixed).clamp_min(0) / free.clamp_min(torch.finfo(a.dtype).tiny)).sqrt()
-    t_exact = torch.minimum(torch.maximum(t_exact, t_low), t_high)
-    t = torch.where(squared(t_exact) <= eps.square(), t_exact, t_low)
-    return torch.where(inside, clipped, (t * a).clamp(lower, upper))
+    return torch.where(inside, clipped, (t_low * a).clamp(lower, upper))
 
 
 def _l1(a: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -155,15 +146,7 @@ def _l1(a: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, eps: torch.Te
         middle = (lam_low + lam_high) / 2
         feasible = shrink(middle).sum(1, keepdim=True) <= eps
         lam_low, lam_high = torch.where(feasible, lam_low, middle), torch.where(feasible, middle, lam_high)
-    # Exact step: with the zero / clipped / free sets fixed at λ_high, g(λ) = Σ_clipped b + Σ_free (|a| − λ) = ε.
-    shifted = magnitude - lam_high
-    free_set = (shifted > 0) & (shifted < bound)
-    fixed = torch.where(shifted >= bound, bound, 0).sum(1, keepdim=True)
-    count = free_set.sum(1, keepdim=True).to(a.dtype)
-    lam_exact = (torch.where(free_set, magnitude, 0).sum(1, keepdim=True) + fixed - eps) / count.clamp_min(1)
-    lam_exact = torch.minimum(torch.maximum(lam_exact, lam_low), lam_high)
-    lam = torch.where(shrink(lam_exact).sum(1, keepdim=True) <= eps, lam_exact, lam_high)
-    return torch.where(inside, clipped, torch.where(a >= 0, 1, -1) * shrink(lam))
+    return torch.where(inside, clipped, torch.where(a >= 0, 1, -1) * shrink(lam_high))
 
 
 def _l0(a: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:

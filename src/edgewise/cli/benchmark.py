@@ -41,7 +41,7 @@ from edgewise.cli.options import (
 )
 from edgewise.data import check_compatible, stack
 from edgewise.eval.baselines import BASELINES, MissingLibraryError
-from edgewise.eval.benchmark import AttackSpec, benchmark, resolve, write_report
+from edgewise.eval.benchmark import BEST, AttackSpec, benchmark, resolve, write_report
 from edgewise.eval.report import environment
 from edgewise.validation import check_device
 
@@ -150,7 +150,7 @@ def exact_reports(report: dict[str, Any], models: dict[str, Any], data: dict[str
 
     written = []
     for name, model in models.items():
-        curves = {label: d for label, d in report["models"][name]["curves"].items() if label != "best of all"}
+        curves = {label: d for label, d in report["models"][name]["curves"].items() if label != BEST}
         folder = out / "exact" / name
         inputs, labels = data[name]
         _, summary = certify_against(model, inputs, labels, curves, norm=args.distance,

@@ -51,6 +51,9 @@ from edgewise.eval.result import AttackResult
 from edgewise.eval.run import Attack, _save_atomic, run_attack
 from edgewise.models.wrappers import BudgetModel, BudgetSpentError
 
+BEST = "best of all"
+"""The label of the per-sample best over every attack of a model (AttackBench's reference) in curves and plots."""
+
 
 def _run_budgeted(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, attack: Attack, budget: int,
                   distance: str, **options: Any) -> torch.Tensor:
@@ -311,7 +314,7 @@ def benchmark(models: Mapping[str, nn.Module], data: Mapping[str, tuple[torch.Te
         all_rows[model_name] = rows
         distances = {key: r.distances[distance] for key, r in results.items()}
         curves = {labels_of[key]: values for key, values in distances.items()}
-        curves["best of all"] = best["best"]
+        curves[BEST] = best["best"]
         for key, values in distances.items():
             pooled.setdefault(key, []).append(values)
         report["models"][model_name] = {
@@ -403,7 +406,7 @@ def write_report(report: dict[str, Any], out: str | Path, *, arguments: dict[str
         name = f"robust_accuracy-{model_name}.png"
         tmp = out / f"tmp-{name}"
         plot_curves(tmp, entry["curves"], distance=report["distance"],
-                    title=f"{model_name}: {report['distance']} attacks")
+                    title=f"{model_name}: {report['distance']} attacks", reference=BEST)
         os.replace(tmp, out / name)
         plots[model_name] = name
     header = (f"n = {arguments.get('n')} samples ({arguments.get('data')}), models {', '.join(report['models'])}; "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -74,22 +75,33 @@ def write_results(out: Path, result: AttackResult, summary: dict[str, Any], argu
     write_text_atomic(out / "samples.jsonl", "".join(json.dumps(r) + "\n" for r in sample_records(result)))
 
 
-def plot_curves(path: Path, curves: dict[str, torch.Tensor], *, distance: str, title: str) -> None:
-    """Robust accuracy vs budget ε, one line per attack (the ALMA paper's figures)."""
+def plot_curves(path: Path, curves: dict[str, torch.Tensor], *, distance: str, title: str,
+                reference: str | None = None) -> None:
+    """Robust accuracy vs budget ε, one line per attack (the ALMA paper's figures). ``reference`` names the curve
+    drawn in black (the per-sample best of all attacks); the others get distinct colour and dash pairs (a
+    benchmark has more attacks than a palette has colours), and the legend stands beside the axes, off the lines."""
     finite = [d[torch.isfinite(d)] for d in curves.values()]
     top = max((float(f.max()) for f in finite if f.numel()), default=1.0) * 1.05 or 1.0
     grid = torch.linspace(0, top, 201, dtype=torch.float64)
-    figure, axis = plt.subplots(figsize=(5.5, 4))
-    for name, values in curves.items():
-        accuracy = metrics.robust_accuracy_curve(values, grid)
+    columns = 0 if len(curves) == 1 else 1 if len(curves) <= 14 else 2
+    rows = math.ceil(len(curves) / max(columns, 1))
+    figure, axis = plt.subplots(figsize=(5.5 + 3.5 * columns, max(4.0, 0.8 + 0.22 * rows)))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    dashes = ("-", "--", ":", "-.")
+    others = [name for name in curves if name != reference]
+    for index, name in enumerate([*others, *([reference] if reference in curves else [])]):
+        accuracy = metrics.robust_accuracy_curve(curves[name], grid)
         auc = metrics.area_under_curve(grid, accuracy)
-        axis.plot(grid.numpy(), 100 * accuracy.numpy(), label=f"{name} (area {auc:.3g})")
+        style = ({"color": "black", "linestyle": "--", "linewidth": 2.0} if name == reference else
+                 {"color": colours[index % len(colours)], "linestyle": dashes[index // len(colours) % len(dashes)]})
+        axis.plot(grid.numpy(), 100 * accuracy.numpy(), label=f"{name} (area {auc:.3g})", **style)
     axis.set_xlabel(f"budget ε ({distance})")
     axis.set_ylabel("robust accuracy (%)")
     axis.set_ylim(0, 100)
     axis.set_xlim(0, top)
     axis.grid(alpha=0.3)
-    axis.legend()
+    if columns:
+        axis.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", borderaxespad=0, ncol=columns)
     axis.set_title(title)
     figure.tight_layout()
     figure.savefig(path, dpi=120)

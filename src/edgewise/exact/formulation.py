@@ -174,13 +174,12 @@ def build(network: Network, x: np.ndarray, norm: str, radius: float, bounds: Bou
           feasibility: bool = False) -> tuple[Program, np.ndarray]:
     """The program of one sample, or with ``upto`` = k the part before layer k (for LP tightening).
 
-    ``feasibility`` (ℓ∞, ℓ1): no objective, "is there an adversarial within ``radius``?" (ℓ∞: the input
-    columns' box is then the whole ball, and the 2D rows |x' − x| ≤ t are left out).
+    ``feasibility``: no objective, "is there an adversarial within ``radius``?" (ℓ∞: the input columns' box is
+    then the whole ball, and the 2D rows |x' − x| ≤ t are left out; ℓ2: the program is the minimization's, whose
+    quadratic Σ (x' − x)² is bounded by radius², and the solver stops at its first point).
     Returns the program and the columns of the values entering layer ``upto`` (or the logits' layer): -1
     marks a unit that is the constant 0 (a ReLU fixed inactive).
     """
-    if feasibility and norm == "l2":
-        raise ValueError("feasibility programs are built for linf and l1 only (l2's ball is its objective)")
     builder = _Builder()
     values = builder.add_cols(*bounds.input)
     _add_norm(builder, values, x, norm, radius, objective=upto is None and not feasibility)

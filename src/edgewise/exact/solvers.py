@@ -1,5 +1,6 @@
-"""The two solvers from PyPI behind edgewise.exact: HiGHS (``highspy``: LPs and MILPs) and SCIP (``pyscipopt``:
-MILPs and the ℓ2 MIQP, its quadratic objective as a convex quadratic constraint t ≥ Σ (x' − x)²).
+"""The two solvers from PyPI behind edgewise.exact: HiGHS (``highspy``: LPs, MILPs and the convex QPs of ℓ2 on one
+activation pattern) and SCIP (``pyscipopt``: MILPs and the ℓ2 MIQP, its quadratic objective as a convex quadratic
+constraint t ≥ Σ (x' − x)²).
 
 docs/exact.md records which one is faster here.
 """
@@ -37,7 +38,12 @@ def _highs(program: Program, *, relax: bool) -> Any:
     lp = highspy.HighsLp()
     lp.num_col_ = len(program.col_lower)
     lp.num_row_ = len(program.row_lower)
-    lp.col_cost_ = program.cost
+    cost = program.cost.copy()
+    if program.center is not None:
+        # Σ (v_i − c_i)² = ½ vᵀ (2 I) v − 2 c·v + Σ c_i², over the first D columns: a convex QP (no integers).
+        cost[: len(program.center)] -= 2 * program.center
+        lp.offset_ = float(program.center @ program.center)
+    lp.col_cost_ = cost
     lp.col_lower_ = np.where(np.isfinite(program.col_lower), program.col_lower, -highspy.kHighsInf)
     lp.col_upper_ = np.where(np.isfinite(program.col_upper), program.col_upper, highspy.kHighsInf)
     lp.row_lower_ = np.where(np.isfinite(program.row_lower), program.row_lower, -highspy.kHighsInf)
@@ -51,6 +57,15 @@ def _highs(program: Program, *, relax: bool) -> Any:
         lp.integrality_ = [highspy.HighsVarType.kInteger if i else highspy.HighsVarType.kContinuous
                            for i in program.integer]
     h.passModel(lp)
+    if program.center is not None:
+        hessian = highspy.HighsHessian()
+        hessian.dim_ = lp.num_col_
+        hessian.format_ = highspy.HessianFormat.kTriangular
+        size = len(program.center)
+        hessian.start_ = np.r_[np.arange(size + 1), np.full(lp.num_col_ - size, size)].astype(np.int32)
+        hessian.index_ = np.arange(size, dtype=np.int32)
+        hessian.value_ = np.full(size, 2.0)
+        h.passHessian(hessian)
     return h
 
 
@@ -80,14 +95,15 @@ def lp_ranges(program: Program, cols: np.ndarray, weights: sparse.csr_matrix) ->
     return low, high
 
 
-def solve(program: Program, *, solver: str, time_limit: float, gap: float,
-          start: np.ndarray | None = None) -> Solution:
+def solve(program: Program, *, solver: str, time_limit: float, gap: float, start: np.ndarray | None = None,
+          first: bool = False) -> Solution:
     """Solve ``program``; ``start``: values of its first columns (the perturbed input x') of a known feasible
-    point, completed to every column and handed to the solver as its first incumbent."""
+    point, completed to every column and handed to the solver as its first incumbent. ``first``: stop at the
+    first feasible point (a feasibility question whose program keeps an objective: ℓ2's Σ (x' − x)²)."""
     full = None if start is None else complete(program, start)
     if solver == "highs":
-        return _solve_highs(program, time_limit=time_limit, gap=gap, start=full)
-    return _solve_scip(program, time_limit=time_limit, gap=gap, start=full)
+        return _solve_highs(program, time_limit=time_limit, gap=gap, start=full, first=first)
+    return _solve_scip(program, time_limit=time_limit, gap=gap, start=full, first=first)
 
 
 def complete(program: Program, start: np.ndarray) -> np.ndarray | None:
@@ -108,14 +124,17 @@ def complete(program: Program, start: np.ndarray) -> np.ndarray | None:
     return np.asarray(h.getSolution().col_value)
 
 
-def _solve_highs(program: Program, *, time_limit: float, gap: float, start: np.ndarray | None) -> Solution:
+def _solve_highs(program: Program, *, time_limit: float, gap: float, start: np.ndarray | None,
+                 first: bool) -> Solution:
     import highspy
 
-    if program.center is not None:
+    if program.center is not None and program.integer.any():
         raise ValueError("solver: HiGHS solves no mixed-integer quadratic programs; use solver='scip' for l2")
     h = _highs(program, relax=False)
     h.setOptionValue("time_limit", max(time_limit, 1e-3))
     h.setOptionValue("mip_rel_gap", gap)
+    if first:
+        h.setOptionValue("mip_max_improving_sols", 1)
     if start is not None:
         h.setSolution(len(start), np.arange(len(start), dtype=np.int32), start)
     h.run()
@@ -132,7 +151,8 @@ def _solve_highs(program: Program, *, time_limit: float, gap: float, start: np.n
                     bound if math.isfinite(bound) else 0.0)
 
 
-def _solve_scip(program: Program, *, time_limit: float, gap: float, start: np.ndarray | None) -> Solution:
+def _solve_scip(program: Program, *, time_limit: float, gap: float, start: np.ndarray | None,
+                first: bool) -> Solution:
     from pyscipopt import Model, quicksum
     from pyscipopt.scip import ExprCons
 
@@ -141,6 +161,8 @@ def _solve_scip(program: Program, *, time_limit: float, gap: float, start: np.nd
     model.setParam("limits/time", max(time_limit, 1e-3))
     model.setParam("limits/gap", gap)
     model.setParam("parallel/maxnthreads", 1)
+    if first:
+        model.setParam("limits/solutions", 1)
     variables = [
         model.addVar(lb=lo if math.isfinite(lo) else None, ub=hi if math.isfinite(hi) else None,
                      vtype="B" if integer and lo >= 0 and hi <= 1 else ("I" if integer else "C"))
