@@ -55,8 +55,8 @@ def held_out(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 def finished(out: Path, model: str, specs: list[AttackSpec], *, steps: int, budget: int, n: int,
              batch_size: int) -> list[AttackSpec]:
-    return [s for s in specs
-            if any(cell_folder(out, model, s.name, steps, budget).glob(f"result-*-n{n}-b{batch_size}.pt"))]
+    return [s for s in specs if any(cell_folder(out, model, s.name, s.within(steps), budget)
+                                    .glob(f"result-*-n{n}-b{batch_size}.pt"))]
 
 
 def main() -> None:

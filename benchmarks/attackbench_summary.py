@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from edgewise.eval.benchmark import BEST
+from edgewise.eval.metrics import global_optimality
 from edgewise.eval.report import plot_curves, write_text_atomic
 
 RESULTS = Path(__file__).parent / "results"
@@ -31,27 +32,48 @@ def _fmt(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
-def norm_section(norm: str, report: dict[str, Any]) -> tuple[list[str], dict[str, float]]:
-    """The LO table of one norm (attacks × models, GO last) and the attacks' GO."""
-    models = list(report["models"])
-    lo = {model: {row["attack"]: row["local_optimality"] for row in entry["rows"]}
+def comparable(go: dict[str, float], counted: dict[str, int]) -> dict[str, float]:
+    """The GO of every other attack over as many models as ``auto``'s (a GO over fewer models is another mean;
+    such an attack is compared per model, in the LO table)."""
+    return {name: value for name, value in go.items() if name != "auto" and counted[name] == counted.get("auto")}
+
+
+def optimality(report: dict[str, Any]) -> tuple[dict[str, dict[str, float]], dict[str, float], dict[str, int]]:
+    """LO per model and attack, and each attack's GO with the number of models it is over. A model where no attack
+    found an adversarial beyond the clean errors (ε₀ = 0: every LO undefined, NaN in attackbenchlib's mean) is left
+    out of GO, which is then the mean over the other models the attack ran on."""
+    lo = {model: {row["attack"]: row["local_optimality"] for row in entry["rows"]
+                  if row["local_optimality"] is not None}
           for model, entry in report["models"].items()}
-    go = {row["attack"]: row["global_optimality"] for row in report["summary"]}
-    counted = {row["attack"]: row["models"] for row in report["summary"]}
+    attacks = {row["attack"] for entry in report["models"].values() for row in entry["rows"]}
+    over = {attack: [values[attack] for values in lo.values() if attack in values] for attack in attacks}
+    go = {attack: global_optimality(values) for attack, values in over.items() if values}
+    return lo, go, {attack: len(values) for attack, values in over.items()}
+
+
+def norm_section(norm: str, report: dict[str, Any]) -> tuple[list[str], dict[str, float], dict[str, int]]:
+    """The LO table of one norm (attacks × models, GO last), the attacks' GO and the models each GO is over."""
+    models = list(report["models"])
+    lo, go, counted = optimality(report)
+    degenerate = [m for m in models if not lo[m]]
     lines = [f"## {norm}", "", "| attack | " + " | ".join(f"`{m}`" for m in models) + " | GO (models) |",
              "|---|" + "---|" * (len(models) + 1)]
-    for attack in sorted(go, key=lambda name: -(go[name] or -1.0)):  # GO None (no LO defined) last
+    for attack in sorted(counted, key=lambda name: -go.get(name, -1.0)):
         cells = " | ".join(_fmt(lo[m].get(attack)) for m in models)
-        lines.append(f"| {attack} | {cells} | {_fmt(go[attack])} ({counted[attack]}) |")
-    if go.get("auto") is not None:
-        rivals = {name: value for name, value in go.items() if name != "auto" and value is not None}
+        lines.append(f"| {attack} | {cells} | {_fmt(go.get(attack))} ({counted[attack]}) |")
+    if degenerate:
+        lines += ["", f"LO undefined on {', '.join(f'`{m}`' for m in degenerate)}: no attack found an adversarial "
+                  "example beyond the clean errors (ε₀ = 0); GO is over the other models."]
+    if "auto" in go:
+        rivals = comparable(go, counted)
         best = max(rivals, key=lambda name: rivals[name])
-        short = [f"`{m}` {_fmt(lo[m].get('auto'))}" for m in models if (lo[m].get("auto") or 0.0) < TARGET]
+        scored = [m for m in models if m not in degenerate]
+        short = [f"`{m}` {_fmt(lo[m].get('auto'))}" for m in scored if lo[m].get("auto", 0.0) < TARGET]
         lines += ["", f"auto: GO {go['auto']:.3f} vs the best single attack's {rivals[best]:.3f} ({best}): "
                   f"{'above' if go['auto'] > rivals[best] else 'NOT above'}; LO >= {TARGET} on "
-                  f"{len(models) - len(short)} of {len(models)} models"
+                  f"{len(scored) - len(short)} of {len(scored)} models"
                   + (f" (short: {', '.join(short)})" if short else "") + "."]
-    return [*lines, ""], go
+    return [*lines, ""], go, counted
 
 
 def redraw_plots(folder: Path, distance: str) -> None:
@@ -73,7 +95,8 @@ def main() -> None:
     lines = [f"# AttackBench protocol, Q = {args.budget} passes per sample, n = {args.n}: LO per model, GO", "",
              "Written by `python benchmarks/attackbench_summary.py` from "
              f"`benchmarks/results/attackbench-NORM-{suffix}/report.json`. LO: local optimality against the "
-             "per-sample best of every attack run on that model; GO: the mean LO over the models the attack ran on.",
+             "per-sample best of every attack run on that model; GO: the mean LO over the models the attack ran on; "
+             "auto is compared by GO with the attacks that ran on all its models, and per model (LO) with the others.",
              ""]
     overview = ["## GO per norm", "", "| norm | models | auto | best single attack (GO) |", "|---|---|---|---|"]
     sections: list[str] = []
@@ -83,9 +106,9 @@ def main() -> None:
             continue
         report = json.loads(path.read_text())
         redraw_plots(path.parent, norm)
-        section, go = norm_section(norm, report)
+        section, go, counted = norm_section(norm, report)
         sections += section
-        rivals = {name: value for name, value in go.items() if name != "auto" and value is not None}
+        rivals = comparable(go, counted)
         best = max(rivals, key=lambda name: rivals[name])
         overview.append(f"| {norm} | {', '.join(report['models'])} | {_fmt(go.get('auto'))} | "
                         f"{best} ({rivals[best]:.3f}) |")

@@ -74,17 +74,20 @@ TESTS = {
     "attacks.auto": ["tests/attacks/test_auto.py"],
     # not the two-process test: its worker processes run the unmutated package, so it would compare a mutant
     # with the original code
-    "training.loop": ["tests/training/test_loop.py", "tests/training/test_loop_modes.py", "--deselect",
+    "training.loop": ["tests/training/test_loop_metrics.py", "tests/training/test_loop.py",
+                      "tests/training/test_loop_modes.py", "--deselect",
                       "tests/training/test_loop.py::test_two_processes_give_the_weights_of_one"],
     "training.multinorm": ["tests/training/test_recipes.py"],
-    "attacks.minmax.ensemble": ["tests/attacks/minmax/test_ensemble.py"],
-    "attacks.minmax.metrics": ["tests/attacks/minmax/test_metrics.py"],
-    "attacks.minmax.transforms": ["tests/attacks/minmax/test_transforms.py"],
-    "attacks.minmax.universal": ["tests/attacks/minmax/test_universal.py"],
+    "attacks.minmax.ensemble": ["tests/attacks/minmax/test_ensemble.py", "tests/attacks/minmax/test_wrappers.py"],
+    "attacks.minmax.metrics": ["tests/attacks/minmax/test_metrics.py", "tests/attacks/minmax/test_plots.py"],
+    "attacks.minmax.transforms": ["tests/attacks/minmax/test_transforms.py",
+                                  "tests/attacks/minmax/test_wrappers.py"],
+    "attacks.minmax.universal": ["tests/attacks/minmax/test_universal.py", "tests/attacks/minmax/test_wrappers.py"],
     "distances.ssim": ["tests/distances/test_ssim.py", "tests/distances/test_conformance.py"],
     "distances.ciede2000": ["tests/distances/test_ciede2000.py", "tests/distances/test_conformance.py"],
     "distances.lpips": ["tests/distances/test_lpips.py", "tests/distances/test_conformance.py"],
-    "distances.registry": ["tests/distances/test_lp.py", "tests/distances/test_lpips.py"],
+    "distances.registry": ["tests/distances/test_registry.py", "tests/distances/test_lp.py",
+                           "tests/distances/test_conformance.py"],
 }
 MODULES = tuple(TESTS)
 KILLED = ("killed", "timeout", "segfault", "caught by type check")
@@ -120,7 +123,8 @@ def mutant_diff(name: str, folder: Path) -> str:
     source = (folder / "mutants" / "src" / "edgewise" / (module.replace(".", "/") + ".py")).read_text()
     original = function.rpartition("__mutmut_")[0] + "__mutmut_orig"
     lines = source.splitlines()
-    bodies = {node.name: lines[node.lineno:node.end_lineno] for node in ast.parse(source).body
+    # methods are mutated inside their class (``xǁClassǁmethod__mutmut_N``): look at every function, nested too
+    bodies = {node.name: lines[node.lineno:node.end_lineno] for node in ast.walk(ast.parse(source))
               if isinstance(node, ast.FunctionDef) and node.name in (original, function)}
     changed = difflib.unified_diff(bodies.get(original, []), bodies.get(function, []), lineterm="", n=0)
     return "\n".join(line for line in changed if line[:1] in "+-" and not line.startswith(("+++", "---")))
@@ -287,7 +291,7 @@ def rescored(entry: dict[str, Any]) -> dict[str, Any]:
     module whose mutmut folder is not in this checkout); the diffs of its remaining survivors kept."""
     found = summarize(entry["statuses_by_mutant"], reviewed_mutants(REVIEW, "equivalent"),
                       frozenset(reviewed_mutants(REVIEW, "killed by hand")))
-    found["diffs"] = {name: entry["diffs"][name] for name in found["survivors"]}
+    found["diffs"] = {name: entry["diffs"].get(name, "") for name in found["survivors"]}
     return found
 
 
@@ -300,7 +304,8 @@ def main() -> None:
                              "(default: every mutant)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
     parser.add_argument("--rerun-survivors", action="store_true",
-                        help="run again only the modules' survivors of the last run (after new tests were added)")
+                        help="run again only the modules' survivors of the last run, and the mutants killed only "
+                             "by hand (after new tests were added)")
     parser.add_argument("--max-children", type=int, default=1, help="parallel mutant workers (default 1)")
     parser.add_argument("--report-only", action="store_true",
                         help="run nothing: rewrite the report from the modules' mutmut results (after mutants were "
@@ -337,14 +342,18 @@ def main() -> None:
         sample = None
         todo: list[str] = []
         if args.rerun_survivors:
-            if not earlier.get("survivors"):
+            # the survivors, and the mutants killed only by hand so far (a new test not yet run through mutmut)
+            statuses = earlier.get("statuses_by_mutant", {})
+            survivors = sorted(name for name, status in statuses.items()
+                               if status not in KILLED and name not in reviewed_mutants(REVIEW, "equivalent"))
+            if not survivors:
                 continue
             if not (folder / "mutants").is_dir():
                 # mutmut would check only the survivors here, and the module's other mutants would count as not run
                 print(f"{module}: no earlier mutmut results in {folder}: run its sample again (--sample K --seed S)",
                       file=sys.stderr)
                 continue
-            sample, todo = (earlier["sample"] or {}).get("names"), earlier["survivors"]
+            sample, todo = (earlier["sample"] or {}).get("names"), survivors
         elif args.sample is not None and args.sample < len(names):
             sample = sorted(random.Random(args.seed).sample(names, args.sample))
             done = statuses_of(module, folder)

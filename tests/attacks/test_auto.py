@@ -206,3 +206,63 @@ def test_registry_entry_passes_its_generator_to_the_members(norm: str) -> None:
                                rtol=0, atol=0)
     other = auto(_DeadBelow(), inputs, labels, norm=norm, budget=60, generator=seeded(2))
     assert not torch.equal(found, other)  # the generator matters here
+
+
+def test_registry_entry_names_steps_in_its_error(linear_oracle) -> None:
+    o = linear_oracle
+    with pytest.raises(ValueError, match=r"^steps must be > 0"):
+        ATTACKS["auto"](o.model, o.inputs, o.labels, steps=0)
+
+
+def test_prune_tries_only_the_changed_elements(linear_oracle) -> None:
+    # Eight elements changed, the eight of largest |w| pushed to the box's far side: one of them alone crosses
+    # the boundary (the margins are below max |w| / 10). With 2 + 8 passes every changed element gets its trial,
+    # so what is left is needed; trials spent on unchanged elements would leave unneeded changes.
+    o = linear_oracle
+    w = o.model[1].weight[1].detach()
+    direction = (1 - 2 * o.labels).float().view(-1, 1) * w.sign()  # towards the other class
+    largest = w.abs().topk(8).indices
+    start = o.inputs.flatten(1).clone()
+    start[:, largest] = torch.where(direction[:, largest] > 0, 1.0, 0.0)
+    start = start.view_as(o.inputs)
+    assert bool((o.model(start).argmax(1) != o.labels).all())
+    pruned = prune(o.model, o.inputs, o.labels, start, passes=2 + 8, targeted=False)
+    assert bool((o.model(pruned).argmax(1) != o.labels).all())
+    for i in range(len(o.inputs)):  # undoing any one kept element breaks the adversarial
+        for j in (pruned[i] != o.inputs[i]).flatten().nonzero().squeeze(1):
+            trial = pruned[i].flatten().clone()
+            trial[j] = o.inputs[i].flatten()[j]
+            assert int(o.model(trial.view(1, *o.inputs.shape[1:])).argmax(1)) == int(o.labels[i])
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_targeted_search_stage_reaches_the_target_where_another_class_is_nearer(norm: str) -> None:
+    # Three classes, z = (0, 10 w·x − 2, 20 w·x − 6): from w·x = 0.05 (class 0), class 1 wins beyond w·x = 0.2,
+    # the target 2 only beyond 0.4. An untargeted search would stop at the nearer boundary.
+    generator = torch.Generator().manual_seed(0)
+    w = torch.randn(16, generator=generator)
+    w = w / w.norm()
+    layer = torch.nn.Linear(16, 3)
+    with torch.no_grad():
+        layer.weight.copy_(torch.stack([torch.zeros(16), 10 * w, 20 * w]))
+        layer.bias.copy_(torch.tensor([0.0, -2.0, -6.0]))
+    model = torch.nn.Sequential(torch.nn.Flatten(), layer).eval()
+    inputs = (0.5 + 0.05 * torch.randn(6, 16, generator=generator)).clamp(0, 1)
+    inputs = inputs - (inputs @ w).unsqueeze(1) * w + 0.05 * w  # w·x = 0.05: class 0
+    labels = model(inputs).argmax(1)
+    assert bool((labels == 0).all())
+    targets = torch.full((6,), 2)
+    adv = portfolio(model, inputs, targets, stages=(("apgd", 1.0),), norm=norm, budget=201, targeted=True)
+    assert torch.equal(model(adv).argmax(1), targets)
+
+
+def test_a_stage_that_fails_on_a_sample_keeps_its_earlier_point(linear_oracle) -> None:
+    # The second stage, DDN starting from a small norm, reaches the boundary of the nearer half of the samples
+    # only and returns the others unchanged (its failure); those keep the first stage's point.
+    o = linear_oracle
+    small = {"init_norm": float(o.l2.median()) / 1.5, "gamma": 0.05}
+    second = ddn(o.model, o.inputs, o.labels, steps=10, **small)
+    failed = (second == o.inputs).flatten(1).all(1)
+    assert 0 < int(failed.sum()) < len(o.inputs)
+    adv = portfolio(o.model, o.inputs, o.labels, stages=(("ddn", 0.5), ("ddn", 0.5, small)), norm="l2", budget=41)
+    assert bool((o.model(adv).argmax(1) != o.labels).all())

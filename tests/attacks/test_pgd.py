@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from edgewise.attacks.pgd import ascent_loss, pgd, pgd_step
+from edgewise.attacks.pgd import ascent_loss, pgd, pgd_step, random_start
 from edgewise.data import sample
 from edgewise.distances import lp
 from edgewise.models import CountingModel, load_model
@@ -115,3 +115,63 @@ def test_random_start_follows_the_inputs_dtype_not_the_default(linear_oracle, no
     finally:
         torch.set_default_dtype(default)
     assert found.dtype == dtype and torch.equal(found, expected)
+
+
+def test_returns_the_adversarial_iterate_of_highest_loss(linear_oracle, bend) -> None:
+    # The bent margin peaks at f = 1 and falls beyond: with ε five times the distance to the boundary the ℓ2
+    # iterates overshoot and swing around the peak, and the point after the final step is not the best; the result
+    # is the evaluated iterate of highest loss among the adversarial ones (docstring).
+    o = linear_oracle
+    model = bend(o.model)
+    seen: list[torch.Tensor] = []
+
+    def recording(x: torch.Tensor) -> torch.Tensor:
+        seen.append(x.detach().clone())
+        return model(x)
+
+    found = pgd(recording, o.inputs, o.labels, norm="l2", eps=5 * o.l2, steps=8, step_size=0.5)
+    with torch.no_grad():
+        iterates = torch.stack(seen)
+        logits = torch.stack([model(x) for x in seen])
+    losses = torch.stack([torch.nn.functional.cross_entropy(z, o.labels, reduction="none") for z in logits])
+    losses = losses.masked_fill(logits.argmax(2) == o.labels, -torch.inf)
+    best = losses.argmax(0)
+    assert bool((losses.amax(0) > -torch.inf).all())
+    torch.testing.assert_close(found, iterates[best, torch.arange(len(o.inputs))], rtol=0, atol=0)
+
+
+def test_eps_tensor_must_be_positive(linear_oracle) -> None:
+    o = linear_oracle
+    eps = torch.full((len(o.inputs),), 0.1)
+    eps[3] = 0.0
+    with pytest.raises(ValueError, match=r"^eps must be finite and > 0, got min 0 "):
+        pgd(o.model, o.inputs, o.labels, eps=eps)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2", "l1"])
+def test_random_start_is_uniform_in_the_ball(norm: str) -> None:
+    # ℓ∞ (Madry et al.): δ uniform in [-ε, ε]^d, so no mass on the faces and a mean near 0; ℓ2 / ℓ1: a uniform
+    # direction of length U·ε, U uniform in [0, 1] (the box is not reached from x = 0.5 with ε = 0.05).
+    inputs, eps = torch.full((200, 1, 8, 8), 0.5, dtype=torch.float64), 0.05
+    delta = random_start(inputs, norm=norm, eps=eps, generator=torch.Generator().manual_seed(0)).flatten(1)
+    if norm == "linf":
+        scaled = delta / eps
+        assert float(scaled.abs().max()) <= 1 and float((scaled.abs() == 1).double().mean()) < 0.01
+        assert abs(float(scaled.mean())) < 0.02 and 0.3 < float(scaled.abs().mean()) < 0.7
+        return
+    ratio = delta.norm(p=2 if norm == "l2" else 1, dim=1) / eps
+    assert float(ratio.max()) <= 1 + 1e-9
+    assert 0.4 < float(ratio.mean()) < 0.6 and 0.05 < float((ratio > 0.9).double().mean()) < 0.2
+
+
+def test_random_start_follows_the_inputs_device(linear_oracle) -> None:
+    # With "meta" as the default device, a tensor made without device= meets the CPU inputs and fails, as it
+    # would on a GPU.
+    o = linear_oracle
+    for norm in NORMS:
+        expected = pgd(o.model, o.inputs, o.labels, norm=norm, steps=1, random_init=True,
+                       generator=torch.Generator().manual_seed(0))
+        with torch.device("meta"):
+            found = pgd(o.model, o.inputs, o.labels, norm=norm, steps=1, random_init=True,
+                        generator=torch.Generator().manual_seed(0))
+        assert found.device == o.inputs.device and torch.equal(found, expected), norm

@@ -196,3 +196,11 @@ def test_projection_keeps_elements_at_the_threshold_and_normalization_keeps_zero
                                torch.tensor([[0.2, -0.3, 0.0], [0.0, 0.0, 0.5]]))
     gradient = torch.tensor([[0.0, 0.0], [-4.0, 2.0]])
     torch.testing.assert_close(normalized(gradient), torch.tensor([[0.0, 0.0], [-1.0, 0.5]]))
+
+
+def test_defaults_run_the_papers_1000_steps(linear_oracle) -> None:
+    # N = 1000 (sec. 4 of the paper; the authors' and adv-lib's default): one forward and one backward each.
+    o = linear_oracle
+    counting = CountingModel(o.model)
+    sigma_zero(counting, o.inputs[:2], o.labels[:2])
+    assert counting.forwards == 1000 * 2 and counting.backwards == 1000 * 2

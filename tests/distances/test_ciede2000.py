@@ -142,3 +142,38 @@ def test_bad_shapes():
         ciede2000(torch.rand(1, 2, 4, 4), torch.rand(1, 2, 4, 4))
     with pytest.raises(ValueError, match=r"perturbed must have the shape of reference \(1, 3, 4, 4\)"):
         ciede2000(torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 5))
+
+
+def test_hue_differences_at_and_beyond_180_match_colour_science():
+    # Eq. 10 wraps Δh' only beyond ±180: pairs 180-181 degrees apart, and pairs exactly opposite (b*, a* negated
+    # and doubled: Δh' = -180 exactly for many of them), with mean hues near 275 degrees, where R_T, and so the
+    # sign of ΔH' in the term R_T ΔC' ΔH', matters most.
+    hues = torch.linspace(345.0, 359.0, 16, dtype=torch.float64)
+    chroma = torch.linspace(10.0, 40.0, 16, dtype=torch.float64)
+    a, b = chroma * torch.cos(torch.deg2rad(hues)), chroma * torch.sin(torch.deg2rad(hues))
+    first = torch.stack([torch.full_like(a, 50.0), a, b]).view(1, 3, 1, -1)
+    opposite = torch.stack([torch.full_like(a, 55.0), -2 * a, -2 * b]).view(1, 3, 1, -1)
+    # High chroma, where G (eq. 4) is near 0 and h' near the hue of (a*, b*): Δh' stays within 180-181 degrees,
+    # and hues near 5 and 185.5 degrees have their (wrapped) mean near 275.
+    vivid, start = 3 * chroma + 40, torch.linspace(2.0, 8.0, 16, dtype=torch.float64)
+    turned = torch.deg2rad(start + 180.5)
+    near = torch.stack([torch.full_like(a, 50.0), vivid * torch.cos(torch.deg2rad(start)),
+                        vivid * torch.sin(torch.deg2rad(start))]).view(1, 3, 1, -1)
+    beyond = torch.stack([torch.full_like(a, 45.0), 0.8 * vivid * torch.cos(turned),
+                          0.8 * vivid * torch.sin(turned)]).view(1, 3, 1, -1)
+    # Hues in [0, 1) degrees (0 exactly where b* = 0) against their opposites: h' = 0 stays 0, not 360 (eq. 7), and
+    # a pair exactly 180 degrees apart takes the mean of eq. 14's first case.
+    low = torch.linspace(0.0, 0.9, 16, dtype=torch.float64)
+    red = torch.stack([torch.full_like(a, 60.0), vivid * torch.cos(torch.deg2rad(low)),
+                       vivid * torch.sin(torch.deg2rad(low))]).view(1, 3, 1, -1)
+    green = torch.stack([torch.full_like(a, 40.0), -2 * red[0, 1, 0], -2 * red[0, 2, 0]]).view(1, 3, 1, -1)
+    pairs = ((first, opposite), (opposite, first), (near, beyond), (beyond, near), (red, green), (green, red))
+    for lab1, lab2 in pairs:
+        np.testing.assert_allclose(delta_e00(lab1, lab2).numpy(), colour_delta_e(lab1, lab2), rtol=0, atol=1e-6)
+
+
+def test_chromas_whose_product_is_one_are_not_achromatic():
+    # C1' C2' = 1 (b* only, so C' = |b*| exactly): only a product of 0 makes eq. 10's Δh' = 0.
+    lab1 = as_image([(50.0, 0.0, 1.0), (50.0, 0.0, 0.5), (70.0, 0.0, 4.0)])
+    lab2 = as_image([(50.0, 0.0, -1.0), (55.0, 0.0, -2.0), (60.0, 0.0, 0.25)])
+    np.testing.assert_allclose(delta_e00(lab1, lab2).numpy(), colour_delta_e(lab1, lab2), rtol=0, atol=1e-6)

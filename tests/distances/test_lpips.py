@@ -149,3 +149,60 @@ def test_gradcheck_alexnet_both_variants():
     for variant in (heads, None):
         network = LPIPSNetwork(slices(reference), TAPS["alex"], variant)
         assert torch.autograd.gradcheck(network.bind(x), (y.requires_grad_(True),), fast_mode=True)
+
+
+def test_no_nan_gradient_where_a_tapped_output_that_is_not_a_relu_vanishes():
+    """A tap whose output is exactly 0 at every position (here a convolution with zero weights): no ReLU after it
+    masks the sqrt's infinite derivative at 0, so the stand-in for the norm's root is all that keeps NaN out."""
+    dead = nn.Conv2d(3, 4, 3)
+    nn.init.zeros_(dead.weight)
+    nn.init.zeros_(dead.bias)
+    network = LPIPSNetwork([nn.Conv2d(3, 3, 1), nn.ReLU(), dead], [1, 2], scaling=False)
+    x, y = pair(8)
+    y = y.requires_grad_(True)
+    (grad,) = torch.autograd.grad(network.bind(x)(y).sum(), y)
+    assert torch.isfinite(grad).all()
+
+
+@pytest.mark.parametrize("taps", [[2, 1], [1, 1], [-1, 1], [1, 4], []])
+def test_taps_must_be_increasing_indices_into_the_layers(taps):
+    with pytest.raises(ValueError, match=r"^taps must be increasing indices into the 4 layers"):
+        LPIPSNetwork([nn.Conv2d(3, 3, 1), nn.ReLU(), nn.Conv2d(3, 3, 1), nn.ReLU()], taps)
+
+
+def test_missing_heads_file_says_how_to_get_it(tmp_path, monkeypatch):
+    save_backbone(reference_lpips("alex", heads=True), tmp_path)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    (tmp_path / "lpips").mkdir()
+    (tmp_path / "lpips" / "__init__.py").write_text("")
+    fake = importlib.util.spec_from_file_location("lpips", tmp_path / "lpips" / "__init__.py")
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: fake if name == "lpips" else find_spec(name, *a))
+    with pytest.raises(RuntimeError, match=r"no heads file .*force-reinstall lpips.*, or use calibrated=False$"):
+        get("lpips", calibrated=True)(torch.rand(1, 3, 64, 64))
+
+
+def test_features_do_not_depend_on_the_default_dtype():
+    # The input scaling's constants are made in the images' dtype: float64 features are the same whatever
+    # torch's default dtype (a constant made without dtype= would follow it, rounded to float32 by default).
+    torch.manual_seed(0)
+    network = LPIPSNetwork([nn.Conv2d(3, 4, 3), nn.ReLU()], [1]).double()
+    x = pair(8)[0].double()
+    expected = network.features(x)[0]
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        found = network.features(x)[0]
+    finally:
+        torch.set_default_dtype(default)
+    assert torch.equal(found, expected)
+
+
+def test_grey_images_are_compared_as_three_equal_channels():
+    # An ImageNet backbone (scaling on) takes 3 channels: a grey image is its 3-channel repeat.
+    torch.manual_seed(0)
+    network = LPIPSNetwork([nn.Conv2d(3, 4, 3), nn.ReLU()], [1])
+    x, y = pair(8)
+    grey_x, grey_y = x[:, :1], y[:, :1]
+    torch.testing.assert_close(network.bind(grey_x)(grey_y), network.bind(grey_x.expand(-1, 3, -1, -1))(
+        grey_y.expand(-1, 3, -1, -1)), rtol=0, atol=0)

@@ -40,3 +40,23 @@ def test_bad_shapes():
         ssim(torch.rand(1, 1, 10, 20), torch.rand(1, 1, 10, 20))
     with pytest.raises(ValueError, match=r"perturbed must have the shape of reference"):
         ssim(torch.rand(1, 1, 12, 12), torch.rand(1, 3, 12, 12))
+
+
+def test_does_not_depend_on_the_default_dtype_or_device():
+    # The Gaussian window is made in the images' dtype and on their device: float64 SSIM is the same whatever
+    # torch's default dtype, and a window made on the default device would meet the CPU images and fail under a
+    # "meta" default device, as it would on a GPU.
+    generator = torch.Generator().manual_seed(4)
+    x = torch.rand(2, 3, 16, 16, generator=generator, dtype=torch.float64)
+    y = (x + 0.1 * torch.randn(x.shape, generator=generator, dtype=torch.float64)).clamp(0, 1)
+    expected = ssim(x, y)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32 if default == torch.float64 else torch.float64)
+    try:
+        other_dtype = ssim(x, y)
+    finally:
+        torch.set_default_dtype(default)
+    with torch.device("meta"):
+        other_device = ssim(x, y)
+    assert expected.dtype == torch.float64
+    assert torch.equal(other_dtype, expected) and torch.equal(other_device, expected)

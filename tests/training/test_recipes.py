@@ -173,3 +173,16 @@ def test_multinorm_recipe_without_eps_uses_the_default_radii(batch) -> None:
     assert out.inputs.shape == (18, *x.shape[1:])
     for i, (norm, eps) in enumerate(threat_models("avg", {})):
         assert float(getattr(lp, norm)(x, out.inputs[6 * i:6 * (i + 1)]).max()) <= eps * (1 + 1e-5)
+
+
+@pytest.mark.parametrize("recipe", ["ampgd", "avg", "max", "msd"])
+def test_multinorm_recipes_follow_the_inputs_device(batch, recipe: str) -> None:
+    # With "meta" as the default device, a tensor made without device= meets the CPU inputs and fails, as it
+    # would on a GPU: this runs the device check on a CPU-only machine.
+    model, x, y = batch
+    make = make_recipe(recipe, {"norms": NORMS, "eps": EPS, "steps": 2})
+    expected = make(model, x, y, generator=torch.Generator().manual_seed(2))
+    with torch.device("meta"):
+        found = make(model, x, y, generator=torch.Generator().manual_seed(2))
+    for name in ("inputs", "labels", "weights"):
+        assert getattr(found, name).device == x.device and torch.equal(getattr(found, name), getattr(expected, name))

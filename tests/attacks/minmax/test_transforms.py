@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 
+import kornia
 import pytest
 import torch
 from torch import nn
 
 from edgewise.attacks.minmax import DEFAULTS, TRANSFORMS, apply_transform, transform_attack
+from edgewise.attacks.minmax.transforms import center_crop
 
 
 def _images(dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -113,3 +115,50 @@ def test_bad_transforms() -> None:
         transform_attack(model, x, y, transforms="hflip")
     with pytest.raises(ValueError, match=r"inputs must be images \(B, C, H, W\)"):
         transform_attack(nn.Flatten(), x.flatten(1), y)
+
+
+@pytest.mark.parametrize("random", [False, True])
+def test_transforms_follow_the_images_device(random: bool) -> None:
+    # With "meta" as the default device, a draw or a fill made without device= meets the CPU images and fails, as
+    # it would on a GPU: this runs the device check on a CPU-only machine.
+    x = _images()
+    for name in sorted(TRANSFORMS):
+        expected = apply_transform(name, x, random=random, generator=torch.Generator().manual_seed(5))
+        with torch.device("meta"):
+            found = apply_transform(name, x, random=random, generator=torch.Generator().manual_seed(5))
+        assert found.device == x.device and torch.equal(found, expected), name
+
+
+def test_every_random_transform_follows_the_generator() -> None:
+    # 24 images: a draw from another source than the generator repeats the same 0.8-coin flips with probability
+    # (0.8² + 0.2²)^24 < 1e-3.
+    x = torch.rand(24, 1, 9, 9, generator=torch.Generator().manual_seed(1))
+    for name in sorted(TRANSFORMS):
+        first = apply_transform(name, x, random=True, generator=torch.Generator().manual_seed(3))
+        torch.manual_seed(11)  # the global generator, moved between the calls
+        second = apply_transform(name, x, random=True, generator=torch.Generator().manual_seed(3))
+        assert torch.equal(first, second), name
+
+
+def test_random_rotation_and_crop_draw_from_their_ranges() -> None:
+    # Module docstring (Table A4): a crop fraction uniform in [0.6, 1.0], a rotation uniform in [-10°, 10°], one
+    # draw per image from the generator.
+    x = _images(torch.float64)
+    draw = torch.rand(3, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    rotated = apply_transform("rotation", x, random=True, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(rotated, kornia.geometry.transform.rotate(x, -10 + 20 * draw), rtol=0, atol=1e-12)
+    cropped = apply_transform("crop", x, random=True, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(cropped, center_crop(x, 0.6 + 0.4 * draw), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["crop", "rotation"])
+def test_random_draws_do_not_depend_on_the_default_dtype(name: str) -> None:
+    x = torch.rand(20, 1, 9, 9, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    expected = apply_transform(name, x, random=True, generator=torch.Generator().manual_seed(6))
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        found = apply_transform(name, x, random=True, generator=torch.Generator().manual_seed(6))
+    finally:
+        torch.set_default_dtype(default)
+    assert torch.equal(found, expected)
