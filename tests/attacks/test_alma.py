@@ -85,12 +85,19 @@ def test_default_alpha_follows_the_paper() -> None:
         ({"distance": "nope", "init_distance": 0.1}, ValueError, "^distance must be one of"),
         ({"rho_growth": 1.0}, ValueError, "^rho_growth must be > 1"),
         ({"steps": -1}, ValueError, "^steps must be > 0"),
+        ({"mu_max": -1.0}, ValueError, "^mu_max must be > 0"),
     ],
 )
 def test_bad_options(oracle_factory, kwargs, error, match) -> None:
     o = oracle_factory(classes=3)
     with pytest.raises(error, match=match):
         alma(o.model, o.inputs, o.labels, **kwargs)
+
+
+def test_alpha_zero_is_allowed(oracle_factory) -> None:
+    # α ∈ [0, 1): α = 0 takes μ̂ as it is, no average.
+    o = oracle_factory(classes=3)
+    assert alma(o.model, o.inputs, o.labels, steps=3, alpha=0.0).shape == o.inputs.shape
 
 
 def test_two_class_model_is_a_clear_error(linear_oracle) -> None:

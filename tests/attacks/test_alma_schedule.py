@@ -78,3 +78,20 @@ def test_lr_decays_from_the_first_step_for_an_input_adversarial_at_the_start(ora
          callback=lambda step, state: seen.append(state["lr"].detach().clone().double()))
     expected = torch.stack([seen[0][0] * RATIO ** (i / STEPS) for i in range(STEPS)])
     torch.testing.assert_close(torch.stack([lr[0] for lr in seen]), expected, rtol=1e-5, atol=0)
+
+
+def test_rho_grows_geometrically_and_never_for_an_input_adversarial_at_the_start(oracle_factory) -> None:
+    # Lines 10-14: every M steps ρ ← γρ for a sample never adversarial whose constraint did not improve by τ.
+    # From ε⁽⁰⁾ = 1e-5 the constraint of the correctly classified samples never improves enough: ρ = γ^k after the
+    # k-th check; the misclassified sample 0 is adversarial from iteration 0 and keeps ρ = ρ⁽⁰⁾ = 1.
+    o = oracle_factory(classes=4)
+    labels = o.labels.clone()
+    labels[0] = 1 - labels[0]
+    seen: list[torch.Tensor] = []
+    alma(o.model, o.inputs, labels, steps=STEPS, init_distance=1e-5, alpha=0.7, rho_period=M, rho_growth=GAMMA,
+         constraint_improvement=TAU, final_lr_ratio=RATIO,
+         callback=lambda step, state: seen.append(state["rho"].detach().clone().double()))
+    for i, rho in enumerate(seen):
+        expected = torch.full_like(rho, GAMMA ** ((i + 1) // M))
+        expected[0] = 1.0
+        torch.testing.assert_close(rho, expected, rtol=1e-6, atol=0, msg=f"rho at step {i}")
