@@ -168,3 +168,29 @@ def test_fallback_step_has_length_alpha_for_each_sample_of_a_batch() -> None:
     step = eps1 * e0 + cosine_step_size(1, steps, 1.0, 0.01) * u[0]
     torch.testing.assert_close(model.seen[2][0], inputs[0] + eps2 * step / step.norm())
     torch.testing.assert_close(model.seen[2][1], inputs[1] + eps2 * e0)
+
+
+class _Flat(torch.nn.Module):
+    """Constant logits: the gradient is 0 everywhere (a model behind an input quantization looks like this)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(x.detach().clone())
+        flat = 0 * x[:, 0]  # depends on x through autograd, with a zero gradient
+        return torch.stack([flat + 1, flat], dim=1)
+
+
+def test_a_vanished_gradient_draws_a_new_direction_at_each_step() -> None:
+    """Without a gradient DDN must still explore: each step's random direction is drawn anew (as adv-lib, the
+    authors' code, does), so the iterates do not stay on one ray from the input (ε stays small enough here for
+    the box never to bend that ray)."""
+    inputs = torch.full((3, 8), 0.5, dtype=torch.float64)
+    model = _Flat()
+    ddn(model, inputs, torch.zeros(3, dtype=torch.long), steps=4, init_norm=0.05, levels=None,
+        generator=torch.Generator().manual_seed(0))
+    first, later = (model.seen[1] - inputs), (model.seen[3] - inputs)
+    cosine = torch.nn.functional.cosine_similarity(first, later, dim=1)
+    assert bool((cosine.abs() < 0.999).all())

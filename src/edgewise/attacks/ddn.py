@@ -50,7 +50,8 @@ def ddn(
         steps: K, the number of iterations. gamma: γ, the factor that changes ε. init_norm: ε₀.
         step_size / final_step_size: α at the first and the last iteration.
         levels: quantization levels inside the loop (256 = 8 bits), None to disable.
-        targeted: ``labels`` are targets. generator: draws a random direction where a gradient is exactly 0.
+        targeted: ``labels`` are targets. generator: draws a random direction at each step where a gradient is
+            exactly 0.
         callback: ``callback(step, {"norm", "best_distance", "step_size", "adversarial"})`` each step.
     """
     check_attack_call(model, inputs, labels, generator=generator, callback=callback)
@@ -67,9 +68,6 @@ def ddn(
     adv = inputs.clone()
     best_norm = torch.full_like(worst_norm, math.inf)
     best_adv = inputs.clone()
-    # A zero gradient has no direction (e.g. a saturated softmax): step in a random one instead (drawn once).
-    fallback = torch.randn(inputs.shape, generator=generator, device=inputs.device, dtype=inputs.dtype)
-    fallback_norm = fallback.flatten(1).norm(p=2, dim=1)
     for step in range(steps):
         adv.requires_grad_(True)
         logits = model(adv)
@@ -87,8 +85,13 @@ def ddn(
         alpha = cosine_step_size(step, steps, step_size, final_step_size)
         grad_norm = grad.flatten(1).norm(p=2, dim=1)
         vanished = grad_norm == 0
-        grad = torch.where(batch_view(vanished, grad), fallback, grad)
-        grad_norm = torch.where(vanished, fallback_norm, grad_norm)
+        if bool(vanished.any()):
+            # A zero gradient has no direction (a saturated softmax, a quantized input): step in a random one,
+            # drawn anew at each such step as the authors' code does, so that δ explores instead of
+            # walking one ray.
+            fallback = torch.randn(inputs.shape, generator=generator, device=inputs.device, dtype=inputs.dtype)
+            grad = torch.where(batch_view(vanished, grad), fallback, grad)
+            grad_norm = torch.where(vanished, fallback.flatten(1).norm(p=2, dim=1), grad_norm)
         delta.add_(grad * batch_view(alpha / grad_norm, grad))                          # lines 5-6
         norm = torch.where(adversarial, norm * (1 - gamma), norm * (1 + gamma))         # lines 7-11
         norm = torch.minimum(norm, worst_norm)
