@@ -144,28 +144,23 @@ class _DeadBeyond(torch.nn.Module):
         return torch.stack([torch.zeros_like(x[:, 0]), -self.k * torch.relu(self.b - x[:, 0])], dim=1)
 
 
-def test_fallback_step_has_length_alpha_for_each_sample_of_a_batch() -> None:
-    """Where the gradient is exactly 0, DDN steps by α along its random direction u (unit length per sample,
-    line 5 with u for ∇J), then projects onto the ε-sphere (line 12). Sample 0 takes one gradient step (δ₁ = ε₁e₀)
-    and then meets the dead region, so its second step is δ₂ = ε₂ (ε₁e₀ + α₁u)/‖ε₁e₀ + α₁u‖; sample 1 keeps its
-    gradient. u is a property of the generator and the shape: a first run where every gradient vanishes shows
-    it (its first iterate is x + ε₁u)."""
+def test_fallback_step_is_alpha_times_a_fresh_draw_for_each_sample_of_a_batch() -> None:
+    """Where the gradient is exactly 0, DDN steps by α·r with r ~ N(0, I) the generator's next draw, not
+    normalized (adv-lib, the authors' code), then projects onto the ε-sphere (line 12). Sample 0 takes one gradient
+    step (δ₁ = ε₁e₀) and then meets the dead region, so its second step is δ₂ = ε₂ (ε₁e₀ + α₁r)/‖ε₁e₀ + α₁r‖;
+    sample 1 keeps its gradient."""
     gamma, init_norm, steps = 0.05, 0.1, 3
     labels = torch.zeros(2, dtype=torch.long)
-    dead = torch.tensor([[0.8, 0.5], [0.8, 0.5]], dtype=torch.float64)
-    probe = _DeadBeyond()
-    ddn(probe, dead, labels, steps=steps, gamma=gamma, init_norm=init_norm, levels=None,
-        generator=torch.Generator().manual_seed(3))
-    u = (probe.seen[1] - dead) / (probe.seen[1] - dead).norm(dim=1, keepdim=True)
     inputs = torch.tensor([[0.5, 0.5], [0.1, 0.5]], dtype=torch.float64)
     model = _DeadBeyond()
     ddn(model, inputs, labels, steps=steps, gamma=gamma, init_norm=init_norm, levels=None,
         generator=torch.Generator().manual_seed(3))
+    r = torch.randn(inputs.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     e0 = torch.tensor([1.0, 0.0], dtype=torch.float64)
     eps1, eps2 = init_norm * (1 + gamma), init_norm * (1 + gamma) ** 2  # never adversarial: z₁ ≤ 0 = z₀
     torch.testing.assert_close(model.seen[1], inputs + eps1 * e0)
     assert float(model.seen[1][0, 0]) > model.b > float(model.seen[1][1, 0])  # sample 0 only: the gradient is 0
-    step = eps1 * e0 + cosine_step_size(1, steps, 1.0, 0.01) * u[0]
+    step = eps1 * e0 + cosine_step_size(1, steps, 1.0, 0.01) * r[0]
     torch.testing.assert_close(model.seen[2][0], inputs[0] + eps2 * step / step.norm())
     torch.testing.assert_close(model.seen[2][1], inputs[1] + eps2 * e0)
 

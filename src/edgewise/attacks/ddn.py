@@ -86,12 +86,13 @@ def ddn(
         grad_norm = grad.flatten(1).norm(p=2, dim=1)
         vanished = grad_norm == 0
         if bool(vanished.any()):
-            # A zero gradient has no direction (a saturated softmax, a quantized input): step in a random one,
-            # drawn anew at each such step as the authors' code does, so that δ explores instead of
-            # walking one ray.
+            # A zero gradient has no direction (a saturated softmax, a quantized input): the step is α·r with
+            # r ~ N(0, I) drawn anew at each such step, not normalized, as the authors' code (adv-lib) does: its
+            # length α√d dwarfs ε early on, so the projection of line 12 makes x + δ a fresh random point of the
+            # ε-sphere (a random search where the gradient is blind), and a finer one as α anneals.
             fallback = torch.randn(inputs.shape, generator=generator, device=inputs.device, dtype=inputs.dtype)
             grad = torch.where(batch_view(vanished, grad), fallback, grad)
-            grad_norm = torch.where(vanished, fallback.flatten(1).norm(p=2, dim=1), grad_norm)
+            grad_norm = torch.where(vanished, 1.0, grad_norm)
         delta.add_(grad * batch_view(alpha / grad_norm, grad))                          # lines 5-6
         norm = torch.where(adversarial, norm * (1 - gamma), norm * (1 + gamma))         # lines 7-11
         norm = torch.minimum(norm, worst_norm)
