@@ -55,7 +55,7 @@ def held_out(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 def finished(out: Path, model: str, specs: list[AttackSpec], *, steps: int, budget: int, n: int,
              batch_size: int) -> list[AttackSpec]:
-    return [s for s in specs if any(cell_folder(out, model, s.name, s.within(steps), budget)
+    return [s for s in specs if any(cell_folder(out, model, s.name, s.steps_per_round(steps, budget), budget)
                                     .glob(f"result-*-n{n}-b{batch_size}.pt"))]
 
 

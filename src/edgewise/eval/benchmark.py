@@ -104,6 +104,11 @@ class AttackSpec:
         so a search of 10 rounds in 500 iterations gets 50 steps per round, not 500 of which one round fits."""
         return max(1, iterations // self.rounds)
 
+    def steps_per_round(self, steps: int, budget: int | None) -> int:
+        """The steps of each round for ``steps`` asked of the benchmark: all of them without a query budget (the
+        ALMA paper's 9 × steps), shared among the rounds under one (:meth:`within`). Names the cell's folder too."""
+        return steps if budget is None else self.within(steps)
+
 
 def edgewise_attack(spec: str, *, distance: str) -> AttackSpec:
     """``"ddn"``, ``"fmn-l2"``, ``"alma-l1"``, ``"cw-l2"``: an attack of the registry, the suffix bound to the
@@ -292,7 +297,7 @@ def benchmark(models: Mapping[str, nn.Module], data: Mapping[str, tuple[torch.Te
         rows = []
         for attack in attacks:
             for total in steps:
-                iterations = total if budget is None else attack.within(total)
+                iterations = attack.steps_per_round(total, budget)
                 folder = cell_folder(out, model_name, attack.name, iterations, budget)
                 built = attack.build(iterations)
                 if budget is not None:
