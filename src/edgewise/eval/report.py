@@ -102,6 +102,8 @@ def plot_curves(path: Path, curves: dict[str, torch.Tensor], *, distance: str, t
     axis.grid(alpha=0.3)
     if columns:
         axis.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", borderaxespad=0, ncol=columns)
+    else:  # one curve (``edgewise attack``): its legend, with the area, fits inside the axes as before
+        axis.legend()
     axis.set_title(title)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
