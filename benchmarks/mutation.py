@@ -97,7 +97,7 @@ TESTS = {
     "eval.distributed": ["tests/eval/test_distributed.py", "--deselect",
                          "tests/eval/test_distributed.py::test_two_processes_give_the_per_sample_results_of_one"],
     "eval.provenance": ["tests/eval/test_provenance.py", "tests/eval/test_run_attack.py"],
-    "eval.trace": ["tests/cli/test_attack_cli.py"],
+    "eval.trace": ["tests/eval/test_trace.py", "tests/cli/test_attack_cli.py"],
     "eval.report": ["tests/eval/test_report_plots.py", "tests/cli/test_attack_cli.py"],
     "eval.baselines": ["tests/eval/test_baselines.py"],
     "eval.benchmark": ["tests/eval/test_benchmark.py"],
