@@ -356,6 +356,7 @@ def main() -> None:
         earlier = read_report().get(module, {})
         sample = None
         todo: list[str] = []
+        fresh = False  # the module's tests changed since its last run: every mutant of the sample runs again
         if args.rerun_survivors:
             # the survivors, and the mutants killed only by hand so far (a new test not yet run through mutmut)
             statuses = earlier.get("statuses_by_mutant", {})
@@ -384,7 +385,7 @@ def main() -> None:
         report = read_report()  # re-read: another run may have measured other modules meanwhile
         spec = earlier.get("sample") if args.rerun_survivors else (
             None if sample is None else {"seed": args.seed, "size": args.sample, "names": sample})
-        if args.rerun_survivors or (spec is not None and earlier.get("sample") == spec):
+        if args.rerun_survivors or (spec is not None and earlier.get("sample") == spec and not fresh):
             seconds += earlier["seconds"]  # the same mutants resumed: their time in all
         report[module] = {**module_results(module, folder, sample), "seconds": seconds,
                           "tests": TESTS[module], "total": len(names), "sample": spec,
