@@ -23,6 +23,7 @@ from edgewise.attacks.auto import (
 from edgewise.cli.attack import bind_attack
 from edgewise.distances import lp
 from edgewise.models import CountingModel
+from edgewise.models.architectures import Quantize
 from edgewise.models.wrappers import BudgetModel
 
 NORMS = ("linf", "l2", "l1")
@@ -330,3 +331,16 @@ def test_blind_samples_get_the_masked_plan_and_the_others_the_usual_one(linear_o
     seeing = auto(o.model, o.inputs, o.labels, norm=norm, budget=400, generator=seeded())
     torch.testing.assert_close(seeing, portfolio(o.model, o.inputs, o.labels, stages=PLANS[norm], norm=norm,
                                                  budget=399, generator=seeded()), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_a_module_that_blocks_the_gradient_is_passed_straight_through(oracle_factory, norm: str) -> None:
+    # The linear oracle behind a fine input quantization: every gradient at the inputs is exactly zero, but the
+    # quantization's straight-through gradient is the oracle's, so auto gets within a few rounding steps of the
+    # closed-form optimum (the decision-based search alone stays far above it).
+    o = oracle_factory(classes=3)
+    model = torch.nn.Sequential(Quantize(1e-5), o.model)
+    adv = auto(model, o.inputs, o.labels, norm=norm, budget=402)
+    assert bool((model(adv).argmax(1) != o.labels).all())
+    ratio = getattr(lp, norm)(o.inputs, adv) / getattr(o, norm)
+    assert float(ratio.max()) <= 1.02 and float(ratio.min()) >= 0.98

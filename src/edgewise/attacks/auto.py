@@ -19,8 +19,13 @@ spends the full budget on every member instead, costing the sum of its parts):
 
 The first forward comes with a backward (where the budget allows): a sample whose logit margin has an exactly
 zero gradient at its input (a non-differentiable input quantization, Athalye et al. 2018, sec. 4.1) leaves
-gradient attacks blind, stepping at random; it gets ``MASKED_PLANS[norm]`` instead, a random search to find an
-adversarial point and the decision-based local search to shrink it.
+gradient attacks blind, stepping at random. The same backward shows which modules block it (a non-zero gradient
+at their output, exactly zero at their input, an output of the input's shape): that sample runs the usual plan
+with those modules' backward replaced by the identity (the straight-through estimator, BPDA's identity case,
+:func:`~edgewise.models.wrappers.straight_through`; their forward is unchanged, so every point is judged by the
+model itself). Where no module can be bypassed (the blocking is inside one module's forward with others), it
+gets ``MASKED_PLANS[norm]``: a random search to find an adversarial point and the decision-based local search
+to shrink it.
 
 The plans per norm (``PLANS``, ``MASKED_PLANS``) were chosen from measurements on design images of the zoo
 (``benchmarks/auto_design.py``, results in ``benchmarks/results/auto_design_*.md``).
@@ -44,6 +49,7 @@ from edgewise.attacks.minimal import minimal
 from edgewise.attacks.sigma_zero import sigma_zero
 from edgewise.distances import lp
 from edgewise.losses import is_adversarial, logit_margin
+from edgewise.models.wrappers import straight_through
 from edgewise.validation import check_choice, check_logits, check_positive
 
 NORMS = ("l0", "l1", "l2", "linf")
@@ -61,13 +67,15 @@ PLANS: dict[str, tuple[Stage, ...]] = {
     "l2": (("alma", 0.3), ("ddn", 0.25), ("fmn", 0.25), ("line", 0.02), ("apgd", 0.18)),
     "linf": (("fmn", 0.5), ("line", 0.02), ("apgd", 0.48)),
 }
-# Where the gradient at the input is exactly zero, FMN's and DDN's steps are random (their fallback), so they are
-# the random search that finds a first adversarial point; the local search then shrinks it with no gradient. Two
-# rounds: the second search finds points where the first did not (about 3% more samples on the design images).
+# Where the gradient at the input is exactly zero and no module can be bypassed, FMN's and DDN's steps are random
+# (their fallback), so they are the random search that finds a first adversarial point; the local search then
+# shrinks it with no gradient. Two rounds: the second search finds points where the first did not (about 3% more
+# samples on the design images).
 MASKED_PLANS: dict[str, tuple[Stage, ...]] = {
     "l1": (("fmn", 0.2), ("local", 0.3), ("fmn", 0.2), ("local", 0.3)),
     "l2": (("ddn", 0.2), ("local", 0.3), ("ddn", 0.2), ("local", 0.3)),
     "linf": (("fmn", 0.2), ("local", 0.3), ("fmn", 0.2), ("local", 0.3)),
+    "l0": PLANS["l0"],  # no decision-based ℓ0 search: the usual plan
 }
 SHRINK = {"l1": 0.0, "l2": 0.5, "linf": 0.0}  # the local search's factor on a block (ℓ1: zeroed, sparser)
 
@@ -223,18 +231,56 @@ def _run_stage(stage: Stage, model: nn.Module, inputs: torch.Tensor, labels: tor
     return function(model, inputs, labels, steps=steps, targeted=targeted, generator=generator, **chosen)
 
 
+class _Probe:
+    """Per leaf module whose output has its input's shape, during one forward and backward: which samples' output
+    gradient is non-zero while their input gradient is exactly zero (and the output is not all zero, as a ReLU
+    layer's that no input activates): the module blocks the gradient there."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.blocked: dict[nn.Module, torch.Tensor] = {}
+        self._calls: list[tuple[nn.Module, dict[str, torch.Tensor]]] = []  # a module may be called more than once
+        self._handles = [module.register_forward_hook(self._watch) for module in model.modules()
+                         if not any(True for _ in module.children())]
+
+    def _watch(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        inputs = args[0] if args else None
+        if not (isinstance(inputs, torch.Tensor) and isinstance(output, torch.Tensor)
+                and inputs.shape == output.shape and inputs.requires_grad and output.requires_grad):
+            return
+        seen = {"live": (output.detach().flatten(1) != 0).any(1)}
+        self._calls.append((module, seen))
+        output.register_hook(lambda grad: seen.__setitem__("out", (grad.flatten(1) != 0).any(1)))
+        inputs.register_hook(lambda grad: seen.__setitem__("in", (grad.flatten(1) == 0).all(1)))
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        for module, seen in self._calls:
+            if "out" in seen:
+                rows = seen["out"] & seen.get("in", torch.ones_like(seen["out"])) & seen["live"]
+                self.blocked[module] = self.blocked[module] | rows if module in self.blocked else rows
+
+
 def _probe(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, targeted: bool,
-           gradient: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """The logits at the inputs and, with ``gradient``, which samples' logit margin has an exactly zero
-    gradient there (one forward and one backward; without it, one forward and no sample masked)."""
+           gradient: bool) -> tuple[torch.Tensor, torch.Tensor, list[nn.Module]]:
+    """The logits at the inputs and, with ``gradient`` (one forward and one backward; without it, one forward and
+    nothing found): which samples' logit margin has an exactly zero gradient there, and the modules that block
+    the gradient of those samples."""
     point = inputs.detach().requires_grad_(gradient)
-    with torch.set_grad_enabled(gradient):
-        logits = model(point)
-    check_logits(logits, labels)
-    if not gradient:
-        return logits.detach(), torch.zeros(len(inputs), dtype=torch.bool, device=inputs.device)
-    (slope,) = torch.autograd.grad(logit_margin(logits, labels, targeted=targeted).sum(), point)
-    return logits.detach(), (slope.flatten(1) == 0).all(1)
+    probe = _Probe(model) if gradient else None
+    try:
+        with torch.set_grad_enabled(gradient):
+            logits = model(point)
+        check_logits(logits, labels)
+        if probe is None:
+            return logits.detach(), torch.zeros(len(inputs), dtype=torch.bool, device=inputs.device), []
+        (slope,) = torch.autograd.grad(logit_margin(logits, labels, targeted=targeted).sum(), point)
+    finally:
+        if probe is not None:
+            probe.close()
+    blind = (slope.flatten(1) == 0).all(1)
+    blockers = [module for module, rows in probe.blocked.items() if bool((rows & blind).any())]
+    return logits.detach(), blind, blockers
 
 
 def _usable(stages: Sequence[Stage], classes: int, targeted: bool) -> list[Stage]:
@@ -256,8 +302,8 @@ def portfolio(
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """``auto`` with another plan of ``stages`` (the design benchmark compares them); same budget and result.
-    ``masked``: the plan of the samples whose gradient at the input is exactly zero (None: ``stages`` for all,
-    and the first pass is a forward alone)."""
+    ``masked``: the plan of the samples whose gradient at the input is exactly zero where no module can be
+    bypassed (None: no probe, the first pass is a forward alone, and ``stages`` for every sample)."""
     check_attack_call(model, inputs, labels, generator=generator)
     check_choice("norm", norm, NORMS)
     check_positive("budget", budget, integer=True)
@@ -265,27 +311,39 @@ def portfolio(
     if masked is not None:
         check_stages(masked, norm)
     probe = masked is not None and budget >= 4  # the backward leaves a step only from 4 passes on
-    logits, blind = _probe(model, inputs, labels, targeted=targeted, gradient=probe)
+    logits, blind, blockers = _probe(model, inputs, labels, targeted=targeted, gradient=probe)
     open_ = ~is_adversarial(logits, labels, targeted=targeted)  # a clean error is at distance 0: nothing to do
     best = inputs.clone()
     best_norm = torch.full((inputs.shape[0],), math.inf, dtype=inputs.dtype, device=inputs.device)
     steps = (budget - 2) // 2 if probe else (budget - 1) // 2
-    for group, chosen_plan in ((open_ & ~blind, stages), (open_ & blind, masked or stages)):
+    # Blind samples: the usual plan through the blocking modules' straight-through gradient where there are
+    # such modules, else the decision-based plan.
+    groups = ((open_ & ~blind, stages, ()), (open_ & blind, stages if blockers else masked or stages, blockers))
+    for group, chosen_plan, bypassed in groups:
         plan = _usable(chosen_plan, logits.shape[1], targeted)
-        for stage, count in zip(plan, stage_steps(plan, steps), strict=True):
-            chosen = group & torch.isfinite(best_norm) if stage[0] in _NEEDS_A_POINT else group
-            if count == 0 or not bool(chosen.any()):
-                continue
-            index = chosen.nonzero().squeeze(1)
-            found = _run_stage(stage, model, inputs[index], labels[index], norm=norm, steps=count,
-                               best=best[index], best_norm=best_norm[index], targeted=targeted,
-                               generator=generator)
-            changed = (found != inputs[index]).flatten(1).any(1)
-            size = torch.where(changed, _NORM_OF[norm](inputs[index], found), math.inf)
-            better = size < best_norm[index]
-            best[index] = torch.where(batch_view(better, found), found, best[index])
-            best_norm[index] = torch.where(better, size, best_norm[index])
+        with straight_through(bypassed):
+            _run_plan(plan, model, inputs, labels, group=group, steps=steps, norm=norm, best=best,
+                      best_norm=best_norm, targeted=targeted, generator=generator)
     return best
+
+
+def _run_plan(plan: Sequence[Stage], model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *,
+              group: torch.Tensor, steps: int, norm: str, best: torch.Tensor, best_norm: torch.Tensor,
+              targeted: bool, generator: torch.Generator | None) -> None:
+    """The stages of ``plan`` in turn on the samples of ``group``, updating ``best`` and ``best_norm`` in place
+    where a stage found a smaller perturbation."""
+    for stage, count in zip(plan, stage_steps(plan, steps), strict=True):
+        chosen = group & torch.isfinite(best_norm) if stage[0] in _NEEDS_A_POINT else group
+        if count == 0 or not bool(chosen.any()):
+            continue
+        index = chosen.nonzero().squeeze(1)
+        found = _run_stage(stage, model, inputs[index], labels[index], norm=norm, steps=count, best=best[index],
+                           best_norm=best_norm[index], targeted=targeted, generator=generator)
+        changed = (found != inputs[index]).flatten(1).any(1)
+        size = torch.where(changed, _NORM_OF[norm](inputs[index], found), math.inf)
+        better = size < best_norm[index]
+        best[index] = torch.where(batch_view(better, found), found, best[index])
+        best_norm[index] = torch.where(better, size, best_norm[index])
 
 
 def auto(
@@ -302,7 +360,8 @@ def auto(
     passes per sample (AttackBench's count: a 500-step attack costs 1,000).
 
     One forward and one backward at the inputs (Q >= 4), then the stages of ``PLANS[norm]`` share the
-    (Q − 2) // 2 steps, or those of ``MASKED_PLANS[norm]`` where the gradient at the input is exactly zero.
+    (Q − 2) // 2 steps; where the gradient at the input is exactly zero, through the straight-through gradient
+    of the modules that block it, or, where none can be bypassed, the stages of ``MASKED_PLANS[norm]``.
     Returned per sample: the best point of the stages, or the original input if none found an adversarial.
 
     Args:
@@ -310,7 +369,7 @@ def auto(
         targeted: ``labels`` are targets. generator: passed to the members.
     """
     return portfolio(model, inputs, labels, stages=PLANS.get(norm, ()), norm=norm, budget=budget,
-                     masked=MASKED_PLANS.get(norm), targeted=targeted, generator=generator)
+                     masked=MASKED_PLANS.get(norm, ()), targeted=targeted, generator=generator)
 
 
 def auto_steps(
