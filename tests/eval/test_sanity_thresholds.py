@@ -89,7 +89,7 @@ def test_masked_gradients_need_more_than_half_of_the_inputs() -> None:
     assert findings(Rows([0, 1, 2, 3], "masked").eval()) == {}
     found = findings(Rows([0, 1, 2, 3, 6], "masked").eval())
     assert set(found) == {"masked_gradients"} and "for 5 of 8 inputs" in found["masked_gradients"]
-    assert "try BPDA or a gradient-free attack" in found["masked_gradients"]
+    assert "try BPDA or a gradient-free attack (the 'auto' attack does both" in found["masked_gradients"]
     assert findings(Rows([2, 5], "nan_gradient").eval()) == {}  # a non-finite gradient masks its row only
     assert "for 5 of 8" in findings(Rows([0, 2, 4, 5, 6], "nan_gradient").eval())["masked_gradients"]
 
