@@ -163,8 +163,8 @@ def test_select_order_and_ranges() -> None:
     assert data.select(dataset, indices=[5, 2, 9]).tolist() == [5, 2, 9]
     for kwargs, match in (({"n": 1001}, "--n"), ({"n": 0}, "--n"), ({"n": 10, "offset": 995}, "--n"),
                           ({"offset": 1000}, "--offset"), ({"indices": [3, 1000]}, "--indices"),
-                          ({"indices": [3, 3]}, "distinct"), ({"indices": [1], "n": 2}, "--indices"),
-                          ({"indices": []}, "--indices")):
+                          ({"indices": [3, 1, 3]}, r"^--indices must be distinct, got \[3\] more than once$"),
+                          ({"indices": [1], "n": 2}, "--indices"), ({"indices": []}, "--indices")):
         with pytest.raises(ValueError, match=match):
             data.select(dataset, **kwargs)
 

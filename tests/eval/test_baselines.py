@@ -49,6 +49,15 @@ def test_torchattacks_cannot_switch_the_model_to_training_mode(setting) -> None:
     assert not model.training and not any(m.training for m in model.modules())
 
 
+def test_baselines_run_untargeted_only(setting) -> None:
+    # The adapters take no targeted keyword, so run_attack refuses to run them targeted: torchattacks' FAB, for
+    # one, never needs the class count that only its multi-targeted version reads.
+    require_adapter("torchattacks:fab-l2")
+    model, inputs, labels = setting
+    with pytest.raises(ValueError, match="attack torchattacks:fab-l2 takes no targeted keyword"):
+        run_attack(model, inputs, labels, load_baseline("torchattacks:fab-l2", steps=1), targeted=True, progress=False)
+
+
 def test_missing_library_is_one_clear_line(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "foolbox", None)
     with pytest.raises(MissingLibraryError, match=r"^foolbox is not installed .*install foolbox==3\.3\.4$"):

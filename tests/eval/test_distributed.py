@@ -4,13 +4,14 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from edgewise.attacks import ddn
+from edgewise.attacks import ddn, pgd
 from edgewise.cli import main
 from edgewise.data import sample
 from edgewise.eval import AttackResult, distributed, run_attack
@@ -44,35 +45,72 @@ def _result(indices: list[int]) -> AttackResult:
     )
 
 
-def test_merge_orders_by_index_and_checks_coverage() -> None:
-    merged = merge([_result([2, 3]), _result([0, 1, 4])], count=5)
+def _at(*positions: int) -> torch.Tensor:
+    return torch.tensor(positions)
+
+
+def test_merge_puts_each_row_at_its_position_and_checks_coverage() -> None:
+    merged = merge([_result([2, 3]), _result([0, 1, 4])], positions=[_at(2, 3), _at(0, 1, 4)], count=5)
     assert merged.indices.tolist() == [0, 1, 2, 3, 4]
     assert merged.distances["l2"].tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
     assert merged.adversarial.flatten().tolist() == [0.0, 1.0, 0.0, 1.0, 2.0]
     assert float(merged.forwards.sum()) == 5.0
-    with pytest.raises(ValueError, match=r"missing \[4\], duplicated \[\]"):
-        merge([_result([2, 3]), _result([0, 1])], count=5)
-    with pytest.raises(ValueError, match=r"missing \[\], duplicated \[1\]"):
-        merge([_result([2, 3, 1]), _result([0, 1, 4])], count=5)
-    with pytest.raises(ValueError, match=r"missing \[0\], duplicated \[\], out of range \[-1, 5\]"):
-        merge([_result([2, 3, -1]), _result([5, 1, 4])], count=5)
+    with pytest.raises(ValueError, match=r"missing \[4\] \(dataset indices \[4\]\), duplicated \[\], out of range "
+                                         r"\[\]$"):
+        merge([_result([2, 3]), _result([0, 1])], positions=[_at(2, 3), _at(0, 1)], count=5)
+    with pytest.raises(ValueError, match=r"missing \[\] \(dataset indices \[\]\), duplicated \[1\], out"):
+        merge([_result([2, 3, 1]), _result([0, 1, 4])], positions=[_at(2, 3, 1), _at(0, 1, 4)], count=5)
+    with pytest.raises(ValueError, match=r"missing \[0\] \(dataset indices \[0\]\), duplicated \[\], out of range "
+                                         r"\[-1, 5\]"):
+        merge([_result([2, 3, 0]), _result([0, 1, 4])], positions=[_at(2, 3, -1), _at(5, 1, 4)], count=5)
 
 
 def test_merge_follows_the_runs_dataset_indices() -> None:
-    merged = merge([_result([40, 7]), _result([13, 2, 99])], indices=torch.tensor([99, 2, 40, 13, 7]))
+    run = torch.tensor([99, 2, 40, 13, 7])
+    merged = merge([_result([40, 7]), _result([99, 2, 13])], positions=[_at(2, 4), _at(0, 1, 3)], indices=run)
     assert merged.indices.tolist() == [99, 2, 40, 13, 7]
     assert merged.distances["l2"].tolist() == [99.0, 2.0, 40.0, 13.0, 7.0]
-    assert merged.adversarial.flatten().tolist() == [2.0, 1.0, 0.0, 0.0, 1.0]
-    with pytest.raises(ValueError, match=r"cover the 3 dataset indices exactly once, got missing \[40\], duplicated "
-                                         r"\[\], out of range \[13\]"):
-        merge([_result([13, 2, 99])], indices=torch.tensor([99, 2, 40]))
+    assert merged.adversarial.flatten().tolist() == [0.0, 1.0, 0.0, 2.0, 1.0]
+    with pytest.raises(ValueError, match=r"cover the run's 3 positions exactly once, got missing \[2\] \(dataset "
+                                         r"indices \[40\]\), duplicated \[\], out of range \[3\]"):
+        merge([_result([13, 2, 99])], positions=[_at(3, 1, 0)], indices=torch.tensor([99, 2, 40]))
+    # Rows of another run (or positions mixed up by the caller): refused, not placed.
+    with pytest.raises(ValueError, match=r"got 2 row\(s\) that do not, the first: index 7 at position 2, where "
+                                         r"the run has 40"):
+        merge([_result([7, 40]), _result([99, 2, 13])], positions=[_at(2, 4), _at(0, 1, 3)], indices=run)
     with pytest.raises(TypeError, match="exactly one of count"):
-        merge([_result([0])], count=1, indices=torch.tensor([0]))
+        merge([_result([0])], positions=[_at(0)], count=1, indices=torch.tensor([0]))
+
+
+def test_merge_needs_one_integer_position_per_row() -> None:
+    with pytest.raises(ValueError, match=r"positions must hold one tensor per part \(2\), got 1 of them"):
+        merge([_result([0]), _result([1])], positions=[_at(0)], count=2)
+    with pytest.raises(ValueError, match=r"positions must hold one tensor per part \(1\), got Tensor"):
+        merge([_result([0])], positions=_at(0), count=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"positions\[1\] must be an integer tensor of shape \(1,\) .* got dtype "
+                                         r"torch.int64 shape \(2,\)"):
+        merge([_result([0]), _result([1])], positions=[_at(0), _at(1, 2)], count=3)
+    with pytest.raises(ValueError, match=r"positions\[0\] must be an integer tensor .* got dtype torch.float32"):
+        merge([_result([0])], positions=[torch.tensor([0.0])], count=1)
+
+
+def test_merge_keeps_each_position_of_a_repeated_index_its_own_row() -> None:
+    # Two processes, batches of 1: rank 0 holds positions 0 and 2, rank 1 positions 1 and 3. Index 5 sits at
+    # positions 1 (rank 1) and 2 (rank 0): paired by dataset index, the rows of its two positions would follow
+    # the order the shards were joined in. Each row is marked by its position (its l2 distance).
+    run = torch.tensor([1, 5, 5, 2])
+    shards = [shard_positions(4, 1, Process(rank, 2, CPU)) for rank in range(2)]
+    parts = [replace(_result(run[where].tolist()), distances={"l2": where.float()}) for where in shards]
+    for order in ([0, 1], [1, 0]):
+        merged = merge([parts[k] for k in order], positions=[shards[k] for k in order], indices=run)
+        assert merged.indices.tolist() == run.tolist() and merged.distances["l2"].tolist() == [0.0, 1.0, 2.0, 3.0]
 
 
 def test_merge_of_no_samples_names_every_missing_one() -> None:
-    with pytest.raises(ValueError, match=r"cover samples 0\.\.2 exactly once, got missing \[0, 1, 2\], dupl"):
-        merge([replace(_result([]), indices=torch.empty(0, dtype=torch.long))], count=3)
+    with pytest.raises(ValueError, match=r"cover the run's 3 positions exactly once, got missing \[0, 1, 2\] "
+                                         r"\(dataset indices \[0, 1, 2\]\), dupl"):
+        merge([replace(_result([]), indices=torch.empty(0, dtype=torch.long))],
+              positions=[torch.empty(0, dtype=torch.long)], count=3)
 
 
 def test_without_a_launcher_the_run_is_one_process(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -94,25 +132,32 @@ def test_under_a_launcher_the_process_joins_a_gloo_group_on_the_cpu(monkeypatch:
 
 def test_gather_on_one_process_writes_its_shard_and_orders_the_samples(tmp_path: Path) -> None:
     process = Process(0, 1, CPU)
-    merged = gather(_result([40, 7]), tmp_path, process, indices=torch.tensor([7, 40]))
+    merged = gather(_result([40, 7]), tmp_path, process, positions=_at(1, 0), indices=torch.tensor([7, 40]))
     assert merged is not None and merged.indices.tolist() == [7, 40] and merged.distances["l2"].tolist() == [7, 40]
     written = torch.load(shard_path(tmp_path, process), weights_only=False)
-    assert written["indices"].tolist() == [40, 7]
-    counted = gather(_result([1, 0]), tmp_path / "count", process, count=2)
+    assert written["result"]["indices"].tolist() == [40, 7] and written["positions"].tolist() == [1, 0]
+    counted = gather(_result([1, 0]), tmp_path / "count", process, positions=_at(1, 0), count=2)
     assert counted is not None and counted.indices.tolist() == [0, 1]
+    with pytest.raises(ValueError, match=r"^positions must be an integer tensor of shape \(2,\)"):
+        gather(_result([1, 0]), tmp_path / "count", process, positions=_at(0), count=2)
 
 
-def test_gather_on_rank_0_merges_the_shards_of_every_rank(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # torch.distributed.gather_object fills rank 0's list with every rank's object (faked: one process here).
+def _gathered_from_rank_1(positions: torch.Tensor, result: AttackResult) -> Callable[..., None]:
+    """torch.distributed.gather_object filling rank 0's list with its own shard and rank 1's (faked: one
+    process here)."""
     def gather_object(obj, object_gather_list=None, dst=0):
         assert dst == 0
         if object_gather_list is not None:
-            object_gather_list[:] = [obj, vars(_result([13, 2]))]
+            object_gather_list[:] = [obj, {"positions": positions, "result": vars(result)}]
+    return gather_object
 
-    monkeypatch.setattr(torch.distributed, "gather_object", gather_object)
-    merged = gather(_result([40]), tmp_path, Process(0, 2, CPU), indices=torch.tensor([2, 40, 13]))
+
+def test_gather_on_rank_0_merges_the_shards_of_every_rank(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.distributed, "gather_object", _gathered_from_rank_1(_at(2, 0), _result([13, 2])))
+    run = torch.tensor([2, 40, 13])
+    merged = gather(_result([40]), tmp_path, Process(0, 2, CPU), positions=_at(1), indices=run)
     assert merged is not None and merged.indices.tolist() == [2, 40, 13]
-    assert gather(_result([13, 2]), tmp_path, Process(1, 2, CPU), indices=torch.tensor([2, 40, 13])) is None
+    assert gather(_result([13, 2]), tmp_path, Process(1, 2, CPU), positions=_at(2, 0), indices=run) is None
     assert shard_path(tmp_path, Process(1, 2, CPU)).is_file()
 
 
@@ -156,9 +201,11 @@ def test_ranks_sharing_a_folder_and_restarts_keep_sample_identity(tmp_path: Path
                                                             torch.tensor(float("inf")))
         expected_adversarial[start:start + batch_size] = torch.where(broken.view(-1, 1, 1, 1), adversarial, x)
 
+    def positions(rank: int, world: int) -> torch.Tensor:
+        return shard_positions(len(picked), batch_size, Process(rank, world, CPU))
+
     def shard(rank: int, world: int, spy: Spy) -> AttackResult:
-        positions = shard_positions(len(picked), batch_size, Process(rank, world, CPU))
-        return run_attack(o.model, dataset, None, spy, indices=picked[positions], batch_size=batch_size,
+        return run_attack(o.model, dataset, None, spy, indices=picked[positions(rank, world)], batch_size=batch_size,
                           resume_dir=folder, progress=False, checks=False, keep_adversarial=True)
 
     def check(result: AttackResult) -> None:
@@ -168,7 +215,8 @@ def test_ranks_sharing_a_folder_and_restarts_keep_sample_identity(tmp_path: Path
         torch.testing.assert_close(result.adversarial, expected_adversarial, rtol=0, atol=1e-6)
 
     spies = [Spy(), Spy()]
-    merged = merge([shard(rank, 2, spies[rank]) for rank in (1, 0)], indices=picked)
+    merged = merge([shard(rank, 2, spies[rank]) for rank in (1, 0)], positions=[positions(rank, 2) for rank in (1, 0)],
+                   indices=picked)
     check(merged)
     # Each rank was given exactly the images and labels of its own whole batches.
     for rank, spy in enumerate(spies):
@@ -186,7 +234,8 @@ def test_ranks_sharing_a_folder_and_restarts_keep_sample_identity(tmp_path: Path
     # batch is computed, by the rank it now falls to (global batch 3: rank 0 of 3).
     (folder / "batch-00000002-2.pt").unlink()
     restarted = [Spy(), Spy(), Spy()]
-    check(merge([shard(rank, 3, restarted[rank]) for rank in range(3)], indices=picked))
+    check(merge([shard(rank, 3, restarted[rank]) for rank in range(3)],
+                positions=[positions(rank, 3) for rank in range(3)], indices=picked))
     assert [len(spy.seen) for spy in restarted] == [1, 0, 0]
     assert torch.equal(restarted[0].seen[0][0], o.inputs[torch.tensor([2, 10])])
 
@@ -202,12 +251,12 @@ def test_a_larger_sharded_run_computes_only_what_is_missing(tmp_path: Path) -> N
         return attack(model, inputs, labels)
 
     def sharded(n: int) -> AttackResult:
-        parts = []
+        parts, places = [], []
         for rank in range(2):
-            positions = shard_positions(n, 4, Process(rank, 2, CPU))
-            parts.append(run_attack(o.model, dataset, None, spy, indices=positions, batch_size=4,
+            places.append(shard_positions(n, 4, Process(rank, 2, CPU)))
+            parts.append(run_attack(o.model, dataset, None, spy, indices=places[-1], batch_size=4,
                                     resume_dir=tmp_path, progress=False, checks=False))
-        return merge(parts, count=n)
+        return merge(parts, positions=places, count=n)
 
     sharded(6)
     assert [len(c) for c in calls] == [4, 2]
@@ -218,6 +267,41 @@ def test_a_larger_sharded_run_computes_only_what_is_missing(tmp_path: Path) -> N
     fresh = run_attack(o.model, dataset, None, attack, batch_size=4, progress=False, checks=False)
     assert larger.indices.tolist() == list(range(12)) and torch.equal(larger.labels, o.labels)
     assert torch.equal(larger.distances["l2"], fresh.distances["l2"])
+
+
+def test_a_sharded_run_listing_an_index_twice_gives_each_position_its_own_result(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # pgd's random start comes from a generator seeded by its batch's first index: an image listed in two batches
+    # gets two different adversarials, which rows paired by dataset index could swap between its positions.
+    o = make_linear_oracle(batch=12, seed=5)
+    dataset = Images(o.inputs, o.labels)
+    attack = functools.partial(pgd, norm="l2", eps=0.5, steps=1, random_init=True)
+    picked = torch.tensor([11, 3, 0, 5, 5, 7, 3, 9, 9, 1, 3, 2])  # batches [11 3] [0 5] [5 7] [3 9] [9 1] [3 2]
+    options = {"batch_size": 2, "progress": False, "checks": False, "keep_adversarial": True}
+    alone = run_attack(o.model, dataset, None, attack, indices=picked, **options)
+    for first, second in ((1, 6), (3, 4), (7, 8)):  # indices 3, 5 and 9: different results at their positions
+        assert not torch.equal(alone.adversarial[first], alone.adversarial[second])
+
+    def check(result: AttackResult | None) -> None:
+        assert result is not None and torch.equal(result.indices, picked)
+        assert torch.equal(result.adversarial, alone.adversarial)
+        assert torch.equal(result.distances["l2"], alone.distances["l2"])
+
+    folder = tmp_path / "batches"
+
+    def shard(rank: int, world: int) -> tuple[torch.Tensor, AttackResult]:
+        positions = shard_positions(len(picked), 2, Process(rank, world, CPU))
+        return positions, run_attack(o.model, dataset, None, attack, indices=picked[positions], resume_dir=folder,
+                                     **options)
+
+    positions, result = shard(1, 2)
+    monkeypatch.setattr(torch.distributed, "gather_object", _gathered_from_rank_1(positions, result))
+    check(gather(shard(0, 2)[1], tmp_path / "shards", Process(0, 2, CPU), positions=shard(0, 2)[0], indices=picked))
+    # Resumed from the batches both ranks wrote, as one process and as three (ranks joined in reverse order).
+    # Batches [3 9] and [3 2] share a first index, hence a file: the one written for the other is recomputed.
+    check(run_attack(o.model, dataset, None, attack, indices=picked, resume_dir=folder, **options))
+    three = [shard(rank, 3) for rank in (2, 1, 0)]
+    check(merge([part for _, part in three], positions=[where for where, _ in three], indices=picked))
 
 
 def _samples(folder: Path) -> list[dict[str, object]]:

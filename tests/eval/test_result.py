@@ -47,3 +47,18 @@ def test_summary_without_correctly_classified_samples_has_no_figures_on_them() -
     summary = errors.summary()
     assert summary["success_rate_on_correct"] is None and summary["median_distance_on_correct"] is None
     assert summary["n"] == 2 and summary["median_distance"] == 0.0
+
+
+def test_a_result_has_one_dataset_index_and_one_value_per_sample() -> None:
+    # Without its indices a result could not be reported, reordered (take) or merged: it cannot be built.
+    fields = {name: value for name, value in vars(_result()).items() if name != "indices"}
+    with pytest.raises(TypeError, match="indices"):
+        AttackResult(**fields)
+    with pytest.raises(ValueError, match=r"^indices must hold one value per sample \(shape \(5,\), as labels\), got "
+                                         r"shape \(0,\)$"):
+        AttackResult(**fields, indices=torch.empty(0, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"^distances\['l1'\] must hold one value per sample \(shape \(5,\), as "
+                                         r"labels\), got shape \(4,\)$"):
+        AttackResult(**{**fields, "distances": {"l2": torch.zeros(5), "l1": torch.zeros(4)}}, indices=torch.arange(5))
+    picked = _result().take(torch.tensor([4, 0, 4]))
+    assert picked.indices.tolist() == [4, 0, 4] and picked.labels.tolist() == [1, 0, 1]

@@ -234,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
                        levels=args.levels, seed=args.seed, indices=indices[positions], distances=measured,
                        resume_dir=out / "batches", progress=not args.no_progress and process.rank == 0,
                        checks=False, keep_adversarial=EXAMPLES)
-    gathered = gather(shard, out / "shards", process, indices=indices)
+    gathered = gather(shard, out / "shards", process, positions=positions, indices=indices)
     stop(process)
     if gathered is None:
         return 0

@@ -114,8 +114,9 @@ def select(dataset: Any, *, n: int | None = None, offset: int = 0,
         if int(chosen.min()) < 0 or int(chosen.max()) >= size:
             raise ValueError(f"--indices must be in [0, {size - 1}] (the data has {size} samples), got min "
                              f"{int(chosen.min())} max {int(chosen.max())}")
-        if len(chosen.unique()) != len(chosen):
-            raise ValueError("--indices must be distinct, got repeated indices")
+        values, counts = chosen.unique(return_counts=True)
+        if bool((counts > 1).any()):
+            raise ValueError(f"--indices must be distinct, got {values[counts > 1][:10].tolist()} more than once")
         return chosen
     for name, value in (("--offset", offset), ("--n", n)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):

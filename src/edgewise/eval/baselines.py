@@ -94,10 +94,7 @@ def _foolbox(name: str, *, rounds: int = 1) -> Callable[[Any, int], Callable[...
 def _torchattacks(name: str, **fixed: Any) -> Callable[[Any, int], Callable[..., torch.Tensor]]:
     def build(module: Any, steps: int) -> Callable[..., torch.Tensor]:
         def run(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-            options = dict(fixed)
-            if name == "FAB":
-                options["n_classes"] = int(model(inputs[:1]).shape[1])
-            attack = getattr(module, name)(model, steps=steps, **options)
+            attack = getattr(module, name)(model, steps=steps, **fixed)
             return attack(inputs, labels)
         return run
     return build
@@ -160,7 +157,8 @@ BASELINES: dict[str, Baseline] = {
 }
 """Name (``library:attack``) -> adapter. torchattacks' CW has a fixed constant c (no binary search); its FAB
 is a budget attack, made minimal with eps = inf (its ℓ1 variant is left out: it raises UnboundLocalError in
-torchattacks 3.5.1). Run as their libraries ship them, bugs included: foolbox 3.3.4's ``L2FMNAttack.project``
+torchattacks 3.5.1), run untargeted like every adapter, so its ``n_classes`` (read only by its multi-targeted
+version) is not passed. Run as their libraries ship them, bugs included: foolbox 3.3.4's ``L2FMNAttack.project``
 scales by ``min(1, norms / norms)`` = 1, ignoring ε, so its ℓ2 FMN never shrinks the first adversarial it finds;
 torchattacks' DeepFool can return a point short of the boundary (its overshoot is lost to the clipping).
 attackbenchlib 2.0.2's originals run with the settings of its ``configs`` (AttackBench's paper): its APGD is the

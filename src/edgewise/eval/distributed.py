@@ -5,13 +5,16 @@ Evaluation is independent per sample (DESIGN.md, Scale). Shard ``rank`` of ``wor
 batches keeps every sample in the batch it has in a single-process run, with the generator seeded from the
 batch's first index, so per-sample results do not depend on the number of processes, bit for bit (floating-point
 reductions over a batch and random draws of shape (B, ...) depend on the batch's members). Each process writes
-its shard file; rank 0 gathers the shards (no shared filesystem needed), checks that every sample is covered
-exactly once and orders them as the run's dataset indices.
+its shard file, its rows with their positions in the run; rank 0 gathers the shards (no shared filesystem
+needed), checks that every position is covered exactly once, by the dataset index the run has there, and puts
+each row at its position. Rows are placed by position, not by dataset index: a run may list one dataset index at
+two positions, whose results (computed in different batches) must not be swapped.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,42 +83,66 @@ def _expected(count: int | None, indices: torch.Tensor | None) -> torch.Tensor:
     raise TypeError("give exactly one of count (samples 0..count-1) and indices (the dataset indices)")
 
 
-def merge(parts: list[AttackResult], *, count: int | None = None, indices: torch.Tensor | None = None
-          ) -> AttackResult:
-    """Join shard results in the order of the dataset ``indices`` the run covers (or 0..``count``-1); every one
-    must appear exactly once."""
+def _check_positions(positions: object, part: AttackResult, name: str) -> torch.Tensor:
+    """``positions`` as a CPU int64 tensor, checked to give one run position per row of ``part``."""
+    if not isinstance(positions, torch.Tensor) or positions.is_floating_point() or positions.dtype == torch.bool \
+            or positions.shape != (len(part),):
+        got = (f"dtype {positions.dtype} shape {tuple(positions.shape)}" if isinstance(positions, torch.Tensor)
+               else type(positions).__name__)
+        raise ValueError(f"{name} must be an integer tensor of shape ({len(part)},) (a run position per row of "
+                         f"its result), got {got}")
+    return positions.cpu().long()
+
+
+def merge(parts: Sequence[AttackResult], *, positions: Sequence[torch.Tensor], count: int | None = None,
+          indices: torch.Tensor | None = None) -> AttackResult:
+    """Join shard results in the run's order: ``positions[k]`` holds the run positions of ``parts[k]``'s rows
+    (:func:`shard_positions`); the run covers the dataset ``indices`` (or 0..``count``-1). Every position must
+    be covered exactly once, by a row of the dataset index the run has there."""
     expected = _expected(count, indices)
-    joined = AttackResult.concatenate(parts)
-    order = joined.indices.argsort(stable=True)
-    wanted = expected.argsort(stable=True)
-    got, sorted_expected = joined.indices[order], expected[wanted]
-    if not torch.equal(got, sorted_expected):
-        top = int(max(got.max(), sorted_expected.max())) + 1 if len(got) else len(expected)
-        low = min(int(got.min()), 0) if len(got) else 0
-        seen = torch.bincount(got - low, minlength=top - low)
-        want = torch.bincount(sorted_expected - low, minlength=top - low)
-        missing = (torch.nonzero(seen < want).flatten() + low).tolist()
-        duplicated = (torch.nonzero((seen > want) & (want > 0)).flatten() + low).tolist()
-        extra = (torch.nonzero((seen > 0) & (want == 0)).flatten() + low).tolist()
-        what = f"the {len(expected)} dataset indices" if indices is not None else f"samples 0..{len(expected) - 1}"
-        raise ValueError(f"shards must cover {what} exactly once, got missing {missing[:10]}, duplicated "
-                         f"{duplicated[:10]}, out of range {extra[:10]}")
-    # Row order[r] holds the r-th smallest index; expected[p] is the rank(p)-th smallest.
-    return joined.take(order[wanted.argsort(stable=True)])
+    if not isinstance(positions, Sequence) or len(positions) != len(parts):
+        got = f"{len(positions)} of them" if isinstance(positions, Sequence) else type(positions).__name__
+        raise ValueError(f"positions must hold one tensor per part ({len(parts)}), got {got}")
+    places = [_check_positions(where, part, f"positions[{k}]")
+              for k, (where, part) in enumerate(zip(positions, parts, strict=True))]
+    joined = AttackResult.concatenate(list(parts))
+    where = torch.cat(places)
+    total = len(expected)
+    inside = (where >= 0) & (where < total)
+    seen = torch.bincount(where[inside], minlength=total)
+    if not bool(inside.all()) or bool((seen != 1).any()):
+        missing = torch.nonzero(seen == 0).flatten()
+        duplicated = torch.nonzero(seen > 1).flatten().tolist()
+        outside = where[~inside].tolist()
+        raise ValueError(f"shards must cover the run's {total} positions exactly once, got missing "
+                         f"{missing[:10].tolist()} (dataset indices {expected[missing[:10]].tolist()}), duplicated "
+                         f"{duplicated[:10]}, out of range {outside[:10]}")
+    wrong = torch.nonzero(joined.indices != expected[where]).flatten()
+    if len(wrong):
+        row = int(wrong[0])
+        raise ValueError(f"shards must hold at each position the dataset index the run has there, got {len(wrong)} "
+                         f"row(s) that do not, the first: index {int(joined.indices[row])} at position "
+                         f"{int(where[row])}, where the run has {int(expected[where[row]])}")
+    return joined.take(where.argsort())
 
 
-def gather(result: AttackResult, folder: Path, process: Process, *, count: int | None = None,
-           indices: torch.Tensor | None = None) -> AttackResult | None:
-    """Write this shard's file, then merge all shards on rank 0 (returned there; None on the other ranks).
+def gather(result: AttackResult, folder: Path, process: Process, *, positions: torch.Tensor,
+           count: int | None = None, indices: torch.Tensor | None = None) -> AttackResult | None:
+    """Write this shard's file (its ``result`` with the run ``positions`` of its rows, as :func:`shard_positions`
+    gives them), then merge all shards on rank 0 (returned there; None on the other ranks).
 
     ``count`` or ``indices``: what the whole run covers (see :func:`merge`)."""
     _expected(count, indices)
+    mine = _check_positions(positions, result, "positions")
+    shard = {"positions": mine, "result": vars(result)}
     folder.mkdir(parents=True, exist_ok=True)
-    _save_atomic(vars(result), shard_path(folder, process))
+    _save_atomic(shard, shard_path(folder, process))
     if process.world == 1:
-        return merge([result], count=count, indices=indices)
+        return merge([result], positions=[mine], count=count, indices=indices)
     received: list[dict[str, Any] | None] = [None] * process.world if process.rank == 0 else []
-    dist.gather_object(vars(result), received if process.rank == 0 else None, dst=0)
+    dist.gather_object(shard, received if process.rank == 0 else None, dst=0)
     if process.rank != 0:
         return None
-    return merge([AttackResult(**part) for part in received if part is not None], count=count, indices=indices)
+    shards = [part for part in received if part is not None]
+    return merge([AttackResult(**part["result"]) for part in shards], positions=[part["positions"] for part in shards],
+                 count=count, indices=indices)

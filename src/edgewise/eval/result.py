@@ -32,7 +32,9 @@ class AttackResult:
     ``kept``: the samples whose adversarial image is held; ``adversarial`` holds their images only, in order
     (one row per True of ``kept``). By default every sample's image is kept; :func:`edgewise.eval.run_attack`
     keeps fewer when asked (``keep_adversarial``), so that memory does not grow with the number of samples.
-    ``indices``: the samples' dataset indices.
+    ``indices``: the samples' dataset indices (required: without them a result cannot be reported, reordered or
+    merged). Every field but ``adversarial`` holds one value per sample (each of ``distances`` too), checked
+    when the result is built.
     """
 
     adversarial: torch.Tensor
@@ -49,14 +51,22 @@ class AttackResult:
     seconds: torch.Tensor
     non_finite: torch.Tensor
     stalled: torch.Tensor
-    indices: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.long))
+    indices: torch.Tensor
     kept: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.bool))
 
     def __post_init__(self) -> None:
         if self.kept.numel() == 0 and len(self) > 0:  # not given: every image is held (files written before)
             self.kept = torch.ones(len(self), dtype=torch.bool)
+        # A field of another length would pair values with the wrong samples when reordered or joined.
+        per_sample = {name: getattr(self, name) for name in AttackResult.__dataclass_fields__
+                      if name not in ("adversarial", "distances")}
+        per_sample.update({f"distances[{key!r}]": value for key, value in self.distances.items()})
+        for name, value in per_sample.items():
+            if value.shape != (len(self),):
+                raise ValueError(f"{name} must hold one value per sample (shape ({len(self)},), as labels), got "
+                                 f"shape {tuple(value.shape)}")
         held = int(self.kept.sum())
-        if self.kept.shape != self.labels.shape or self.adversarial.shape[0] != held:
+        if self.adversarial.shape[0] != held:
             raise ValueError(f"adversarial must hold one image per True of kept ({held} of {tuple(self.kept.shape)})"
                              f", got {self.adversarial.shape[0]} for {len(self)} samples")
 

@@ -101,7 +101,7 @@ def verify(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, adversa
 
 def _attack_batch(model: nn.Module, attack: Attack, inputs: torch.Tensor, labels: torch.Tensor, *,
                   targeted: bool, levels: int | None, generator: torch.Generator | None,
-                  distance_names: Sequence[str], keywords: dict[str, Any]) -> AttackResult:
+                  distance_names: Sequence[str], keywords: dict[str, Any], indices: torch.Tensor) -> AttackResult:
     with torch.no_grad():
         logits = model(inputs)
     check_logits(logits, labels)
@@ -137,6 +137,7 @@ def _attack_batch(model: nn.Module, attack: Attack, inputs: torch.Tensor, labels
         first_adversarial=counting.first_adversarial.cpu(),
         seconds=torch.full((batch,), seconds / batch, dtype=torch.float64),
         non_finite=(counting.non_finite | ~returned_finite).cpu(), stalled=(~already & ~decreased).cpu(),
+        indices=indices,
     )
 
 
@@ -331,8 +332,8 @@ def run_attack(model: nn.Module, inputs: torch.Tensor | Dataset, labels: torch.T
             if uses_generator:
                 generator = torch.Generator(x.device).manual_seed(seed * 1_000_003 + first)
             part = _attack_batch(model, attack, x, y, targeted=targeted, levels=levels, generator=generator,
-                                 distance_names=distances, keywords=bound)
-            part.indices = chosen[start:start + batch_size].clone()
+                                 distance_names=distances, keywords=bound,
+                                 indices=chosen[start:start + batch_size].clone())
             part = part.retain(_wanted(part, keep, held))
             if path is not None:
                 _save_atomic({"record": record, "batch": members, "result": vars(part)}, path)
