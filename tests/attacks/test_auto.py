@@ -14,6 +14,7 @@ from edgewise.attacks.auto import (
     MASKED_PLANS,
     PLANS,
     SEARCH_ROUNDS,
+    _probe,
     line_search,
     local_search,
     portfolio,
@@ -25,6 +26,8 @@ from edgewise.distances import lp
 from edgewise.models import CountingModel
 from edgewise.models.architectures import Quantize
 from edgewise.models.wrappers import BudgetModel
+
+from ..conftest import make_linear_oracle  # type: ignore[import-not-found]
 
 NORMS = ("linf", "l2", "l1")
 ALONE = {"fmn": fmn, "ddn": ddn, "alma": alma, "sigma_zero": sigma_zero}
@@ -344,3 +347,62 @@ def test_a_module_that_blocks_the_gradient_is_passed_straight_through(oracle_fac
     assert bool((model(adv).argmax(1) != o.labels).all())
     ratio = getattr(lp, norm)(o.inputs, adv) / getattr(o, norm)
     assert float(ratio.max()) <= 1.02 and float(ratio.min()) >= 0.98
+
+
+def _three_classes() -> tuple[torch.nn.Module, torch.Tensor]:
+    # z = (0, 10 w·x − 2, 20 w·x − 6): class 0 below w·x = 0.2, class 1 up to 0.4, class 2 beyond.
+    generator = torch.Generator().manual_seed(0)
+    w = torch.randn(16, generator=generator)
+    w = w / w.norm()
+    layer = torch.nn.Linear(16, 3)
+    with torch.no_grad():
+        layer.weight.copy_(torch.stack([torch.zeros(16), 10 * w, 20 * w]))
+        layer.bias.copy_(torch.tensor([0.0, -2.0, -6.0]))
+    return torch.nn.Sequential(torch.nn.Flatten(), layer).eval(), w
+
+
+def test_a_targeted_local_search_keeps_every_point_in_the_target_class() -> None:
+    # From points deep in the target class 2 (w·x = 0.6), shrinking towards the inputs (class 0) crosses class 1
+    # first: a proposal there is not adversarial for the target and must be refused.
+    model, w = _three_classes()
+    inputs = torch.full((6, 16), 0.5)
+    inputs = inputs - (inputs @ w).unsqueeze(1) * w + 0.05 * w
+    far = (inputs + 0.55 * w).clamp(0, 1)
+    targets = torch.full((6,), 2)
+    assert torch.equal(model(far).argmax(1), targets)
+    found = local_search(model, inputs, targets, far, passes=60, norm="l2", targeted=True,
+                         generator=torch.Generator().manual_seed(0))
+    assert torch.equal(model(found).argmax(1), targets)
+    assert bool((lp.l2(inputs, found) < lp.l2(inputs, far)).all())  # and it did shrink them
+
+
+class _Times(torch.nn.Module):
+    """A module of the input's shape whose gradient is not the identity's, and never zero."""
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return 2 * inputs
+
+
+class _Shift(torch.nn.Module):
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return inputs - 0.7
+
+
+def test_the_probe_names_only_the_modules_that_block_the_gradient() -> None:
+    # The _Probe's rule: a module blocks a sample's gradient where its output gradient is non-zero, its input
+    # gradient exactly zero and its output not all zero. Behind a quantization every input gradient is zero:
+    # the quantization blocks it, the scaling after it does not (its input gradient is not zero).
+    o = make_linear_oracle(batch=4, classes=3)
+    quantize = Quantize(1e-5)
+    model = torch.nn.Sequential(quantize, _Times(), o.model).eval()
+    _, blind, blockers = _probe(model, o.inputs, o.labels, targeted=False, gradient=True)
+    assert bool(blind.all()) and blockers == [quantize]
+    # A ReLU that no input of a sample activates (output all zero) blinds that sample without blocking: there is
+    # nothing to pass straight through, even where another sample's ReLU is active.
+    layer = torch.nn.Linear(8, 3)
+    relu = torch.nn.ReLU()
+    model = torch.nn.Sequential(_Shift(), relu, layer).eval()
+    inputs = torch.stack([torch.full((8,), 0.5), torch.full((8,), 0.9)])  # 0.5 − 0.7 < 0: dead; 0.9: active
+    labels = model(inputs).argmax(1)
+    _, blind, blockers = _probe(model, inputs, labels, targeted=False, gradient=True)
+    assert blind.tolist() == [True, False] and blockers == []
