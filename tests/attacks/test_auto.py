@@ -162,7 +162,12 @@ def test_registry_entry_spends_two_passes_per_step(oracle_factory) -> None:
     adv = attack(counted, o.inputs, o.labels)
     assert int(counted.spent.max()) <= 30
     torch.testing.assert_close(adv, auto(o.model, o.inputs, o.labels, norm="l1", budget=30))
-    assert ATTACKS["auto"](o.model, o.inputs, o.labels).shape == o.inputs.shape  # l2 and 500 steps by default
+    # By default ℓ2 and 500 steps, a budget of 1,000 passes (AttackBench's Q of the docs).
+    counted = BudgetModel(o.model, o.inputs, o.labels, budget=10_000, distance="l2")
+    default = ATTACKS["auto"](counted, o.inputs, o.labels, generator=torch.Generator().manual_seed(0))
+    assert 1000 - 2 * SEARCH_ROUNDS <= int(counted.spent.max()) <= 1000
+    torch.testing.assert_close(default, auto(o.model, o.inputs, o.labels, norm="l2", budget=1000,
+                                             generator=torch.Generator().manual_seed(0)), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
