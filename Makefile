@@ -62,5 +62,5 @@ clean:
 .PHONY: mutation
 mutation: $(STAMP)
 	$(PY) -m pip install -q mutmut==3.8.1
-	OMP_NUM_THREADS=1 $(PY) benchmarks/mutation.py $(if $(MODULES),--modules $(MODULES)) \
+	OMP_NUM_THREADS=1 EDGEWISE_REQUIRE_BASELINES=1 $(PY) benchmarks/mutation.py $(if $(MODULES),--modules $(MODULES)) \
 		$(if $(SAMPLE),--sample $(SAMPLE) --seed $(or $(SEED),0))

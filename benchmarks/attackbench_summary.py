@@ -1,12 +1,13 @@
 """The must-show of the AttackBench protocol in one page: per norm, each attack's LO per model and its GO, and
 where ``auto`` reaches LO >= 0.99 and a GO above every single attack's.
 
-    python benchmarks/attackbench_summary.py [--budget 1000] [--n 500]
+    python benchmarks/attackbench_summary.py [--budget 1000] [--n 500] [--replacements quantized]
 
 Reads benchmarks/results/attackbench-NORM-qQ-nN/report.json (written by benchmarks/attackbench_budget.py) for
 every norm that has one and writes benchmarks/results/attackbench-qQ-nN-summary.md; re-draws each model's
 robust-accuracy plot there from its distances.json with the current plotting code (the run may have drawn them with
-an older one).
+an older one). A later run of some models, every attack again (``--name NORM-qQ-nN-R`` for each R of
+``--replacements``), replaces those models' rows: the summary names the commit each model's rows come from.
 """
 
 from __future__ import annotations
@@ -51,12 +52,26 @@ def optimality(report: dict[str, Any]) -> tuple[dict[str, dict[str, float]], dic
     return lo, go, {attack: len(values) for attack, values in over.items()}
 
 
-def norm_section(norm: str, report: dict[str, Any]) -> tuple[list[str], dict[str, float], dict[str, int]]:
+def merged(folders: list[Path]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The first folder's report with the models of each later one replaced by (or added from) that one's rows,
+    and the commit each model's rows come from."""
+    report: dict[str, Any] = {"models": {}}
+    commits: dict[str, str] = {}
+    for folder in folders:
+        part = json.loads((folder / "report.json").read_text())
+        report["models"].update(part["models"])
+        commits.update(dict.fromkeys(part["models"], part["environment"].get("git_commit", "?")[:7]))
+    return report, commits
+
+
+def norm_section(norm: str, report: dict[str, Any],
+                 commits: dict[str, str]) -> tuple[list[str], dict[str, float], dict[str, int]]:
     """The LO table of one norm (attacks × models, GO last), the attacks' GO and the models each GO is over."""
     models = list(report["models"])
     lo, go, counted = optimality(report)
     degenerate = [m for m in models if not lo[m]]
-    lines = [f"## {norm}", "", "| attack | " + " | ".join(f"`{m}`" for m in models) + " | GO (models) |",
+    lines = [f"## {norm}", "", "Rows from commit: " + ", ".join(f"`{m}` {commits[m]}" for m in models) + ".", "",
+             "| attack | " + " | ".join(f"`{m}`" for m in models) + " | GO (models) |",
              "|---|" + "---|" * (len(models) + 1)]
     for attack in sorted(counted, key=lambda name: -go.get(name, -1.0)):
         cells = " | ".join(_fmt(lo[m].get(attack)) for m in models)
@@ -90,6 +105,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", type=int, default=1000)
     parser.add_argument("--n", type=int, default=500)
+    parser.add_argument("--replacements", default="quantized",
+                        help="comma list R: runs named NORM-qQ-nN-R replace their models' rows ('' for none)")
     args = parser.parse_args()
     suffix = f"q{args.budget}-n{args.n}"
     lines = [f"# AttackBench protocol, Q = {args.budget} passes per sample, n = {args.n}: LO per model, GO", "",
@@ -101,12 +118,16 @@ def main() -> None:
     overview = ["## GO per norm", "", "| norm | models | auto | best single attack (GO) |", "|---|---|---|---|"]
     sections: list[str] = []
     for norm in NORMS:
-        path = RESULTS / f"attackbench-{norm}-{suffix}" / "report.json"
-        if not path.is_file():
+        main_folder = RESULTS / f"attackbench-{norm}-{suffix}"
+        if not (main_folder / "report.json").is_file():
             continue
-        report = json.loads(path.read_text())
-        redraw_plots(path.parent, norm)
-        section, go, counted = norm_section(norm, report)
+        folders = [main_folder, *(folder for name in filter(None, args.replacements.split(","))
+                                  if ((folder := RESULTS / f"attackbench-{norm}-{suffix}-{name}") / "report.json")
+                                  .is_file())]
+        report, commits = merged(folders)
+        for folder in folders:
+            redraw_plots(folder, norm)
+        section, go, counted = norm_section(norm, report, commits)
         sections += section
         rivals = comparable(go, counted)
         best = max(rivals, key=lambda name: rivals[name])

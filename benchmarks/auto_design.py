@@ -9,10 +9,10 @@ Design images: the held-out Fashion-MNIST test images (outside the shipped sampl
 evaluated (``attackbench_budget.py``), played no part in choosing it. Every attack runs under
 ``eval.benchmark.budgeted``: Q forward + backward passes per sample, its distance per sample the best successful
 point it queried. The single attacks get Q / 2 steps (the minimal form of APGD 10 rounds of Q / 20 steps); a plan
-``member:share[:option=value...]+...`` is ``attacks.auto.portfolio`` with those stages (``auto``: its own plan for the
-norm); ``--baselines`` adds other libraries' attacks with Q / 2 steps. Reported per model: success, median,
-AttackBench's local optimality against the per-sample best of everything run on that model, and the paired ratio
-plan / attack for the first plan.
+``member:share[:option=value...]+...`` is ``attacks.auto.portfolio`` with those stages (``auto``: ``attacks.auto.auto``
+itself, its plan for the norm and the probe for blocked gradients); ``--baselines`` adds other libraries' attacks
+with Q / 2 steps. Reported per model: success, median, AttackBench's local optimality against the per-sample best
+of everything run on that model, and the paired ratio plan / attack for the first plan.
 Writes benchmarks/results/auto_design_NORM_qQ.{md,json}; finished cells are kept (a plan's cell is named by its
 stages, so a changed plan is a new cell).
 """
@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from alma_rmsprop_sweep import held_out
 from edgewise.attacks import ATTACKS, alma, ddn, fmn, sigma_zero
-from edgewise.attacks.auto import PLANS, Stage, portfolio
+from edgewise.attacks.auto import MASKED_PLANS, PLANS, Stage, portfolio
 from edgewise.distances import get as get_distance
 from edgewise.eval.benchmark import baseline_attack, budgeted
 from edgewise.eval.metrics import local_optimality, paired_ratio, reference_distances
@@ -89,7 +89,8 @@ def main() -> None:
     runs = single_attacks(args.norm, args.budget)
     baselines = [baseline_attack(spec, distance=args.norm) for spec in filter(None, args.baselines.split(","))]
     runs.update({spec.name: spec.build(spec.within(args.budget // 2)) for spec in baselines})
-    runs.update({label: functools.partial(portfolio, stages=stages, norm=args.norm, budget=args.budget)
+    runs.update({label: functools.partial(portfolio, stages=stages, norm=args.norm, budget=args.budget,
+                                          masked=MASKED_PLANS[args.norm] if stages is PLANS[args.norm] else None)
                  for label, stages in plans.items()})
     name = args.name or f"auto_design_{args.norm}_q{args.budget}"
     path = RESULTS / f"{name}.json"

@@ -269,6 +269,15 @@ def test_projections_keep_the_device_and_dtype_of_their_input() -> None:
             assert projected.device.type == "meta" and projected.dtype == dtype and projected.shape == delta.shape
 
 
+def test_a_per_sample_eps_on_the_cpu_serves_a_delta_on_another_device() -> None:
+    # A per-sample ε made on the CPU (from a list of budgets, say) for inputs on a GPU: the meta device stands
+    # for the GPU, where an ε left on the CPU fails the same way ("not on the expected device").
+    delta = torch.zeros(2, 1, 4, 4, device="meta")
+    for norm in NORMS:
+        projected = project(delta, delta, norm=norm, eps=torch.tensor([0.5, 1.0]))
+        assert projected.device.type == "meta" and projected.shape == delta.shape
+
+
 def test_bad_deltas_are_named_in_the_error() -> None:
     flat, x = torch.zeros(4), torch.zeros(4)
     with pytest.raises(ValueError, match=r"^delta must have shape \(B, \.\.\.\) with at least 2 dimensions"):

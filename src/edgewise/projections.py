@@ -56,7 +56,7 @@ def project(delta: torch.Tensor, x: torch.Tensor, *, norm: str, eps: float | tor
         delta: (B, ...) the point a to project (a perturbation).
         x: (B, ...) the clean inputs in [0, 1]; the box is č = −x ≤ δ ≤ ĉ = 1 − x.
         norm: "l0", "l1", "l2" or "linf" (p).
-        eps: ε, a number or a (B,) tensor, >= 0; for "l0" the number of coordinates allowed to change
+        eps: ε, a number or a (B,) tensor (on any device), >= 0; for "l0" the number of coordinates allowed to change
             (rounded down).
 
     Returns:

@@ -122,3 +122,14 @@ def test_initial_step_size_defaults_to_20_halvings() -> None:
     default = initial_step_size(distance, inputs, grad, 0.1)
     assert torch.equal(default, initial_step_size(distance, inputs, grad, 0.1, searches=20))
     assert not torch.equal(default, initial_step_size(distance, inputs, grad, 0.1, searches=21))
+
+
+def test_initial_step_size_where_the_box_clips_the_step_at_its_upper_face() -> None:
+    # x = 0.9 everywhere; g = -1 on two pixels (x − ηg = 0.9 + η, clipped at 1 from η = 0.1) and +1 on two
+    # (0.9 − η, clipped at 0 from η = 0.9): for η in [0.1, 0.9], D² = 2·0.1² + 2η², so D = ε = 0.5 at
+    # η = √((0.25 − 0.02) / 2). Without the clip at 1 the root would be ε / √4 = 0.25.
+    inputs = torch.full((2, 1, 2, 2), 0.9)
+    grad = torch.tensor([-1.0, -1.0, 1.0, 1.0]).view(1, 1, 2, 2).expand(2, 1, 2, 2).contiguous()
+    distance = get_distance("l2")(inputs)
+    eta = initial_step_size(distance, inputs, grad, 0.5)
+    torch.testing.assert_close(eta, torch.full((2,), (0.23 / 2) ** 0.5), rtol=1e-5, atol=0)

@@ -95,3 +95,30 @@ def test_rho_grows_geometrically_and_never_for_an_input_adversarial_at_the_start
         expected = torch.full_like(rho, GAMMA ** ((i + 1) // M))
         expected[0] = 1.0
         torch.testing.assert_close(rho, expected, rtol=1e-6, atol=0, msg=f"rho at step {i}")
+
+
+def test_rho_stays_for_an_input_adversarial_at_the_start_even_when_its_constraint_worsens(oracle_factory) -> None:
+    # Lines 10-14 grow ρ only for samples with no adversarial yet; a misclassified input has one at iteration 0.
+    # With the l2 distance its constraint never worsens (the distance pulls the iterate back to the input, the
+    # penalty deeper into the adversarial side), so the test above cannot tell "never adversarial" from "not
+    # adversarial after iteration 0". Here a user distance, ‖x̃ − (x − 0.2w)‖₂, has its minimum across the
+    # boundary: the iterate walks back into the true class and the constraint rises past τ times its reference,
+    # so only the adversarial found at iteration 0 keeps ρ at ρ⁽⁰⁾.
+    o = oracle_factory(classes=4)
+    inputs, labels = o.inputs[:1], 1 - o.labels[:1]  # predicted o.labels[0]: adversarial for the flipped label
+    w = o.model[1].weight[1].detach().view_as(inputs[0])
+    shift = 0.2 * w if int(labels[0]) == 0 else -0.2 * w  # towards the side of the (flipped) true class
+
+    def across(reference: torch.Tensor):
+        return lambda perturbed: (perturbed - (reference - shift)).flatten(1).norm(dim=1)
+
+    seen: list[dict[str, torch.Tensor]] = []
+    alma(o.model, inputs, labels, distance=across, steps=STEPS, init_distance=0.3, alpha=0.7, rho_period=M,
+         rho_growth=GAMMA, constraint_improvement=TAU,
+         callback=lambda step, state: seen.append({k: v.detach().clone().double() for k, v in state.items()}))
+    assert bool(torch.isfinite(seen[0]["best_distance"]).all())  # adversarial at iteration 0
+    checks = [i for i in range(STEPS) if (i + 1) % M == 0]
+    references = [seen[0]["constraint"]] + [seen[i]["constraint"] for i in checks[:-1]]
+    worsened = [bool((seen[i]["constraint"] > TAU * ref).all()) for i, ref in zip(checks, references, strict=True)]
+    assert worsened[0], "the setting must make the rule's constraint condition hold"
+    assert all(float(state["rho"]) == 1.0 for state in seen)

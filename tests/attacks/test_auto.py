@@ -10,11 +10,24 @@ import pytest
 import torch
 
 from edgewise.attacks import ATTACKS, alma, auto, ddn, fmn, sigma_zero
-from edgewise.attacks.auto import PLANS, SEARCH_ROUNDS, line_search, portfolio, prune, stage_steps
+from edgewise.attacks.auto import (
+    MASKED_PLANS,
+    PLANS,
+    SEARCH_ROUNDS,
+    _probe,
+    line_search,
+    local_search,
+    portfolio,
+    prune,
+    stage_steps,
+)
 from edgewise.cli.attack import bind_attack
 from edgewise.distances import lp
 from edgewise.models import CountingModel
+from edgewise.models.architectures import Quantize
 from edgewise.models.wrappers import BudgetModel
+
+from ..conftest import make_linear_oracle  # type: ignore[import-not-found]
 
 NORMS = ("linf", "l2", "l1")
 ALONE = {"fmn": fmn, "ddn": ddn, "alma": alma, "sigma_zero": sigma_zero}
@@ -38,14 +51,15 @@ def test_stage_steps_sum_to_the_steps() -> None:
 @pytest.mark.parametrize("budget", [60, 61])
 def test_never_exceeds_the_budget_per_sample(oracle_factory, norm: str, budget: int) -> None:
     o = oracle_factory(classes=3)
-    # A clean error at the first sample: auto spends one forward on it, the others run every stage.
+    # A clean error at the first sample: auto spends the probe's forward and backward on it, the others run every
+    # stage.
     inputs, labels = o.inputs.clone(), o.labels.clone()
     labels[0] = 1 - labels[0]
     # AttackBench's wrapper as a per-sample counter (a budget it never reaches); it tells the sample a query
     # belongs to by the nearest input (ℓ2 here).
     counted = BudgetModel(o.model, inputs, labels, budget=10_000, distance="l2")
     auto(counted, inputs, labels, norm=norm, budget=budget)
-    assert int(counted.spent[0]) == 1
+    assert int(counted.spent[0]) == 2
     # Every pass used, but for the remainder of APGD's steps over its rounds (at most rounds - 1 steps).
     assert all(budget - 2 * SEARCH_ROUNDS <= spent <= budget for spent in counted.spent[1:].tolist())
 
@@ -64,7 +78,7 @@ def test_l0_budget(linear_oracle) -> None:
 def test_no_worse_than_its_first_member_and_near_the_optimum(oracle_factory, bend, norm: str) -> None:
     o = oracle_factory(classes=3)
     model = bend(o.model)
-    adv = auto(model, o.inputs, o.labels, norm=norm, budget=201)
+    adv = auto(model, o.inputs, o.labels, norm=norm, budget=202)  # the probe's two passes, then 100 steps
     alone = first_member_alone(norm, stage_steps(PLANS[norm], 100)[0])(model, o.inputs, o.labels)
     assert bool((model(adv).argmax(1) != o.labels).all())
     ours, first = getattr(lp, norm)(o.inputs, adv), getattr(lp, norm)(o.inputs, alone)
@@ -266,3 +280,129 @@ def test_a_stage_that_fails_on_a_sample_keeps_its_earlier_point(linear_oracle) -
     assert 0 < int(failed.sum()) < len(o.inputs)
     adv = portfolio(o.model, o.inputs, o.labels, stages=(("ddn", 0.5), ("ddn", 0.5, small)), norm="l2", budget=41)
     assert bool((o.model(adv).argmax(1) != o.labels).all())
+
+
+class _Step(torch.nn.Module):
+    """Two classes, class 1 iff x₀ > 0.61: a step function of the input, differentiable with a gradient exactly 0
+    everywhere, as an input quantization by torch.round is."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        step = torch.round(x[:, 0] - 0.11)  # 1 iff x₀ > 0.61 on [0, 1]
+        return torch.stack([torch.zeros_like(step), 2 * step - 1], 1)
+
+
+def test_local_search_undoes_what_the_decision_does_not_need() -> None:
+    inputs, labels = torch.full((3, 8), 0.5), torch.zeros(3, dtype=torch.long)
+    far = torch.full_like(inputs, 0.9)  # adversarial: x₀ = 0.9 > 0.61, and seven needless changes
+    counting = CountingModel(_Step())
+    generator = torch.Generator().manual_seed(0)
+    found = {norm: local_search(counting, inputs, labels, far, passes=300, norm=norm, targeted=False,
+                                generator=generator) for norm in ("l1", "l2", "linf")}
+    assert counting.backwards == 0 and counting.forwards == 3 * 300 * 3  # one forward per proposal
+    for norm, point in found.items():
+        assert bool((_Step()(point).argmax(1) == 1).all()), norm  # still adversarial
+        assert bool(((point >= 0) & (point <= 1)).all()), norm
+    # ℓ1 zeroes blocks: x₀ must stay at 0.9 (zeroing it breaks the decision), every other element is undone.
+    torch.testing.assert_close(found["l1"][:, 0], far[:, 0])
+    assert torch.equal(found["l1"][:, 1:], inputs[:, 1:])
+    # ℓ2 halves blocks: x₀'s change halves once (0.4 -> 0.2; 0.1 would cross back), the others vanish.
+    torch.testing.assert_close(found["l2"][:, 0], torch.full((3,), 0.7))
+    assert float((found["l2"][:, 1:] - inputs[:, 1:]).abs().max()) < 1e-3
+    # ℓ∞ clips to (1 − η) ‖δ‖∞: down to the step, 0.11 from x₀, within the smallest η.
+    sizes = lp.linf(inputs, found["linf"])
+    assert bool(((sizes > 0.11) & (sizes < 0.11 * 1.01)).all())
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_blind_samples_get_the_masked_plan_and_the_others_the_usual_one(linear_oracle, norm: str) -> None:
+    # With the probe, Q = 400 leaves (400 - 2) // 2 = 199 steps, as Q = 399 does without it.
+    def seeded() -> torch.Generator:
+        return torch.Generator().manual_seed(0)
+
+    inputs, labels = torch.full((4, 8), 0.5), torch.zeros(4, dtype=torch.long)
+    blind = auto(_Step(), inputs, labels, norm=norm, budget=400, generator=seeded())
+    torch.testing.assert_close(blind, portfolio(_Step(), inputs, labels, stages=MASKED_PLANS[norm], norm=norm,
+                                                budget=399, generator=seeded()), rtol=0, atol=0)
+    # Where the random search found a point (x₀ > 0.61 by chance), it is shrunk towards the step, 0.11 along x₀
+    # (a random point of the search alone is about as far in every element).
+    found = _Step()(blind).argmax(1) == 1
+    assert int(found.sum()) >= 2
+    moved = (blind[found] - inputs[found]).abs()
+    assert float(moved[:, 1:].max()) < 0.05 and bool(((moved[:, 0] > 0.11) & (moved[:, 0] < 0.5)).all())
+    o = linear_oracle
+    seeing = auto(o.model, o.inputs, o.labels, norm=norm, budget=400, generator=seeded())
+    torch.testing.assert_close(seeing, portfolio(o.model, o.inputs, o.labels, stages=PLANS[norm], norm=norm,
+                                                 budget=399, generator=seeded()), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_a_module_that_blocks_the_gradient_is_passed_straight_through(oracle_factory, norm: str) -> None:
+    # The linear oracle behind a fine input quantization: every gradient at the inputs is exactly zero, but the
+    # quantization's straight-through gradient is the oracle's, so auto gets within a few rounding steps of the
+    # closed-form optimum (the decision-based search alone stays far above it).
+    o = oracle_factory(classes=3)
+    model = torch.nn.Sequential(Quantize(1e-5), o.model)
+    adv = auto(model, o.inputs, o.labels, norm=norm, budget=402)
+    assert bool((model(adv).argmax(1) != o.labels).all())
+    ratio = getattr(lp, norm)(o.inputs, adv) / getattr(o, norm)
+    assert float(ratio.max()) <= 1.02 and float(ratio.min()) >= 0.98
+
+
+def _three_classes() -> tuple[torch.nn.Module, torch.Tensor]:
+    # z = (0, 10 w·x − 2, 20 w·x − 6): class 0 below w·x = 0.2, class 1 up to 0.4, class 2 beyond.
+    generator = torch.Generator().manual_seed(0)
+    w = torch.randn(16, generator=generator)
+    w = w / w.norm()
+    layer = torch.nn.Linear(16, 3)
+    with torch.no_grad():
+        layer.weight.copy_(torch.stack([torch.zeros(16), 10 * w, 20 * w]))
+        layer.bias.copy_(torch.tensor([0.0, -2.0, -6.0]))
+    return torch.nn.Sequential(torch.nn.Flatten(), layer).eval(), w
+
+
+def test_a_targeted_local_search_keeps_every_point_in_the_target_class() -> None:
+    # From points deep in the target class 2 (w·x = 0.6), shrinking towards the inputs (class 0) crosses class 1
+    # first: a proposal there is not adversarial for the target and must be refused.
+    model, w = _three_classes()
+    inputs = torch.full((6, 16), 0.5)
+    inputs = inputs - (inputs @ w).unsqueeze(1) * w + 0.05 * w
+    far = (inputs + 0.55 * w).clamp(0, 1)
+    targets = torch.full((6,), 2)
+    assert torch.equal(model(far).argmax(1), targets)
+    found = local_search(model, inputs, targets, far, passes=60, norm="l2", targeted=True,
+                         generator=torch.Generator().manual_seed(0))
+    assert torch.equal(model(found).argmax(1), targets)
+    assert bool((lp.l2(inputs, found) < lp.l2(inputs, far)).all())  # and it did shrink them
+
+
+class _Times(torch.nn.Module):
+    """A module of the input's shape whose gradient is not the identity's, and never zero."""
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return 2 * inputs
+
+
+class _Shift(torch.nn.Module):
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return inputs - 0.7
+
+
+def test_the_probe_names_only_the_modules_that_block_the_gradient() -> None:
+    # The _Probe's rule: a module blocks a sample's gradient where its output gradient is non-zero, its input
+    # gradient exactly zero and its output not all zero. Behind a quantization every input gradient is zero:
+    # the quantization blocks it, the scaling after it does not (its input gradient is not zero).
+    o = make_linear_oracle(batch=4, classes=3)
+    quantize = Quantize(1e-5)
+    model = torch.nn.Sequential(quantize, _Times(), o.model).eval()
+    _, blind, blockers = _probe(model, o.inputs, o.labels, targeted=False, gradient=True)
+    assert bool(blind.all()) and blockers == [quantize]
+    # A ReLU that no input of a sample activates (output all zero) blinds that sample without blocking: there is
+    # nothing to pass straight through, even where another sample's ReLU is active.
+    layer = torch.nn.Linear(8, 3)
+    relu = torch.nn.ReLU()
+    model = torch.nn.Sequential(_Shift(), relu, layer).eval()
+    inputs = torch.stack([torch.full((8,), 0.5), torch.full((8,), 0.9)])  # 0.5 − 0.7 < 0: dead; 0.9: active
+    labels = model(inputs).argmax(1)
+    _, blind, blockers = _probe(model, inputs, labels, targeted=False, gradient=True)
+    assert blind.tolist() == [True, False] and blockers == []

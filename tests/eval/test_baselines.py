@@ -71,6 +71,25 @@ def test_rounds_follow_the_paper_and_the_library() -> None:
     assert {BASELINES[f"attackbench:apgd-{n}"].rounds for n in ("l1", "l2", "linf")} == {minimal_search_steps}
 
 
+def test_only_the_attacks_that_search_run_several_rounds() -> None:
+    # The budget of every other baseline is one round of steps (a second would double its iterations).
+    several = {name for name, baseline in BASELINES.items() if baseline.rounds != 1}
+    assert several == {"foolbox:cw-l2", "foolbox:ead", "attackbench:apgd-l1", "attackbench:apgd-l2",
+                       "attackbench:apgd-linf"}
+
+
+def test_adv_libs_attacks_are_imported_when_its_baseline_is_loaded(setting, monkeypatch) -> None:
+    # adv-lib does not import its attacks package with itself: the adapter must (here as in a fresh process).
+    require_adapter("adv-lib:ddn")
+    import adv_lib
+
+    monkeypatch.delattr(adv_lib, "attacks", raising=False)
+    for name in [n for n in sys.modules if n.startswith("adv_lib.attacks")]:
+        monkeypatch.delitem(sys.modules, name)
+    model, inputs, labels = setting
+    assert load_baseline("adv-lib:ddn", steps=2)(model, inputs[:1], labels[:1]).shape == inputs[:1].shape
+
+
 @pytest.mark.parametrize(("name", "overshoot"), [("attackbench:fab-l2", 1.0), ("attackbench:superdeepfool", 1.6)])
 def test_attackbench_boundary_attacks_on_a_linear_model(name: str, overshoot: float) -> None:
     """FAB projects onto the linearized boundary: on a linear model that is the closed-form minimal ℓ2

@@ -106,7 +106,13 @@ def test_paired_comparison_with_another_library(oracles, tmp_path) -> None:
     assert report["paired"][0]["pairs"] == sum(e["paired"][0]["pairs"] for e in report["models"].values())
     env = {"torch": torch.__version__, "device": "cpu", "threads": 1, "git_commit": None}
     write_report(report, tmp_path, arguments={"n": 12, "data": "oracle"}, env=env)
-    assert "| exact | lib:exact | 3 |" in (tmp_path / "report.md").read_text()
+    text = (tmp_path / "report.md").read_text()
+    lines = text.splitlines()
+    assert lines[:4] == ["# edgewise benchmark (l2)", "", f"n = 12 samples (oracle), models linear-a, linear-b; torch "
+                         f"{torch.__version__}, cpu, 1 thread(s), commit None", ""]  # the header, its own paragraph
+    # the pooled comparison and each model's, every model's section after the summary
+    assert text.count("| exact | lib:exact | 3 |") == 3
+    assert text.index("## Geometric mean") < text.index("## linear-a") < text.index("## linear-b")
 
 
 def test_paired_ratio_against_a_hand_computation() -> None:

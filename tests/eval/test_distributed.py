@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,8 +13,8 @@ import torch
 from edgewise.attacks import ddn
 from edgewise.cli import main
 from edgewise.data import sample
-from edgewise.eval import AttackResult, run_attack
-from edgewise.eval.distributed import Process, merge, shard_positions
+from edgewise.eval import AttackResult, distributed, run_attack
+from edgewise.eval.distributed import Process, gather, launched, merge, shard_path, shard_positions
 
 from ..conftest import make_linear_oracle  # type: ignore[import-not-found]
 
@@ -67,6 +68,52 @@ def test_merge_follows_the_runs_dataset_indices() -> None:
         merge([_result([13, 2, 99])], indices=torch.tensor([99, 2, 40]))
     with pytest.raises(TypeError, match="exactly one of count"):
         merge([_result([0])], count=1, indices=torch.tensor([0]))
+
+
+def test_merge_of_no_samples_names_every_missing_one() -> None:
+    with pytest.raises(ValueError, match=r"cover samples 0\.\.2 exactly once, got missing \[0, 1, 2\], dupl"):
+        merge([replace(_result([]), indices=torch.empty(0, dtype=torch.long))], count=3)
+
+
+def test_without_a_launcher_the_run_is_one_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert not launched() and distributed.start("cpu") == Process(0, 1, CPU)
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert not launched() and distributed.start("cpu") == Process(0, 1, CPU)
+
+
+def test_under_a_launcher_the_process_joins_a_gloo_group_on_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    # torchrun's environment for rank 1 of 2; the process group is faked (a real one needs the other process).
+    joined: list[str] = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(torch.distributed, "init_process_group", lambda backend: joined.append(backend))
+    monkeypatch.setattr(torch.distributed, "get_rank", lambda: 1)
+    monkeypatch.setattr(torch.distributed, "get_world_size", lambda: 2)
+    assert launched() and distributed.start("cpu") == Process(1, 2, CPU) and joined == ["gloo"]
+
+
+def test_gather_on_one_process_writes_its_shard_and_orders_the_samples(tmp_path: Path) -> None:
+    process = Process(0, 1, CPU)
+    merged = gather(_result([40, 7]), tmp_path, process, indices=torch.tensor([7, 40]))
+    assert merged is not None and merged.indices.tolist() == [7, 40] and merged.distances["l2"].tolist() == [7, 40]
+    written = torch.load(shard_path(tmp_path, process), weights_only=False)
+    assert written["indices"].tolist() == [40, 7]
+    counted = gather(_result([1, 0]), tmp_path / "count", process, count=2)
+    assert counted is not None and counted.indices.tolist() == [0, 1]
+
+
+def test_gather_on_rank_0_merges_the_shards_of_every_rank(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # torch.distributed.gather_object fills rank 0's list with every rank's object (faked: one process here).
+    def gather_object(obj, object_gather_list=None, dst=0):
+        assert dst == 0
+        if object_gather_list is not None:
+            object_gather_list[:] = [obj, vars(_result([13, 2]))]
+
+    monkeypatch.setattr(torch.distributed, "gather_object", gather_object)
+    merged = gather(_result([40]), tmp_path, Process(0, 2, CPU), indices=torch.tensor([2, 40, 13]))
+    assert merged is not None and merged.indices.tolist() == [2, 40, 13]
+    assert gather(_result([13, 2]), tmp_path, Process(1, 2, CPU), indices=torch.tensor([2, 40, 13])) is None
+    assert shard_path(tmp_path, Process(1, 2, CPU)).is_file()
 
 
 class Images:

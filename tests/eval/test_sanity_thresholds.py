@@ -89,7 +89,9 @@ def test_masked_gradients_need_more_than_half_of_the_inputs() -> None:
     assert findings(Rows([0, 1, 2, 3], "masked").eval()) == {}
     found = findings(Rows([0, 1, 2, 3, 6], "masked").eval())
     assert set(found) == {"masked_gradients"} and "for 5 of 8 inputs" in found["masked_gradients"]
-    assert "try BPDA or a gradient-free attack" in found["masked_gradients"]
+    assert "try BPDA or a gradient-free attack (the 'auto' attack does both" in found["masked_gradients"]
+    assert found["masked_gradients"].endswith("through a module that blocks the gradient, a decision-based search "
+                                              "otherwise)")  # what auto does, in full
     assert findings(Rows([2, 5], "nan_gradient").eval()) == {}  # a non-finite gradient masks its row only
     assert "for 5 of 8" in findings(Rows([0, 2, 4, 5, 6], "nan_gradient").eval())["masked_gradients"]
 
@@ -103,6 +105,8 @@ def test_outputs_without_any_gradient_are_masked() -> None:
     assert set(found) == {"masked_gradients"} and "through autograd" in found["masked_gradients"]
     with pytest.raises(ValueError, match=r"^samples must be > 0, got 0$"):
         findings(base(), samples=0)
+    with pytest.raises(TypeError, match=r"^samples must be an int, got float$"):
+        findings(base(), samples=2.5)
 
 
 def test_only_the_first_samples_are_checked() -> None:
@@ -142,6 +146,7 @@ def test_train_mode_names_at_most_three_modules() -> None:
     assert "4 module(s): Sequential, 0, 1, ...)" in found["train_mode"]
     found = findings(nn.Sequential(nn.Flatten(), base()[1]).train())
     assert "3 module(s): Sequential, 0, 1)" in found["train_mode"]
+    assert found["train_mode"].endswith("; call model.eval() before evaluating it")  # what to do about it
     model = nn.Sequential(nn.Flatten(), base()[1]).eval()
     model[1].train()
     assert "1 module(s): 1)" in findings(model)["train_mode"]

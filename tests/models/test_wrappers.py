@@ -8,7 +8,8 @@ from edgewise.attacks import ddn, fmn
 from edgewise.eval import run_attack
 from edgewise.eval.benchmark import budgeted
 from edgewise.losses import logit_margin
-from edgewise.models.wrappers import BudgetModel, BudgetSpentError
+from edgewise.models.architectures import Quantize
+from edgewise.models.wrappers import BudgetModel, BudgetSpentError, straight_through
 
 from ..conftest import make_linear_oracle, require  # type: ignore[import-not-found]
 
@@ -146,3 +147,22 @@ def test_budgeted_attack_through_run_attack_stays_in_budget_and_gets_the_generat
     assert found.any() and (result.distances["l2"][found] >= oracle.l2[found] * (1 - 1e-4)).all()
     with pytest.raises(ValueError, match="budget"):
         BudgetModel(oracle.model, oracle.inputs, oracle.labels, budget=0, distance="l2")
+
+
+def test_straight_through_keeps_the_forward_and_passes_the_gradient() -> None:
+    quantize, linear = Quantize(0.25), torch.nn.Linear(6, 3)
+    model = torch.nn.Sequential(quantize, linear)
+    inputs = torch.rand(4, 6, generator=torch.Generator().manual_seed(0)).requires_grad_(True)
+    weights = torch.tensor([1.0, -2.0, 0.5])
+
+    def value_and_gradient() -> tuple[torch.Tensor, torch.Tensor]:
+        logits = model(inputs)
+        return logits.detach(), torch.autograd.grad((logits * weights).sum(), inputs)[0]
+
+    plain, blocked = value_and_gradient()
+    assert torch.equal(blocked, torch.zeros_like(blocked))  # torch.round's gradient
+    with straight_through([quantize]):
+        value, gradient = value_and_gradient()
+    assert torch.equal(value, plain)  # the forward is the module's, bit for bit
+    torch.testing.assert_close(gradient, (weights @ linear.weight).expand(4, -1))  # as if the module were x ↦ x
+    assert torch.equal(value_and_gradient()[1], blocked)  # the hooks are gone

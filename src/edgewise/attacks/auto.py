@@ -13,10 +13,21 @@ spends the full budget on every member instead, costing the sum of its parts):
    (``minimal(upper=...)``): every round tries to beat it, or, where nothing was found yet, doubles ε;
    ``"line"`` bisects the segment from the input to the best point (:func:`line_search`); ``"prune"`` (ℓ0)
    undoes the changed elements of the best point one per forward, least important first, where the point stays
-   adversarial (:func:`prune`);
+   adversarial (:func:`prune`); ``"local"`` shrinks random blocks of the best point's perturbation, one proposal
+   per forward, kept where the point stays adversarial (:func:`local_search`, decision-based);
 2. the per-sample best point over the stages.
 
-The plans per norm (``PLANS``) were chosen from measurements on design images of the zoo
+The first forward comes with a backward (where the budget allows): a sample whose logit margin has an exactly
+zero gradient at its input (a non-differentiable input quantization, Athalye et al. 2018, sec. 4.1) leaves
+gradient attacks blind, stepping at random. The same backward shows which modules block it (a non-zero gradient
+at their output, exactly zero at their input, an output of the input's shape): that sample runs the usual plan
+with those modules' backward replaced by the identity (the straight-through estimator, BPDA's identity case,
+:func:`~edgewise.models.wrappers.straight_through`; their forward is unchanged, so every point is judged by the
+model itself). Where no module can be bypassed (the blocking is inside one module's forward with others), it
+gets ``MASKED_PLANS[norm]``: a random search to find an adversarial point and the decision-based local search
+to shrink it.
+
+The plans per norm (``PLANS``, ``MASKED_PLANS``) were chosen from measurements on design images of the zoo
 (``benchmarks/auto_design.py``, results in ``benchmarks/results/auto_design_*.md``).
 """
 
@@ -38,6 +49,7 @@ from edgewise.attacks.minimal import minimal
 from edgewise.attacks.sigma_zero import sigma_zero
 from edgewise.distances import lp
 from edgewise.losses import is_adversarial, logit_margin
+from edgewise.models.wrappers import straight_through
 from edgewise.validation import check_choice, check_logits, check_positive
 
 NORMS = ("l0", "l1", "l2", "linf")
@@ -55,6 +67,17 @@ PLANS: dict[str, tuple[Stage, ...]] = {
     "l2": (("alma", 0.3), ("ddn", 0.25), ("fmn", 0.25), ("line", 0.02), ("apgd", 0.18)),
     "linf": (("fmn", 0.5), ("line", 0.02), ("apgd", 0.48)),
 }
+# Where the gradient at the input is exactly zero and no module can be bypassed, FMN's and DDN's steps are random
+# (their fallback), so they are the random search that finds a first adversarial point; the local search then
+# shrinks it with no gradient. Two rounds: the second search finds points where the first did not (about 3% more
+# samples on the design images).
+MASKED_PLANS: dict[str, tuple[Stage, ...]] = {
+    "l1": (("fmn", 0.2), ("local", 0.3), ("fmn", 0.2), ("local", 0.3)),
+    "l2": (("ddn", 0.2), ("local", 0.3), ("ddn", 0.2), ("local", 0.3)),
+    "linf": (("fmn", 0.2), ("local", 0.3), ("fmn", 0.2), ("local", 0.3)),
+    "l0": PLANS["l0"],  # no decision-based ℓ0 search: the usual plan
+}
+SHRINK = {"l1": 0.0, "l2": 0.5, "linf": 0.0}  # the local search's factor on a block (ℓ1: zeroed, sparser)
 
 # The members that start from scratch, and the norms each minimizes.
 _FROM_SCRATCH: dict[str, tuple[Callable[..., torch.Tensor], tuple[str, ...]]] = {
@@ -65,8 +88,8 @@ _FROM_SCRATCH: dict[str, tuple[Callable[..., torch.Tensor], tuple[str, ...]]] = 
 }
 # The members that start from the best point so far, and their norms.
 _FROM_BEST: dict[str, tuple[str, ...]] = {"apgd": ("l1", "l2", "linf"), "line": ("l1", "l2", "linf"),
-                                          "prune": ("l0",)}
-_NEEDS_A_POINT = ("line", "prune")  # they only improve an adversarial point, where one was found
+                                          "local": ("l1", "l2", "linf"), "prune": ("l0",)}
+_NEEDS_A_POINT = ("line", "prune", "local")  # they only improve an adversarial point, where one was found
 MEMBERS = (*_FROM_SCRATCH, *_FROM_BEST)
 
 
@@ -142,6 +165,50 @@ def line_search(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, be
     return (inputs + batch_view(high, delta) * delta).clamp(0, 1)
 
 
+def local_search(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, best: torch.Tensor, *, passes: int,
+                 norm: str, targeted: bool, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Decision-based shrinking of adversarial points ``best`` (no gradient: one forward per proposal, ``passes``
+    per sample). Each proposal multiplies a random block of δ = best − x by ``SHRINK[norm]`` (each changed
+    element drawn with probability f, at least one) and is kept where the point stays adversarial and ‖δ‖p
+    decreases; f grows ×1.5 after a kept proposal and shrinks ×0.7 after a refused one, so the block fits what
+    the sample's boundary allows (the success-rate rule of evolution strategies and of the Boundary Attack,
+    Brendel et al. 2018). For ℓ∞, which a block does not shrink, every second proposal instead clips δ to
+    (1 − η) ‖δ‖∞ (η adapted alike), and a block is kept where ‖δ‖∞ does not grow. Moving elements towards x keeps
+    the points in the box. Returns the shrunk points."""
+    distance = _NORM_OF[norm]
+    original = inputs.flatten(1)
+    delta = (best - inputs).detach().flatten(1)
+    size = distance(original, original + delta)
+    fraction = torch.full_like(size, 0.3)
+    eta = torch.full_like(size, 0.05)
+    moved = torch.zeros_like(size, dtype=torch.bool)
+    for query in range(passes):
+        clip = norm == "linf" and query % 2 == 1
+        if clip:
+            cap = (size * (1 - eta)).unsqueeze(1)
+            proposal = delta.clamp(-cap, cap)
+        else:
+            changed = delta != 0
+            draw = torch.rand(delta.shape, generator=generator, dtype=delta.dtype, device=delta.device)
+            block = (draw < fraction.unsqueeze(1)) & changed
+            block[torch.arange(len(delta)), (draw * changed).argmax(1)] = True  # at least one changed element
+            proposal = torch.where(block, delta * SHRINK[norm], delta)
+        with torch.no_grad():
+            adversarial = is_adversarial(model((original + proposal).view_as(inputs)), labels, targeted=targeted)
+        proposed = distance(original, original + proposal)
+        kept = adversarial & ((proposed < size) if norm != "linf" or clip else (proposed <= size))
+        delta = torch.where(kept.unsqueeze(1), proposal, delta)
+        size = torch.where(kept, proposed, size)
+        moved |= kept
+        if clip:
+            eta = torch.where(kept, (eta * 1.5).clamp(max=0.5), (eta * 0.7).clamp(min=1e-3))
+        else:
+            fraction = torch.where(kept, (fraction * 1.5).clamp(max=0.9),
+                                   (fraction * 0.7).clamp(min=1 / delta.shape[1]))
+    # Where no proposal was kept, the point itself (x + (best − x) can differ from it by a rounding).
+    return torch.where(batch_view(moved, best), (original + delta).view_as(inputs), best.detach())
+
+
 def _run_stage(stage: Stage, model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, norm: str,
                steps: int, best: torch.Tensor, best_norm: torch.Tensor, targeted: bool,
                generator: torch.Generator | None) -> torch.Tensor:
@@ -150,6 +217,9 @@ def _run_stage(stage: Stage, model: nn.Module, inputs: torch.Tensor, labels: tor
         return prune(model, inputs, labels, best, passes=2 * steps, targeted=targeted)
     if name == "line":
         return line_search(model, inputs, labels, best, passes=2 * steps, targeted=targeted)
+    if name == "local":
+        return local_search(model, inputs, labels, best, passes=2 * steps, norm=norm, targeted=targeted,
+                            generator=generator)
     if name == "apgd":
         rounds = min(SEARCH_ROUNDS, steps)
         return minimal(model, inputs, labels, attack=apgd, norm=norm, upper=best_norm, steps=steps // rounds,
@@ -161,6 +231,64 @@ def _run_stage(stage: Stage, model: nn.Module, inputs: torch.Tensor, labels: tor
     return function(model, inputs, labels, steps=steps, targeted=targeted, generator=generator, **chosen)
 
 
+class _Probe:
+    """Per leaf module whose output has its input's shape, during one forward and backward: which samples' output
+    gradient is non-zero while their input gradient is exactly zero (and the output is not all zero, as a ReLU
+    layer's that no input activates): the module blocks the gradient there."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.blocked: dict[nn.Module, torch.Tensor] = {}
+        self._calls: list[tuple[nn.Module, dict[str, torch.Tensor]]] = []  # a module may be called more than once
+        self._handles = [module.register_forward_hook(self._watch) for module in model.modules()
+                         if not any(True for _ in module.children())]
+
+    def _watch(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        inputs = args[0] if args else None
+        if not (isinstance(inputs, torch.Tensor) and isinstance(output, torch.Tensor)
+                and inputs.shape == output.shape and inputs.requires_grad and output.requires_grad):
+            return
+        seen = {"live": (output.detach().flatten(1) != 0).any(1)}
+        self._calls.append((module, seen))
+        output.register_hook(lambda grad: seen.__setitem__("out", (grad.flatten(1) != 0).any(1)))
+        inputs.register_hook(lambda grad: seen.__setitem__("in", (grad.flatten(1) == 0).all(1)))
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        for module, seen in self._calls:
+            if "out" in seen:
+                rows = seen["out"] & seen.get("in", torch.ones_like(seen["out"])) & seen["live"]
+                self.blocked[module] = self.blocked[module] | rows if module in self.blocked else rows
+
+
+def _probe(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, targeted: bool,
+           gradient: bool) -> tuple[torch.Tensor, torch.Tensor, list[nn.Module]]:
+    """The logits at the inputs and, with ``gradient`` (one forward and one backward; without it, one forward and
+    nothing found): which samples' logit margin has an exactly zero gradient there, and the modules that block
+    the gradient of those samples."""
+    point = inputs.detach().requires_grad_(gradient)
+    probe = _Probe(model) if gradient else None
+    try:
+        with torch.set_grad_enabled(gradient):
+            logits = model(point)
+        check_logits(logits, labels)
+        if probe is None:
+            return logits.detach(), torch.zeros(len(inputs), dtype=torch.bool, device=inputs.device), []
+        (slope,) = torch.autograd.grad(logit_margin(logits, labels, targeted=targeted).sum(), point)
+    finally:
+        if probe is not None:
+            probe.close()
+    blind = (slope.flatten(1) == 0).all(1)
+    blockers = [module for module, rows in probe.blocked.items() if bool((rows & blind).any())]
+    return logits.detach(), blind, blockers
+
+
+def _usable(stages: Sequence[Stage], classes: int, targeted: bool) -> list[Stage]:
+    # ALMA's DLR⁺ constraint needs 3 classes (tDLR⁺ 4); on fewer its steps go to the stages after it.
+    return [stage for stage in stages
+            if stage[0] != "alma" or classes >= (4 if targeted else 3)] or list(stages[-1:])
+
+
 def portfolio(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -169,37 +297,53 @@ def portfolio(
     stages: Sequence[Stage],
     norm: str,
     budget: int,
+    masked: Sequence[Stage] | None = None,
     targeted: bool = False,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """``auto`` with another plan of ``stages`` (the design benchmark compares them); same budget and result."""
+    """``auto`` with another plan of ``stages`` (the design benchmark compares them); same budget and result.
+    ``masked``: the plan of the samples whose gradient at the input is exactly zero where no module can be
+    bypassed (None: no probe, the first pass is a forward alone, and ``stages`` for every sample)."""
     check_attack_call(model, inputs, labels, generator=generator)
     check_choice("norm", norm, NORMS)
     check_positive("budget", budget, integer=True)
     check_stages(stages, norm)
-    with torch.no_grad():
-        logits = model(inputs)
-    check_logits(logits, labels)
+    if masked is not None:
+        check_stages(masked, norm)
+    probe = masked is not None and budget >= 4  # the backward leaves a step only from 4 passes on
+    logits, blind, blockers = _probe(model, inputs, labels, targeted=targeted, gradient=probe)
     open_ = ~is_adversarial(logits, labels, targeted=targeted)  # a clean error is at distance 0: nothing to do
-    # ALMA's DLR⁺ constraint needs 3 classes (tDLR⁺ 4); on fewer its steps go to the stages after it.
-    stages = [stage for stage in stages
-              if stage[0] != "alma" or logits.shape[1] >= (4 if targeted else 3)] or list(stages[-1:])
-    distance = _NORM_OF[norm]
     best = inputs.clone()
     best_norm = torch.full((inputs.shape[0],), math.inf, dtype=inputs.dtype, device=inputs.device)
-    for stage, steps in zip(stages, stage_steps(stages, (budget - 1) // 2), strict=True):
-        chosen = open_ & torch.isfinite(best_norm) if stage[0] in _NEEDS_A_POINT else open_
-        if steps == 0 or not bool(chosen.any()):
+    steps = (budget - 2) // 2 if probe else (budget - 1) // 2
+    # Blind samples: the usual plan through the blocking modules' straight-through gradient where there are
+    # such modules, else the decision-based plan.
+    groups = ((open_ & ~blind, stages, ()), (open_ & blind, stages if blockers else masked or stages, blockers))
+    for group, chosen_plan, bypassed in groups:
+        plan = _usable(chosen_plan, logits.shape[1], targeted)
+        with straight_through(bypassed):
+            _run_plan(plan, model, inputs, labels, group=group, steps=steps, norm=norm, best=best,
+                      best_norm=best_norm, targeted=targeted, generator=generator)
+    return best
+
+
+def _run_plan(plan: Sequence[Stage], model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *,
+              group: torch.Tensor, steps: int, norm: str, best: torch.Tensor, best_norm: torch.Tensor,
+              targeted: bool, generator: torch.Generator | None) -> None:
+    """The stages of ``plan`` in turn on the samples of ``group``, updating ``best`` and ``best_norm`` in place
+    where a stage found a smaller perturbation."""
+    for stage, count in zip(plan, stage_steps(plan, steps), strict=True):
+        chosen = group & torch.isfinite(best_norm) if stage[0] in _NEEDS_A_POINT else group
+        if count == 0 or not bool(chosen.any()):
             continue
         index = chosen.nonzero().squeeze(1)
-        found = _run_stage(stage, model, inputs[index], labels[index], norm=norm, steps=steps, best=best[index],
+        found = _run_stage(stage, model, inputs[index], labels[index], norm=norm, steps=count, best=best[index],
                            best_norm=best_norm[index], targeted=targeted, generator=generator)
         changed = (found != inputs[index]).flatten(1).any(1)
-        size = torch.where(changed, distance(inputs[index], found), math.inf)
+        size = torch.where(changed, _NORM_OF[norm](inputs[index], found), math.inf)
         better = size < best_norm[index]
         best[index] = torch.where(batch_view(better, found), found, best[index])
         best_norm[index] = torch.where(better, size, best_norm[index])
-    return best
 
 
 def auto(
@@ -215,15 +359,17 @@ def auto(
     """The smallest-‖δ‖p adversarial examples of a portfolio of attacks within Q = ``budget`` forward + backward
     passes per sample (AttackBench's count: a 500-step attack costs 1,000).
 
-    One forward at the inputs, then the stages of ``PLANS[norm]`` share the (Q − 1) // 2 steps. Returned per
-    sample: the best point of the stages, or the original input if none found an adversarial.
+    One forward and one backward at the inputs (Q >= 4), then the stages of ``PLANS[norm]`` share the
+    (Q − 2) // 2 steps; where the gradient at the input is exactly zero, through the straight-through gradient
+    of the modules that block it, or, where none can be bypassed, the stages of ``MASKED_PLANS[norm]``.
+    Returned per sample: the best point of the stages, or the original input if none found an adversarial.
 
     Args:
         norm: "l0", "l1", "l2" or "linf". budget: Q, a positive int (1 or 2: the forward at the inputs only).
         targeted: ``labels`` are targets. generator: passed to the members.
     """
     return portfolio(model, inputs, labels, stages=PLANS.get(norm, ()), norm=norm, budget=budget,
-                     targeted=targeted, generator=generator)
+                     masked=MASKED_PLANS.get(norm, ()), targeted=targeted, generator=generator)
 
 
 def auto_steps(

@@ -115,7 +115,9 @@ def _masked_gradients(model: Any, inputs: torch.Tensor, labels: torch.Tensor) ->
     return Finding("masked_gradients", f"the input gradient of the logit margin is zero or NaN/inf for {count} "
                                        f"of {len(masked)} inputs (gradient masking, e.g. a non-differentiable "
                                        "quantization): gradient-based attacks are blind; try BPDA or a "
-                                       "gradient-free attack")
+                                       "gradient-free attack (the 'auto' attack does both: "
+                                       "edgewise.models.wrappers.straight_through through a module that "
+                                       "blocks the gradient, a decision-based search otherwise)")
 
 
 def check_evaluation(model: Any, inputs: Any, labels: Any, *, samples: int = SAMPLES) -> list[Finding]:

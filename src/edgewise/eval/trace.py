@@ -55,7 +55,8 @@ class Trace:
 
 
 def write_trace(out: Path, trace: Trace, *, title: str) -> dict[str, Any]:
-    """Write ``out/trace.json`` ({"steps", "samples", "median": {key: [per step]}}) and ``out/trace.png``."""
+    """Write ``out/trace.json`` ({"steps", "samples", "statistic", "median": {key: [per step]}}, "statistic"
+    naming what the numbers are) and ``out/trace.png``."""
     medians = trace.medians()
     steps = max((len(v) for v in medians.values()), default=0)
     samples = max((sum(len(c) for c in per_step[0]) for per_step in trace.values.values()), default=0)

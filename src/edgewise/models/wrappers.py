@@ -3,8 +3,9 @@ AttackBench's per-sample query budget."""
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 import torch
@@ -250,3 +251,23 @@ class BudgetModel(nn.Module):
             logits = logits.index_put((rows,), self.model(queried).to(logits.dtype))
         self._record(inputs, logits, index, answered)
         return logits
+
+
+def _identity_backward(module: nn.Module, args: tuple[Any, ...], output: Any) -> Any:
+    inputs = args[0]
+    # The forward value is the module's output exactly (a − a is 0 in floating point); the gradient is the identity.
+    return output.detach() + (inputs - inputs.detach())
+
+
+@contextlib.contextmanager
+def straight_through(modules: Sequence[nn.Module]) -> Iterator[None]:
+    """Inside the block, each of ``modules`` (whose output has its input's shape) keeps its forward value and
+    passes its output's gradient to its input unchanged: the straight-through estimator, the identity case of
+    BPDA (Athalye, Carlini & Wagner, ICML 2018, sec. 4.1), for a module whose own gradient is zero (an input
+    quantization). The hooks are removed on leaving the block."""
+    handles = [module.register_forward_hook(_identity_backward) for module in modules]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

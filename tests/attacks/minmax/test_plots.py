@@ -47,6 +47,17 @@ def test_weight_bars_are_the_mean_weights_side_by_side(saved: list[Figure], tmp_
     assert figure.get_suptitle() == "T"
 
 
+def test_the_uniform_weight_is_a_dotted_grey_line_across_the_bars(saved: list[Figure], tmp_path: Path) -> None:
+    # The docstring's key to the figure: the dotted grey line is 1/K, told apart from the bars' solid error bars.
+    result = _result(torch.tensor([[0.2, 0.5, 0.3, 0.0]]), torch.zeros(1, 4, dtype=torch.bool))
+    plot_weights([("minmax", result)], ["A", "B", "C", "D"], tmp_path / "w.png", title="T")
+    bars = saved[0].axes[0]
+    (uniform,) = [line for line in bars.lines if line.get_linestyle() == ":"]
+    assert list(uniform.get_ydata()) == [0.25, 0.25] and list(uniform.get_xdata()) == [0, 1]  # axes width
+    assert uniform.get_color() == "gray"
+    assert [text.get_text() for text in bars.get_legend().get_texts()] == ["minmax"]
+
+
 def test_group_figure_shows_the_inputs_weights_and_outcomes(saved: list[Figure], tmp_path: Path) -> None:
     inputs = torch.rand(4, 1, 5, 5, generator=torch.Generator().manual_seed(0))
     fooled = torch.tensor([[True, False], [False, True]])

@@ -49,7 +49,8 @@ def lift(minmax: float, average: float) -> float | None:
 
 def plot_weights(results: Sequence[tuple[str, MinMaxResult]], domains: Sequence[str], path: str | Path, *,
                  title: str) -> None:
-    """The learned domain weights: final w per domain (mean ± std over groups) and mean w along the steps."""
+    """The learned domain weights: final w per domain (mean ± std over groups), with a dotted grey line at the
+    uniform weight 1/K (no legend entry), and mean w along the steps."""
     figure = Figure(figsize=(11, 4))  # no pyplot: the caller's matplotlib backend and state are left alone
     bars, lines = figure.subplots(1, 2)
     width = 0.8 / max(len(results), 1)
