@@ -162,7 +162,12 @@ def test_registry_entry_spends_two_passes_per_step(oracle_factory) -> None:
     adv = attack(counted, o.inputs, o.labels)
     assert int(counted.spent.max()) <= 30
     torch.testing.assert_close(adv, auto(o.model, o.inputs, o.labels, norm="l1", budget=30))
-    assert ATTACKS["auto"](o.model, o.inputs, o.labels).shape == o.inputs.shape  # l2 and 500 steps by default
+    # By default ℓ2 and 500 steps, a budget of 1,000 passes (AttackBench's Q of the docs).
+    counted = BudgetModel(o.model, o.inputs, o.labels, budget=10_000, distance="l2")
+    default = ATTACKS["auto"](counted, o.inputs, o.labels, generator=torch.Generator().manual_seed(0))
+    assert 1000 - 2 * SEARCH_ROUNDS <= int(counted.spent.max()) <= 1000
+    torch.testing.assert_close(default, auto(o.model, o.inputs, o.labels, norm="l2", budget=1000,
+                                             generator=torch.Generator().manual_seed(0)), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
@@ -249,18 +254,23 @@ def test_prune_tries_only_the_changed_elements(linear_oracle) -> None:
             assert int(o.model(trial.view(1, *o.inputs.shape[1:])).argmax(1)) == int(o.labels[i])
 
 
-@pytest.mark.parametrize("norm", NORMS)
-def test_targeted_search_stage_reaches_the_target_where_another_class_is_nearer(norm: str) -> None:
-    # Three classes, z = (0, 10 w·x − 2, 20 w·x − 6): from w·x = 0.05 (class 0), class 1 wins beyond w·x = 0.2,
-    # the target 2 only beyond 0.4. An untargeted search would stop at the nearer boundary.
-    generator = torch.Generator().manual_seed(0)
+def _three_classes(generator: torch.Generator) -> tuple[torch.nn.Module, torch.Tensor]:
+    # z = (0, 10 w·x − 2, 20 w·x − 6): class 0 below w·x = 0.2, class 1 up to 0.4, class 2 beyond.
     w = torch.randn(16, generator=generator)
     w = w / w.norm()
     layer = torch.nn.Linear(16, 3)
     with torch.no_grad():
         layer.weight.copy_(torch.stack([torch.zeros(16), 10 * w, 20 * w]))
         layer.bias.copy_(torch.tensor([0.0, -2.0, -6.0]))
-    model = torch.nn.Sequential(torch.nn.Flatten(), layer).eval()
+    return torch.nn.Sequential(torch.nn.Flatten(), layer).eval(), w
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_targeted_search_stage_reaches_the_target_where_another_class_is_nearer(norm: str) -> None:
+    # Three classes, z = (0, 10 w·x − 2, 20 w·x − 6): from w·x = 0.05 (class 0), class 1 wins beyond w·x = 0.2,
+    # the target 2 only beyond 0.4. An untargeted search would stop at the nearer boundary.
+    generator = torch.Generator().manual_seed(0)
+    model, w = _three_classes(generator)
     inputs = (0.5 + 0.05 * torch.randn(6, 16, generator=generator)).clamp(0, 1)
     inputs = inputs - (inputs @ w).unsqueeze(1) * w + 0.05 * w  # w·x = 0.05: class 0
     labels = model(inputs).argmax(1)
@@ -349,22 +359,10 @@ def test_a_module_that_blocks_the_gradient_is_passed_straight_through(oracle_fac
     assert float(ratio.max()) <= 1.02 and float(ratio.min()) >= 0.98
 
 
-def _three_classes() -> tuple[torch.nn.Module, torch.Tensor]:
-    # z = (0, 10 w·x − 2, 20 w·x − 6): class 0 below w·x = 0.2, class 1 up to 0.4, class 2 beyond.
-    generator = torch.Generator().manual_seed(0)
-    w = torch.randn(16, generator=generator)
-    w = w / w.norm()
-    layer = torch.nn.Linear(16, 3)
-    with torch.no_grad():
-        layer.weight.copy_(torch.stack([torch.zeros(16), 10 * w, 20 * w]))
-        layer.bias.copy_(torch.tensor([0.0, -2.0, -6.0]))
-    return torch.nn.Sequential(torch.nn.Flatten(), layer).eval(), w
-
-
 def test_a_targeted_local_search_keeps_every_point_in_the_target_class() -> None:
     # From points deep in the target class 2 (w·x = 0.6), shrinking towards the inputs (class 0) crosses class 1
     # first: a proposal there is not adversarial for the target and must be refused.
-    model, w = _three_classes()
+    model, w = _three_classes(torch.Generator().manual_seed(0))
     inputs = torch.full((6, 16), 0.5)
     inputs = inputs - (inputs @ w).unsqueeze(1) * w + 0.05 * w
     far = (inputs + 0.55 * w).clamp(0, 1)

@@ -402,3 +402,27 @@ def test_dataset_bad_arguments(linear_oracle) -> None:
     outside = Images(o.inputs + 1, o.labels)
     with pytest.raises(ValueError, match=r"inputs must be in \[0, 1\]"):
         run_attack(o.model, outside, None, identity_attack, progress=False)
+
+
+def test_failure_indicators_see_the_queries_of_a_subset(linear_oracle) -> None:
+    # An attack that queries only the samples still open (as auto does where the clean prediction is already
+    # wrong): its rows are the samples nearest to them, so a sample it moves is not reported as stalled, and one
+    # it never queries past the first forward is.
+    o = linear_oracle
+    wrong = o.labels.clone()
+    wrong[0] = 1 - wrong[0]  # a clean error: the attack leaves it out
+    untouched = 7
+
+    def open_only(model, inputs, labels):
+        with torch.no_grad():
+            open_ = model(inputs).argmax(1) == labels
+        open_[untouched] = False
+        index = open_.nonzero().squeeze(1)
+        found = ddn(model, inputs[index], labels[index], steps=20, levels=None)
+        return inputs.clone().index_copy(0, index, found)
+
+    result = run_attack(o.model, o.inputs, wrong, open_only, progress=False, checks=False)
+    moved = [i for i in range(len(wrong)) if i not in (0, untouched)]
+    assert bool(result.success[moved].all())
+    assert result.stalled.tolist() == [i == untouched for i in range(len(wrong))]
+    assert bool((result.first_adversarial[moved] > 1).all()) and int(result.first_adversarial[untouched]) == 0

@@ -282,19 +282,31 @@ def test_no_attack_beats_the_certified_lower_bound_on_the_zoo(name: str, norm: s
 
     model = load_model(name)
     inputs, labels = sample()
-    inputs, labels = inputs[:6], labels[:6]
-    found = {}
+    # 100 images spread over the classes (the sample holds 100 per class in order).
+    inputs, labels = inputs[::10], labels[::10]
+    found, points = {}, {}
     for attack in ATTACKS[norm]:
         try:
             built = resolve(attack, distance=norm).build(200)
         except ImportError:
             continue
-        found[attack] = run_attack(model, inputs, labels, built, distances=(norm,), progress=False,
-                                   checks=False).distances[norm].double()
-    best = torch.stack(list(found.values())).min(0).values
-    # A ball a little larger than the best attack's radius: the attacks' points are inside it, not on its edge.
-    result = minimal(model, inputs, labels, norm=norm, time_limit=30, upper=best * 1.001)
+        result = run_attack(model, inputs, labels, built, distances=(norm,), progress=False, checks=False)
+        found[attack], points[attack] = result.distances[norm].double(), result.adversarial
+    distances = torch.stack(list(found.values()))
+    best, closest = distances.min(0)
+    # The 6 correctly classified images closest to the boundary: the balls where the programs are small enough
+    # to certify in the time limit (on tinycnn-fmnist l1 no question about the first 6 images of the sample was
+    # answered in 30 s, even at half the attack's distance, and none about the 6 closest of 25 images, at l1
+    # distances 0.29-1.2: no lower bound was above 0 and the check was idle; 2 of 100 held-out images, at 0.05 and
+    # 0.1, certify in seconds).
+    chosen = torch.where(best > 0, best, torch.inf).argsort()[:6]
+    starts = torch.stack([points[list(found)[int(closest[i])]][i] for i in chosen])
+    # A ball a little larger than the best attack's radius (its points inside, not on its edge), from the closest
+    # attack's points: the questions and polishing that the benchmark's certificates come from.
+    result = minimal(model, inputs[chosen], labels[chosen], norm=norm, time_limit=30, upper=best[chosen] * 1.001,
+                     starts=starts)
     # Lower bounds are certified whatever the status; some must be close to the attacks for the check to bite.
-    assert bool((result.lower_bound >= 0.9 * best).any())
-    for attack, distances in found.items():
-        assert bool((distances >= result.lower_bound * (1 - 1e-6)).all()), (attack, distances, result.lower_bound)
+    assert bool((result.lower_bound >= 0.9 * best[chosen]).any())
+    for attack, attack_distances in found.items():
+        assert bool((attack_distances[chosen] >= result.lower_bound * (1 - 1e-6)).all()), (
+            attack, attack_distances[chosen], result.lower_bound)

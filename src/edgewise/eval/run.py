@@ -107,7 +107,7 @@ def _attack_batch(model: nn.Module, attack: Attack, inputs: torch.Tensor, labels
     check_logits(logits, labels)
     clean_prediction = logits.argmax(1)
     already = is_adversarial(logits, labels, targeted=targeted)
-    counting = CountingModel(model, labels=labels, targeted=targeted)
+    counting = CountingModel(model, labels=labels, targeted=targeted, inputs=inputs)
     started = time.perf_counter()
     if generator is not None:
         keywords = {**keywords, "generator": generator}

@@ -61,6 +61,30 @@ class _CountBackward(torch.autograd.Function):
         return ctx.counter.count_backward(grad), None
 
 
+def half_gaps(inputs: torch.Tensor, *, p: float) -> torch.Tensor:
+    """Per sample, half the ℓp distance to the nearest other sample of ``inputs`` (inf for a single one)."""
+    flat = inputs.detach().flatten(1).double()
+    return torch.cdist(flat, flat, p=p).fill_diagonal_(math.inf).min(1).values / 2
+
+
+def nearest_samples(queries: torch.Tensor, inputs: torch.Tensor, *, p: float, radius: torch.Tensor) -> torch.Tensor:
+    """Index of the sample of ``inputs`` nearest in ℓp to each query row (``radius``: :func:`half_gaps`). A
+    query nearer to sample i than half the gap to i's nearest other sample is nearest to i (triangle
+    inequality), so for a query batch of the inputs' size the full search is needed only for the other rows."""
+    flat = queries.detach().flatten(1).double()
+    index = torch.arange(len(queries), device=queries.device)
+    if len(queries) == len(inputs):
+        own = torch.linalg.vector_norm(flat - inputs.flatten(1).double(), ord=p, dim=1)
+        near = own < radius
+        if bool(near.all()):
+            return index
+    else:
+        near = torch.zeros(len(queries), dtype=torch.bool, device=queries.device)
+    far = ~near
+    nearest = torch.cdist(flat[far], inputs.flatten(1).double(), p=p).argmin(1)
+    return index.masked_scatter(far, nearest)
+
+
 class CountingModel(nn.Module):
     """Wrap a model and count the samples that go through its forward and backward passes.
 
@@ -71,17 +95,22 @@ class CountingModel(nn.Module):
 
     With ``labels`` (the batch's true classes, or targets with ``targeted``), every full-batch forward also
     records per sample the index (1-based) of the first forward whose input was in [0, 1] and adversarial:
-    ``first_adversarial`` (0 = never; empty without ``labels``). A tensor operation, no host synchronization.
-    It also keeps, per sample, whether any forward returned NaN/inf (``non_finite``) and the logit margin of
-    the first forward and the lowest one seen (``first_margin``, ``lowest_margin``): the margin decreased iff
-    ``lowest_margin < first_margin`` (the failure indicators of :mod:`edgewise.eval`).
+    ``first_adversarial`` (0 = never; empty without ``labels``). It also keeps, per sample, whether any forward
+    returned NaN/inf (``non_finite``) and the logit margin of the first forward and the lowest one seen
+    (``first_margin``, ``lowest_margin``): the margin decreased iff ``lowest_margin < first_margin`` (the
+    failure indicators of :mod:`edgewise.eval`). With ``inputs`` (the batch itself) a forward of another size
+    (an attack that queries the samples still open, as ``auto`` does) is recorded too, each row for the sample
+    nearest to it in ℓ2 (:func:`nearest_samples`); without, such a forward is not recorded.
     """
 
-    def __init__(self, model: nn.Module, *, labels: torch.Tensor | None = None, targeted: bool = False) -> None:
+    def __init__(self, model: nn.Module, *, labels: torch.Tensor | None = None, targeted: bool = False,
+                 inputs: torch.Tensor | None = None) -> None:
         super().__init__()
         self.model = model
         self.labels = labels
         self.targeted = targeted
+        self.inputs = None if inputs is None else inputs.detach()
+        self.radius = None if inputs is None else half_gaps(inputs, p=2.0)
         self.forwards = 0
         self.backwards = 0
         self.calls = 0
@@ -93,18 +122,28 @@ class CountingModel(nn.Module):
         self.lowest_margin = torch.full(self.non_finite.shape, float("inf"), device=self.non_finite.device)
 
     def _record(self, inputs: torch.Tensor, logits: torch.Tensor) -> None:
-        if self.labels is None or logits.shape[0] != self.labels.shape[0]:
+        if self.labels is None:
             return
-        predicted = logits.detach().argmax(1)
-        adversarial = predicted == self.labels if self.targeted else predicted != self.labels
-        inside = ((inputs >= 0) & (inputs <= 1)).flatten(1).all(1)
-        new = adversarial & inside & (self.first_adversarial == 0)
-        self.first_adversarial = torch.where(new, self.calls, self.first_adversarial)
+        if logits.shape[0] == self.labels.shape[0]:
+            index = torch.arange(len(self.labels), device=self.labels.device)
+        elif self.inputs is not None and self.radius is not None:
+            index = nearest_samples(inputs, self.inputs, p=2.0, radius=self.radius)
+        else:
+            return
+        labels = self.labels[index]
         detached = logits.detach()
-        self.non_finite = self.non_finite | ~torch.isfinite(detached).all(1)
-        margin = logit_margin(detached, self.labels, targeted=self.targeted).float()
-        self.first_margin = torch.where(self.first_margin.isnan(), margin, self.first_margin)
-        self.lowest_margin = torch.fmin(self.lowest_margin, margin)
+        predicted = detached.argmax(1)
+        adversarial = predicted == labels if self.targeted else predicted != labels
+        inside = ((inputs >= 0) & (inputs <= 1)).flatten(1).all(1)
+        hit = torch.zeros_like(self.non_finite).index_fill(0, index[adversarial & inside], True)
+        self.first_adversarial = torch.where(hit & (self.first_adversarial == 0), self.calls,
+                                             self.first_adversarial)
+        self.non_finite = self.non_finite.index_fill(0, index[~torch.isfinite(detached).all(1)], True)
+        margin = logit_margin(detached, labels, targeted=self.targeted).float()
+        lowest = torch.full_like(self.lowest_margin, math.inf).scatter_reduce(0, index, margin, "amin")
+        seen = torch.zeros_like(self.non_finite).index_fill(0, index, True)
+        self.first_margin = torch.where(self.first_margin.isnan() & seen, lowest, self.first_margin)
+        self.lowest_margin = torch.fmin(self.lowest_margin, lowest)
 
     def count_backward(self, grad: torch.Tensor) -> torch.Tensor:
         self.backwards += grad.shape[0]
@@ -182,26 +221,11 @@ class BudgetModel(nn.Module):
         self.best = self.inputs.clone()
         already = is_adversarial(clean, labels, targeted=targeted)
         self.best_distance = torch.where(already, 0.0, torch.inf).to(self.inputs.dtype)
-        flat = self.inputs.flatten(1).double()
-        between = torch.cdist(flat, flat, p=self.p).fill_diagonal_(math.inf)
-        # A query nearer to sample i than half the gap to i's nearest other sample is nearest to i
-        # (triangle inequality), so the full search is needed only for the other rows.
-        self.radius = between.min(1).values / 2
+        self.radius = half_gaps(self.inputs, p=self.p)
 
     def match(self, queries: torch.Tensor) -> torch.Tensor:
         """Index of the original sample nearest to each query row."""
-        flat = queries.detach().flatten(1).double()
-        index = torch.arange(len(queries), device=queries.device)
-        if len(queries) == len(self.inputs):
-            own = torch.linalg.vector_norm(flat - self.inputs.flatten(1).double(), ord=self.p, dim=1)
-            near = own < self.radius
-            if bool(near.all()):
-                return index
-        else:
-            near = torch.zeros(len(queries), dtype=torch.bool, device=queries.device)
-        far = ~near
-        nearest = torch.cdist(flat[far], self.inputs.flatten(1).double(), p=self.p).argmin(1)
-        return index.masked_scatter(far, nearest)
+        return nearest_samples(queries, self.inputs, p=self.p, radius=self.radius)
 
     def allowed(self, index: torch.Tensor) -> torch.Tensor:
         """Rows whose sample can still pay one pass; a sample queried k times in one call pays in row order."""

@@ -1,0 +1,87 @@
+"""edgewise's ``auto`` (the attack portfolio) against the certified minima of a finished exact_distances run.
+
+A certified lower bound holds for every input, whatever found it, so an attack run after the solver is compared
+with the same certificates: per model and norm of ``--results`` (an output folder of exact_distances.py), the
+held-out images of its ``samples.jsonl``, ``auto`` at ``--budget`` forward + backward passes per sample
+(AttackBench's protocol, as there) and its ratio to the certified distance (median, mean, 95th percentile,
+fraction within 1%, any image below a certified lower bound: a bug), next to edgewise's best single attack of
+that run (the smallest median ratio). The solver's ``upper`` and start came from the single attacks only.
+Resumable: auto's batches go to ``--work``.
+
+    OMP_NUM_THREADS=1 python benchmarks/exact_auto.py --results benchmarks/results/exact_distances_polished
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edgewise.eval.report import environment, write_text_atomic
+from edgewise.eval.run import run_attack
+from edgewise.exact.compare import compare
+from edgewise.models import load_model
+from exact_distances import budget_attack, held_out  # type: ignore[import-not-found]
+
+
+def run_one(samples: Path, model_name: str, norm: str, args: argparse.Namespace) -> dict[str, Any]:
+    rows = [json.loads(line) for line in samples.read_text().splitlines()]
+    inputs, labels, indices = held_out(args.n)
+    if [int(i) for i in indices] != [row["index"] for row in rows]:
+        raise ValueError(f"{samples}: its images are not the first {args.n} held-out ones")
+    model = load_model(model_name)
+    attack = budget_attack("auto", norm=norm, budget=args.budget)
+    result = run_attack(model, inputs, labels, attack, batch_size=100, distances=(norm,), seed=0, indices=indices,
+                        resume_dir=Path(args.work) / model_name / norm, progress=not args.no_progress, checks=False)
+    exact = torch.tensor([row["exact"] for row in rows], dtype=torch.float64)
+    lower = torch.tensor([row["lower_bound"] for row in rows], dtype=torch.float64)
+    status = [row["status"] for row in rows]
+    single = [name for name in rows[0] if name not in ("index", "label", "status", "exact", "lower_bound", "seconds")]
+    attacks = {"auto": result.distances[norm].double(),
+               **{name: torch.tensor([row[name] for row in rows], dtype=torch.float64) for name in single}}
+    stats = compare(exact, lower, status, attacks)
+    own = [name for name in single if ":" not in name]
+    best = min(own, key=lambda name: (stats[name]["median"] or float("inf"), stats[name]["p95"] or 0.0))
+    return {"model": model_name, "norm": norm, "certified": stats["auto"]["n"], "auto": stats["auto"],
+            "best_single": best, best: stats[best]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", required=True, help="an output folder of exact_distances.py")
+    parser.add_argument("--n", type=int, default=100)
+    parser.add_argument("--budget", type=int, default=1000, help="forward + backward passes per sample")
+    parser.add_argument("--out", default=None, help="default: RESULTS/auto")
+    parser.add_argument("--work", default="runs/exact_auto", help="resume files (auto's batches)")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args()
+    results = Path(args.results)
+    out = Path(args.out) if args.out else results / "auto"
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [run_one(samples, samples.parent.parent.name, samples.parent.name, args)
+            for samples in sorted(results.glob("*/*/samples.jsonl"))]
+    lines = ["# `auto` against the certified minimal distances", "",
+             f"`python benchmarks/exact_auto.py --results {args.results} --n {args.n} --budget {args.budget}`", "",
+             f"auto at {args.budget} passes per sample on the images of `{args.results}`; ratio = distance / "
+             "certified lower bound over the images certified optimal there.", "",
+             "| model | norm | certified | attack | median | mean | p95 | within 1% | failures | below lower bound |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        for name in ("auto", row["best_single"]):
+            s = row[name]
+            shown = [f"{s[k]:.4f}" if s[k] is not None else "–" for k in ("median", "mean", "p95")]
+            lines.append(f"| {row['model']} | {row['norm']} | {row['certified']} | {name} | {' | '.join(shown)} | "
+                         f"{s['within_1pct'] if s['within_1pct'] is None else format(s['within_1pct'], '.2f')} | "
+                         f"{s['failures']} | {len(s['below_lower_bound'])} |")
+    write_text_atomic(out / "report.md", "\n".join(lines) + "\n")
+    write_text_atomic(out / "report.json", json.dumps({"rows": rows, "arguments": vars(args),
+                                                       "environment": environment("cpu", 0)}, indent=1,
+                                                      default=str).replace("Infinity", "null") + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
