@@ -1,13 +1,13 @@
 """The must-show of the AttackBench protocol in one page: per norm, each attack's LO per model and its GO, and
 where ``auto`` reaches LO >= 0.99 and a GO above every single attack's.
 
-    python benchmarks/attackbench_summary.py [--budget 1000] [--n 500] [--replacements quantized]
+    python benchmarks/attackbench_summary.py [--budget 1000] [--n 500] [--replacements quantized,lenet-quantized]
 
 Reads benchmarks/results/attackbench-NORM-qQ-nN/report.json (written by benchmarks/attackbench_budget.py) for
 every norm that has one and writes benchmarks/results/attackbench-qQ-nN-summary.md; re-draws each model's
 robust-accuracy plot there from its distances.json with the current plotting code (the run may have drawn them with
-an older one). A later run of some models, every attack again (``--name NORM-qQ-nN-R`` for each R of
-``--replacements``), replaces those models' rows: the summary names the commit each model's rows come from.
+an older one). A later run of some models (``--name NORM-qQ-nN-R`` for each R of ``--replacements``) replaces
+those models' rows, or adds a model: the summary names the commit each model's rows come from.
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", type=int, default=1000)
     parser.add_argument("--n", type=int, default=500)
-    parser.add_argument("--replacements", default="quantized",
+    parser.add_argument("--replacements", default="quantized,lenet-quantized",
                         help="comma list R: runs named NORM-qQ-nN-R replace their models' rows ('' for none)")
     args = parser.parse_args()
     suffix = f"q{args.budget}-n{args.n}"
