@@ -110,7 +110,7 @@ class CountingModel(nn.Module):
         self.labels = labels
         self.targeted = targeted
         self.inputs = None if inputs is None else inputs.detach()
-        self.radius = None if inputs is None else half_gaps(inputs, p=2.0)
+        self._radius: torch.Tensor | None = None  # half_gaps of the inputs, at the first forward that needs them
         self.forwards = 0
         self.backwards = 0
         self.calls = 0
@@ -126,8 +126,10 @@ class CountingModel(nn.Module):
             return
         if logits.shape[0] == self.labels.shape[0]:
             index = torch.arange(len(self.labels), device=self.labels.device)
-        elif self.inputs is not None and self.radius is not None:
-            index = nearest_samples(inputs, self.inputs, p=2.0, radius=self.radius)
+        elif self.inputs is not None:
+            if self._radius is None:
+                self._radius = half_gaps(self.inputs, p=2.0)
+            index = nearest_samples(inputs, self.inputs, p=2.0, radius=self._radius)
         else:
             return
         labels = self.labels[index]
