@@ -266,18 +266,20 @@ def _probe(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, targ
     """The logits at the inputs and, with ``gradient`` (one forward and one backward; without it, one forward and
     nothing found): which samples' logit margin has an exactly zero gradient there, and the modules that block
     the gradient of those samples."""
-    point = inputs.detach().requires_grad_(gradient)
-    probe = _Probe(model) if gradient else None
-    try:
-        with torch.set_grad_enabled(gradient):
-            logits = model(point)
+    if not gradient:
+        with torch.no_grad():
+            logits = model(inputs)
         check_logits(logits, labels)
-        if probe is None:
-            return logits.detach(), torch.zeros(len(inputs), dtype=torch.bool, device=inputs.device), []
-        (slope,) = torch.autograd.grad(logit_margin(logits, labels, targeted=targeted).sum(), point)
+        return logits, torch.zeros(len(inputs), dtype=torch.bool, device=inputs.device), []
+    point = inputs.detach().requires_grad_(True)
+    probe = _Probe(model)
+    try:
+        with torch.enable_grad():  # the probe's graph, even under a caller's no_grad
+            logits = model(point)
+            check_logits(logits, labels)
+            (slope,) = torch.autograd.grad(logit_margin(logits, labels, targeted=targeted).sum(), point)
     finally:
-        if probe is not None:
-            probe.close()
+        probe.close()
     blind = (slope.flatten(1) == 0).all(1)
     blockers = [module for module, rows in probe.blocked.items() if bool((rows & blind).any())]
     return logits.detach(), blind, blockers
