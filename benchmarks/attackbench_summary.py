@@ -2,12 +2,17 @@
 where ``auto`` reaches LO >= 0.99 and a GO above every single attack's.
 
     python benchmarks/attackbench_summary.py [--budget 1000] [--n 500] [--replacements quantized,lenet-quantized]
+                                             [--additions fab-auto]
 
 Reads benchmarks/results/attackbench-NORM-qQ-nN/report.json (written by benchmarks/attackbench_budget.py) for
 every norm that has one and writes benchmarks/results/attackbench-qQ-nN-summary.md; re-draws each model's
 robust-accuracy plot there from its distances.json with the current plotting code (the run may have drawn them with
 an older one). A later run of some models (``--name NORM-qQ-nN-R`` for each R of ``--replacements``) replaces
-those models' rows, or adds a model: the summary names the commit each model's rows come from.
+those models' rows, or adds a model: the summary names the commit each model's rows come from. A run of some
+attacks on models already there (``--name NORM-qQ-nN-A`` for each A of ``--additions``, on the same images) adds
+those attacks to the models' rows, or replaces the same attacks' (a newer ``auto``): every LO of such a model is
+recomputed against the per-sample best of the merged attacks, and its plot is drawn from them into
+benchmarks/results/attackbench-qQ-nN-summary/.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any
 import torch
 
 from edgewise.eval.benchmark import BEST
-from edgewise.eval.metrics import global_optimality
+from edgewise.eval.metrics import global_optimality, local_optimality, reference_distances
 from edgewise.eval.report import plot_curves, write_text_atomic
 
 RESULTS = Path(__file__).parent / "results"
@@ -52,16 +57,61 @@ def optimality(report: dict[str, Any]) -> tuple[dict[str, dict[str, float]], dic
     return lo, go, {attack: len(values) for attack, values in over.items()}
 
 
-def merged(folders: list[Path]) -> tuple[dict[str, Any], dict[str, str]]:
+Columns = dict[str, list[float | None]]
+
+
+def merged(folders: list[Path]) -> tuple[dict[str, Any], dict[str, str], dict[str, Columns]]:
     """The first folder's report with the models of each later one replaced by (or added from) that one's rows,
-    and the commit each model's rows come from."""
+    the commit each model's rows come from, and each model's per-sample distances (distances.json)."""
     report: dict[str, Any] = {"models": {}}
     commits: dict[str, str] = {}
+    columns: dict[str, Columns] = {}
     for folder in folders:
         part = json.loads((folder / "report.json").read_text())
         report["models"].update(part["models"])
         commits.update(dict.fromkeys(part["models"], part["environment"].get("git_commit", "?")[:7]))
-    return report, commits
+        columns.update(_distances(folder))
+    return report, commits, columns
+
+
+def _distances(folder: Path) -> dict[str, Columns]:
+    stored = json.loads((folder / "distances.json").read_text())
+    return {model: {"test_indices": stored["test_indices"], **curves} for model, curves in stored["distances"].items()}
+
+
+def _tensor(values: list[float | None]) -> torch.Tensor:
+    return torch.tensor([math.inf if d is None else d for d in values], dtype=torch.float64)
+
+
+def add_attacks(report: dict[str, Any], commits: dict[str, str], columns: dict[str, Columns],
+                folder: Path) -> list[str]:
+    """The attacks of ``folder``'s run added to (or replacing the same attacks of) the models of ``report`` it ran
+    on, in place, every LO of those models recomputed against the per-sample best of the merged attacks. Returns
+    the models changed. A run on other images than the model's rows is a ValueError."""
+    part = json.loads((folder / "report.json").read_text())
+    commit = part["environment"].get("git_commit", "?")[:7]
+    extra = _distances(folder)
+    changed = []
+    for model, entry in part["models"].items():
+        if model not in report["models"]:
+            continue
+        if extra[model]["test_indices"] != columns[model]["test_indices"]:
+            raise ValueError(f"{folder}: model {model!r} ran on other test images than its rows in the summary")
+        names = {row["attack"] for row in entry["rows"]}
+        rows = [row for row in report["models"][model]["rows"] if row["attack"] not in names] + entry["rows"]
+        kept = {label: values for label, values in columns[model].items()
+                if label != BEST and label.rsplit(" ", 1)[0] not in names}
+        kept.update({label: values for label, values in extra[model].items() if label not in (BEST, "test_indices")})
+        curves = {label: _tensor(values) for label, values in kept.items() if label != "test_indices"}
+        best = reference_distances(list(curves.values()))
+        for row in rows:
+            row["local_optimality"] = local_optimality(curves[f"{row['attack']} {row['budget']}"], best,
+                                                       clean_accuracy=row["clean_accuracy"])
+        report["models"][model]["rows"] = rows
+        columns[model] = {**kept, BEST: [None if math.isinf(d) else d for d in best.tolist()]}
+        commits[model] += f" (+ {', '.join(sorted(names))} of {commit})"
+        changed.append(model)
+    return changed
 
 
 def norm_section(norm: str, report: dict[str, Any],
@@ -93,12 +143,14 @@ def norm_section(norm: str, report: dict[str, Any],
 
 def redraw_plots(folder: Path, distance: str) -> None:
     """robust_accuracy-MODEL.png of every model in ``folder``/distances.json."""
-    stored = json.loads((folder / "distances.json").read_text())["distances"]
-    for model, curves in stored.items():
-        tensors = {label: torch.tensor([math.inf if d is None else d for d in values], dtype=torch.float64)
-                   for label, values in curves.items()}
-        plot_curves(folder / f"robust_accuracy-{model}.png", tensors, distance=distance,
-                    title=f"{model}: {distance} attacks", reference=BEST)
+    for model, curves in _distances(folder).items():
+        draw(folder / f"robust_accuracy-{model}.png", model, curves, distance)
+
+
+def draw(path: Path, model: str, curves: Columns, distance: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {label: _tensor(values) for label, values in curves.items() if label != "test_indices"}
+    plot_curves(path, tensors, distance=distance, title=f"{model}: {distance} attacks", reference=BEST)
 
 
 def main() -> None:
@@ -107,6 +159,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--replacements", default="quantized,lenet-quantized",
                         help="comma list R: runs named NORM-qQ-nN-R replace their models' rows ('' for none)")
+    parser.add_argument("--additions", default="",
+                        help="comma list A: runs named NORM-qQ-nN-A add their attacks to (or replace them in) "
+                             "their models' rows")
     args = parser.parse_args()
     suffix = f"q{args.budget}-n{args.n}"
     lines = [f"# AttackBench protocol, Q = {args.budget} passes per sample, n = {args.n}: LO per model, GO", "",
@@ -124,9 +179,14 @@ def main() -> None:
         folders = [main_folder, *(folder for name in filter(None, args.replacements.split(","))
                                   if ((folder := RESULTS / f"attackbench-{norm}-{suffix}-{name}") / "report.json")
                                   .is_file())]
-        report, commits = merged(folders)
+        report, commits, columns = merged(folders)
         for folder in folders:
             redraw_plots(folder, norm)
+        for name in filter(None, args.additions.split(",")):
+            if ((folder := RESULTS / f"attackbench-{norm}-{suffix}-{name}") / "report.json").is_file():
+                for model in add_attacks(report, commits, columns, folder):
+                    draw(RESULTS / f"attackbench-{suffix}-summary" / f"robust_accuracy-{norm}-{model}.png", model,
+                         columns[model], norm)
         section, go, counted = norm_section(norm, report, commits)
         sections += section
         rivals = comparable(go, counted)
