@@ -101,6 +101,16 @@ def check_like(name: str, value: Any, reference: torch.Tensor, reference_name: s
                          f"got {tuple(value.shape)}")
 
 
+def check_starting_points(value: Any, inputs: torch.Tensor) -> None:
+    """``value``: points to start an attack from, a tensor of the inputs' shape, dtype and device in [0, 1]."""
+    check_like("starting_points", value, inputs, "inputs")
+    if value.dtype != inputs.dtype or value.device != inputs.device:
+        raise ValueError(f"starting_points must have the dtype and device of inputs ({inputs.dtype}, "
+                         f"{inputs.device}), got {value.dtype}, {value.device}")
+    if not bool(torch.isfinite(value).all()) or float(value.min()) < 0 or float(value.max()) > 1:
+        raise ValueError("starting_points must be finite and in [0, 1]")
+
+
 def check_device(device: Any) -> torch.device:
     """``device``: a torch.device or its name (``"cpu"``, ``"cuda:1"``) that this machine has."""
     if not isinstance(device, (str, torch.device)):

@@ -47,6 +47,23 @@ def test_targeted_oracle(linear_oracle, bend, norm: str) -> None:
 
 
 @pytest.mark.parametrize("norm", NORMS)
+def test_from_a_far_adversarial_start_it_shrinks_to_the_closed_form(linear_oracle, bend, norm: str) -> None:
+    # Adversarial starting points three times as far as the ℓ2 optimum (a spread δ, inside the box):
+    # ε₀ = ‖δ₀‖p, and the ε-steps shrink it to the closed-form ℓp minimum; the first step sees the start itself.
+    o = linear_oracle
+    model = bend(o.model)
+    start = (o.inputs + 3 * (fmn(model, o.inputs, o.labels, norm="l2", steps=200) - o.inputs)).clamp(0, 1)
+    assert bool((model(start).argmax(1) != o.labels).all())
+    seen: dict[int, torch.Tensor] = {}
+    adv = fmn(model, o.inputs, o.labels, norm=norm, steps=200, starting_points=start,
+              callback=lambda step, state: seen.setdefault(step, state["best_distance"].clone()))
+    torch.testing.assert_close(seen[0], lp_norm(start - o.inputs, norm))
+    assert bool((model(adv).argmax(1) != o.labels).all())
+    ratio = lp_norm(adv - o.inputs, norm) / getattr(o, norm)
+    assert float(ratio.max()) <= 1.01 and float(ratio.min()) >= 1 - 1e-4
+
+
+@pytest.mark.parametrize("norm", NORMS)
 def test_first_eps_is_the_linear_distance_to_the_boundary(linear_oracle, norm: str) -> None:
     # Line 7 at δ₀ = 0 on a linear model: ε₁ = L / ‖∇L‖q is exactly the minimal ℓp distance (q the dual norm).
     o = linear_oracle
@@ -120,6 +137,10 @@ def test_counts_equal_steps_and_returned_points_are_adversarial(smallcnn, norm: 
         ({"epsilon": 3}, TypeError, "epsilon"),
         ({"generator": 3}, TypeError, "generator must be"),
         ({"callback": 3}, TypeError, "callback must be callable"),
+        ({"starting_points": torch.zeros(8, 64)}, ValueError, r"starting_points must have the shape of inputs"),
+        ({"starting_points": torch.full((8, 1, 8, 8), 2.0)}, ValueError, r"starting_points must be finite and in"),
+        ({"starting_points": torch.zeros(8, 1, 8, 8, dtype=torch.float64)}, ValueError, "dtype and device"),
+        ({"starting_points": [0.5]}, TypeError, "starting_points must be a floating-point tensor"),
     ],
 )
 def test_bad_options(linear_oracle, kwargs, error, match) -> None:

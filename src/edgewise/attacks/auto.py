@@ -88,7 +88,9 @@ _FROM_SCRATCH: dict[str, tuple[Callable[..., torch.Tensor], tuple[str, ...]]] = 
 }
 # The members that start from the best point so far, and their norms.
 _FROM_BEST: dict[str, tuple[str, ...]] = {"apgd": ("l1", "l2", "linf"), "line": ("l1", "l2", "linf"),
-                                          "local": ("l1", "l2", "linf"), "prune": ("l0",)}
+                                          "local": ("l1", "l2", "linf"), "prune": ("l0",),
+                                          "fmn_best": ("l1", "l2", "linf")}
+_WITH_OPTIONS = (*_FROM_SCRATCH, "fmn_best")
 _NEEDS_A_POINT = ("line", "prune", "local")  # they only improve an adversarial point, where one was found
 MEMBERS = (*_FROM_SCRATCH, *_FROM_BEST)
 
@@ -106,10 +108,10 @@ def check_stages(stages: Sequence[Stage], norm: str) -> None:
     for stage in stages:
         if not (isinstance(stage, tuple) and len(stage) in (2, 3) and stage[0] in MEMBERS
                 and isinstance(stage[1], (int, float)) and 0 < stage[1] <= 1
-                and (len(stage) == 2 or (isinstance(stage[2], Mapping) and stage[0] in _FROM_SCRATCH))):
+                and (len(stage) == 2 or (isinstance(stage[2], Mapping) and stage[0] in _WITH_OPTIONS))):
             raise ValueError(f"stages must be (member, share) or (member, share, options), member one of "
                              f"{list(MEMBERS)}, share in (0, 1], options a mapping for the members "
-                             f"{list(_FROM_SCRATCH)}, got {stage!r}")
+                             f"{list(_WITH_OPTIONS)}, got {stage!r}")
         name = stage[0]
         norms = _FROM_SCRATCH[name][1] if name in _FROM_SCRATCH else _FROM_BEST[name]
         if norm not in norms:
@@ -224,8 +226,10 @@ def _run_stage(stage: Stage, model: nn.Module, inputs: torch.Tensor, labels: tor
         rounds = min(SEARCH_ROUNDS, steps)
         return minimal(model, inputs, labels, attack=apgd, norm=norm, upper=best_norm, steps=steps // rounds,
                        binary_search_steps=rounds, targeted=targeted, generator=generator)
-    function = _FROM_SCRATCH[name][0]
     chosen: dict[str, Any] = {"distance": norm} if name == "alma" else {"norm": norm} if name != "ddn" else {}
+    if name == "fmn_best":
+        chosen["starting_points"] = best
+    function = fmn if name == "fmn_best" else _FROM_SCRATCH[name][0]
     if len(stage) == 3:
         chosen.update(stage[2])
     return function(model, inputs, labels, steps=steps, targeted=targeted, generator=generator, **chosen)

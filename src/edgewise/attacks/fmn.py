@@ -12,7 +12,7 @@ from edgewise.attacks.ddn import cosine_step_size
 from edgewise.distances import lp
 from edgewise.losses import is_adversarial, logit_margin
 from edgewise.projections import project
-from edgewise.validation import check_choice, check_fraction, check_logits, check_positive
+from edgewise.validation import check_choice, check_fraction, check_logits, check_positive, check_starting_points
 
 NORMS = ("l1", "l2", "linf")
 _NORM_OF = {"l1": lp.l1, "l2": lp.l2, "linf": lp.linf}
@@ -31,6 +31,7 @@ def fmn(
     gamma: float = 0.05,
     final_gamma: float = 0.001,
     targeted: bool = False,
+    starting_points: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
 ) -> torch.Tensor:
@@ -48,7 +49,8 @@ def fmn(
     γₖ and αₖ are cosine-annealed from γ₀ to γ_K and from α₀ to α_K (sec. 2.2). Where the paper projects onto
     the ε-ball and then clips to the box, the exact Euclidean projection onto their intersection is used
     (``edgewise.projections.project``), which is feasible too and never farther from the gradient step.
-    Exactly ``steps`` forwards and backwards per sample; δ₀ = 0, ε₀ = 0.
+    Exactly ``steps`` forwards and backwards per sample; δ₀ = 0, ε₀ = 0, or, from ``starting_points`` x₀ (e.g.
+    another attack's adversarial examples, which FMN then shrinks), δ₀ = x₀ − x and ε₀ = ‖δ₀‖p.
 
     Args:
         norm: p, one of "l1", "l2", "linf".
@@ -56,6 +58,7 @@ def fmn(
         step_size / final_step_size: α₀ and α_K (default α₀ / 100).
         gamma / final_gamma: γ₀ and γ_K, the relative change of ε (paper: 0.05 and 0.001).
         targeted: ``labels`` are targets.
+        starting_points: x + δ₀ per sample, a tensor of the inputs' shape in [0, 1] (default: the inputs).
         generator: draws the direction used where the gradient is exactly 0 (drawn once).
         callback: ``callback(step, {"eps", "best_distance", "step_size", "gamma", "adversarial"})`` each step.
     """
@@ -67,12 +70,13 @@ def fmn(
         check_positive("final_step_size", final_step_size)
     check_fraction("gamma", gamma)
     check_fraction("final_gamma", final_gamma)
+    if starting_points is not None:
+        check_starting_points(starting_points, inputs)
     alpha_final = step_size / 100 if final_step_size is None else final_step_size
     distance = _NORM_OF[norm]
     dual = _DUAL_ORDER[norm]
-    batch = inputs.shape[0]
-    delta = torch.zeros_like(inputs)
-    eps = torch.zeros(batch, dtype=inputs.dtype, device=inputs.device)
+    delta = torch.zeros_like(inputs) if starting_points is None else (starting_points - inputs).detach()
+    eps = distance(inputs, inputs + delta)
     best_norm = torch.full_like(eps, math.inf)
     best_adv = inputs.clone()
     fallback = torch.randn(inputs.shape, generator=generator, device=inputs.device, dtype=inputs.dtype)
