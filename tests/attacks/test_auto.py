@@ -149,6 +149,20 @@ def test_a_stage_passes_its_options_to_its_member(linear_oracle, bend) -> None:
     assert not torch.equal(adv, fmn(model, o.inputs, o.labels, norm="l2", steps=10))
 
 
+@pytest.mark.parametrize("norm", NORMS)
+def test_fmn_best_is_fmn_from_the_best_point_of_the_stages_before(linear_oracle, bend, norm: str) -> None:
+    o = linear_oracle
+    model = bend(o.model)
+    first = fmn(model, o.inputs, o.labels, norm=norm, steps=5)
+    adv = portfolio(model, o.inputs, o.labels, stages=(("fmn", 0.25), ("fmn_best", 0.75, {"gamma": 0.2})),
+                    norm=norm, budget=41)
+    expected = fmn(model, o.inputs, o.labels, norm=norm, steps=15, gamma=0.2, starting_points=first)
+    size = getattr(lp, norm)
+    kept = size(o.inputs, expected) >= size(o.inputs, first)  # where it found nothing smaller: the first point
+    torch.testing.assert_close(adv, torch.where(kept.view(-1, 1, 1, 1), first, expected))
+    assert bool((size(o.inputs, expected) < size(o.inputs, first)).any())
+
+
 def test_l0_is_sigma_zero_one_pixel(box_oracle) -> None:
     o = box_oracle
     adv = auto(o.model, o.inputs, o.labels, norm="l0", budget=601)

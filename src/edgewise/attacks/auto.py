@@ -11,6 +11,8 @@ spends the full budget on every member instead, costing the sum of its parts):
    still open; a from-scratch member (``"fmn"``, ``"ddn"``, ``"alma"``, ``"sigma_zero"``) starts at the input,
    ``"apgd"`` is APGD in minimal form whose ε search starts from the best distance so far
    (``minimal(upper=...)``): every round tries to beat it, or, where nothing was found yet, doubles ε;
+   ``"fmn_best"`` is FMN started at the best point so far (δ₀ its perturbation, ε₀ its distance: FMN's ε-steps
+   shrink it from there, and its δ-steps move it along the boundary, which an ε search does not);
    ``"line"`` bisects the segment from the input to the best point (:func:`line_search`); ``"prune"`` (ℓ0)
    undoes the changed elements of the best point one per forward, least important first, where the point stays
    adversarial (:func:`prune`); ``"local"`` shrinks random blocks of the best point's perturbation, one proposal
@@ -65,7 +67,7 @@ PLANS: dict[str, tuple[Stage, ...]] = {
     "l0": (("sigma_zero", 0.9), ("prune", 0.1)),
     "l1": (("alma", 0.34), ("fmn", 0.33), ("apgd", 0.33)),
     "l2": (("alma", 0.3), ("ddn", 0.25), ("fmn", 0.25), ("line", 0.02), ("apgd", 0.18)),
-    "linf": (("fmn", 0.5), ("line", 0.02), ("apgd", 0.48)),
+    "linf": (("fmn", 0.25), ("fmn", 0.25, {"step_size": 10.0}), ("line", 0.02), ("apgd", 0.28), ("fmn_best", 0.2)),
 }
 # Where the gradient at the input is exactly zero and no module can be bypassed, FMN's and DDN's steps are random
 # (their fallback), so they are the random search that finds a first adversarial point; the local search then
