@@ -83,6 +83,25 @@ def test_multiclass_oracle_picks_the_closest_boundary_in_the_dual_norm(norm: str
 
 
 @pytest.mark.parametrize("norm", NORMS)
+def test_fab_t_over_every_other_class_reaches_the_multiclass_optimum(norm: str) -> None:
+    # FAB-T runs one hyperplane per target; over all K − 1 targets the run towards the nearest class finds it.
+    model, inputs, labels, optima = _multiclass()
+    adv = fab(model, inputs, labels, norm=norm, steps=20, target_classes=9)  # 9 > K − 1 = 3: all of them
+    assert bool((model(adv).argmax(1) != labels).all())
+    ratio = _ratio(norm, inputs, adv, optima[norm])
+    assert float(ratio.min()) >= 1 - 1e-4 and float(ratio.max()) <= WITHIN, ratio
+
+
+def test_fab_t_targets_the_most_likely_classes_first() -> None:
+    # With one target, FAB-T crosses towards the second most likely class at the input.
+    model, inputs, labels, _ = _multiclass(classes=5)
+    logits = model(inputs).detach()
+    logits[torch.arange(len(labels)), labels] = -math.inf
+    adv = fab(model, inputs, labels, norm="l2", steps=20, target_classes=1)
+    assert torch.equal(model(adv).argmax(1), logits.argmax(1))
+
+
+@pytest.mark.parametrize("norm", NORMS)
 def test_targeted_reaches_the_target_at_the_optimum(oracle_factory, norm: str) -> None:
     # Class 2 never wins, so reaching the other class is the binary problem: the same closed form.
     o = oracle_factory(classes=3)
@@ -115,19 +134,20 @@ def _ten_classes() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
     return model, inputs, model(inputs).argmax(1)
 
 
-@pytest.mark.parametrize("targeted", [False, True])
-def test_passes_per_iteration_as_documented(targeted: bool) -> None:
-    # K = 10: K − 1 backwards and 2 forwards per iteration untargeted, 1 and 2 targeted; plus the 3 forwards of
-    # the final search.
+@pytest.mark.parametrize(("variant", "targets"), [("untargeted", 1), ("targeted", 1), ("fab_t", 3)])
+def test_passes_per_iteration_as_documented(variant: str, targets: int) -> None:
+    # K = 10: K − 1 backwards and 2 forwards per iteration untargeted, 1 and 2 targeted and FAB-T (whose runs are
+    # targets × restarts); plus the 3 forwards of the final search.
     model, inputs, labels = _ten_classes()
-    labels = (labels + 1) % 10 if targeted else labels
+    labels = (labels + 1) % 10 if variant == "targeted" else labels
+    options = {"target_classes": targets} if variant == "fab_t" else {"targeted": variant == "targeted"}
     counting = CountingModel(model)
-    fab(counting, inputs, labels, norm="l2", steps=4, restarts=2, targeted=targeted)
-    runs, steps, batch = 2, 4, len(inputs)
+    fab(counting, inputs, labels, norm="l2", steps=4, restarts=2, **options)
+    runs, steps, batch = 2 * targets, 4, len(inputs)
+    one = variant != "untargeted"
     assert counting.forwards == batch * (runs * steps * 2 + 3)
-    assert counting.backwards == batch * runs * steps * (1 if targeted else 9)
-    assert counting.forwards + counting.backwards == batch * (
-        runs * steps * passes_per_iteration(10, targeted=targeted) + 3)
+    assert counting.backwards == batch * runs * steps * (1 if one else 9)
+    assert counting.forwards + counting.backwards == batch * (runs * steps * passes_per_iteration(10, targeted=one) + 3)
 
 
 @pytest.mark.parametrize(("budget", "expected"), [(13, 1), (14, 14), (100, 8 * 11 + 3), (1000, 90 * 11 + 3)])
@@ -213,6 +233,8 @@ def test_clean_errors_come_back_unchanged() -> None:
     ({"beta": 0}, ValueError, "beta must be > 0"),
     ({"eps": -1.0}, ValueError, "eps must be > 0"),
     ({"final_search": -1}, ValueError, "final_search must be >= 0"),
+    ({"target_classes": 0}, ValueError, "target_classes must be > 0"),
+    ({"target_classes": 2, "targeted": True}, ValueError, "target_classes is FAB-T, an untargeted attack"),
     ({"generator": 3}, TypeError, "generator must be a torch.Generator"),
     ({"no_such_option": 1}, TypeError, "no_such_option"),
 ])

@@ -3,7 +3,7 @@
 ``ATTACKS`` maps the names used by the command line and the benchmark to the functions, each taking ``steps``
 (iterations of one forward and one backward): ``"auto"`` is ``auto.auto_steps``, ``auto`` with a budget of
 2 × ``steps`` passes; ``"fab"`` is ``fab.fab_steps``, FAB with the same budget of 2 × ``steps`` passes (its
-iterations cost K + 1 passes each).
+iterations cost K + 1 passes each), ``"fab_t"`` the same for FAB-T over 9 target classes (AutoAttack's).
 """
 
 import functools
@@ -30,6 +30,7 @@ ATTACKS: dict[str, Callable[..., torch.Tensor]] = {
     "cw": cw,
     "ddn": ddn,
     "fab": fab_steps,
+    "fab_t": functools.partial(fab_steps, target_classes=9),  # FAB-T over the 9 most likely other classes
     "fmn": fmn,
     "pgd": pgd,
     "sigma_zero": sigma_zero,

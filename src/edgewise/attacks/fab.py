@@ -30,12 +30,17 @@ Targeted (``labels`` are targets t): one hyperplane, f_t − f_j for j the large
 that t must overtake; at x_orig the predicted one, FAB-T's hyperplane of Croce & Hein's AutoAttack paper), and a
 point is adversarial when its prediction is t.
 
+FAB-T (``target_classes=n``, Croce & Hein's AutoAttack paper, ICML 2020, arXiv:2003.01690, sec. 4), the
+untargeted variant whose cost does not grow with K: runs against each of the n classes most likely at the input
+besides y, each with that class's hyperplane f_t − f_y alone; success is still any class ≠ y.
+
 Cost per iteration and sample: one forward with a graph at x⁽ⁱ⁾, the gradients of the hyperplanes it needs, one
 backward each through that graph (K − 1 untargeted, for the K − 1 logit differences f_l − f_y, which is what
-step 1 uses; 1 targeted), and one forward without a graph at x⁽ⁱ⁺¹⁾ to check it: K + 1 passes untargeted (11 for
-10 classes), 3 targeted. The authors' code backpropagates the K logits (K + 2 passes); the differences give the
-same hyperplanes with one backward less. Every evaluated point that is adversarial is a candidate for the
-output (the iterates after a backward step too), so the result is the best point the run has seen.
+step 1 uses; 1 targeted and FAB-T), and one forward without a graph at x⁽ⁱ⁺¹⁾ to check it: K + 1 passes
+untargeted (11 for 10 classes), 3 targeted and FAB-T. The authors' code backpropagates the K logits (K + 2
+passes); the differences give the same hyperplanes with one backward less. Every evaluated point that is
+adversarial is a candidate for the output (the iterates after a backward step too), so the result is the best
+point the run has seen.
 """
 
 from __future__ import annotations
@@ -65,20 +70,25 @@ def passes_per_iteration(classes: int, *, targeted: bool) -> int:
     return 3 if targeted else classes + 1
 
 
-def boundaries(logits: torch.Tensor, points: torch.Tensor, labels: torch.Tensor, *,
-               targeted: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def other_classes(labels: torch.Tensor, classes: int) -> torch.Tensor:
+    """(B, K − 1): per sample, the classes other than its label, in increasing order."""
+    every = torch.arange(classes, device=labels.device).expand(len(labels), -1)
+    return every[every != labels.unsqueeze(1)].view(len(labels), -1)
+
+
+def largest_other(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(B,): per sample, the class of the largest logit other than its label."""
+    others = logits.detach().clone()
+    others[torch.arange(len(labels), device=labels.device), labels] = -math.inf
+    return others.argmax(1)
+
+
+def boundaries(logits: torch.Tensor, points: torch.Tensor, towards: torch.Tensor,
+               away: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The linearized boundaries at ``points`` (whose graph ``logits`` holds): values (B, M) and gradients
-    (B, M, ...) of g_l = f_l − f_y for the M = K − 1 classes l ≠ y (targeted: M = 1, g = f_t − f_j with j the
-    largest logit other than the target t). One backward per boundary; the graph is freed after the last."""
-    rows = torch.arange(len(labels), device=labels.device)
-    if targeted:
-        others = logits.detach().clone()
-        others[rows, labels] = -math.inf
-        differences = (logits[rows, labels] - logits[rows, others.argmax(1)]).unsqueeze(1)
-    else:
-        classes = torch.arange(logits.shape[1], device=labels.device).expand(len(labels), -1)
-        other = classes[classes != labels.unsqueeze(1)].view(len(labels), -1)
-        differences = logits.gather(1, other) - logits[rows, labels].unsqueeze(1)
+    (B, M, ...) of g_l = f_l − f_a for the M classes l of ``towards`` (B, M) and a of ``away`` (B,). One backward
+    per boundary; the graph is freed after the last."""
+    differences = logits.gather(1, towards) - logits.gather(1, away.unsqueeze(1))
     gradients = [torch.autograd.grad(differences[:, j].sum(), points, retain_graph=j < differences.shape[1] - 1)[0]
                  for j in range(differences.shape[1])]
     return differences.detach(), torch.stack(gradients, 1)
@@ -121,14 +131,13 @@ def restart_point(inputs: torch.Tensor, radius: torch.Tensor, *, norm: str,
     return (inputs + noise * batch_view(radius / length, inputs)).clamp(0, 1)
 
 
-def _plan(steps: int | None, budget: int | None, restarts: int, cost: int, final_search: int) -> list[int]:
+def _plan(steps: int | None, budget: int | None, runs: int, cost: int, final_search: int) -> list[int]:
     """The iterations of each run: ``steps`` each, or under a budget the iterations that fit it after the final
-    search, shared among the runs (the first ones get the remainder; runs left with none are dropped)."""
+    search, shared among the runs (the first ones get the remainder; a run left with none gets 0)."""
     if budget is None:
-        return [100 if steps is None else steps] * restarts
-    total = max(budget - final_search, 0) // cost
-    base, extra = divmod(total, restarts)
-    return [base + (run < extra) for run in range(restarts) if base + (run < extra) > 0]
+        return [100 if steps is None else steps] * runs
+    base, extra = divmod(max(budget - final_search, 0) // cost, runs)
+    return [base + (run < extra) for run in range(runs)]
 
 
 def fab(
@@ -140,6 +149,7 @@ def fab(
     steps: int | None = None,
     budget: int | None = None,
     restarts: int = 1,
+    target_classes: int | None = None,
     eps: float | None = None,
     alpha_max: float = 0.1,
     eta: float = 1.05,
@@ -159,8 +169,15 @@ def fab(
         norm: p, one of "l1", "l2", "linf".
         steps: N_iter, iterations per run (default 100); not with ``budget``.
         budget: forward + backward passes per sample for everything (the runs share the iterations that fit).
-        restarts: runs; the first starts at the input, the others at random points (then a sample's result
-            depends on its batch, through the draws).
+        restarts: runs (per target class with ``target_classes``); the first starts at the input, the others at
+            random points (then a sample's result depends on its batch, through the draws).
+        target_classes: n for FAB-T, the cheap untargeted variant of Croce & Hein's AutoAttack paper (ICML 2020,
+            arXiv:2003.01690, sec. 4): for each of the n classes most likely at the input besides y (all K − 1 where
+            fewer), runs with that
+            class's hyperplane only (f_t − f_y, one backward: 3 passes per iteration whatever K), an adversarial
+            being any class ≠ y; the runs share the budget and the best point over all of them is returned (the
+            AutoAttack code stops at the first target that succeeds, a robust-accuracy use). None: untargeted
+            FAB over the K − 1 hyperplanes.
         eps: ε, the largest radius of a random start before an adversarial is found (default
             ``pgd.DEFAULT_EPS[norm]``).
         alpha_max: α_max, the largest weight of the original point in the step (paper: 0.1).
@@ -192,6 +209,10 @@ def fab(
         raise ValueError(f"eta must be >= 1 (an extrapolation), got {eta}")
     check_fraction("beta", beta)
     check_positive("final_search", final_search, integer=True, allow_zero=True)
+    if target_classes is not None:
+        check_positive("target_classes", target_classes, integer=True)
+        if targeted:
+            raise ValueError("target_classes is FAB-T, an untargeted attack: it takes no targeted=True")
     if restarts > 1 and generator is None:
         generator = torch.Generator(inputs.device).manual_seed(0)
     distance = _NORM_OF[norm]
@@ -215,12 +236,27 @@ def fab(
         raise ValueError(f"model must return at least 2 logits, got {classes}")
     record(inputs, logits.detach())
     clean_margin = logit_margin(logits.detach(), labels, targeted=targeted)
-    plan = _plan(steps, budget, restarts, passes_per_iteration(classes, targeted=targeted), final_search)
+    # Per run: the classes whose hyperplanes it linearizes (towards) and None (targeted: the largest other logit,
+    # chosen at each iteration) or the class they are measured against (away).
+    ranked = other_classes(labels, classes).gather(
+        1, logits.detach().gather(1, other_classes(labels, classes)).argsort(dim=1, descending=True, stable=True))
+    if target_classes is not None:
+        runs = [(ranked[:, rank:rank + 1], restart) for rank in range(min(target_classes, classes - 1))
+                for restart in range(restarts)]
+    elif targeted:
+        runs = [(labels.unsqueeze(1), restart) for restart in range(restarts)]
+    else:
+        runs = [(other_classes(labels, classes), restart) for restart in range(restarts)]
+    cost = passes_per_iteration(classes, targeted=targeted or target_classes is not None)
+    plan = _plan(steps, budget, len(runs), cost, final_search)
     step = 0
-    for run, iterations in enumerate(plan):
+    for run, ((towards, restart), iterations) in enumerate(zip(runs, plan, strict=True)):
+        if iterations == 0:
+            continue
         if run > 0:
             radius = torch.minimum(best_norm, torch.full_like(best_norm, eps)) / 2
-            points = restart_point(inputs, radius, norm=norm, generator=generator).requires_grad_(True)
+            start = inputs if restart == 0 else restart_point(inputs, radius, norm=norm, generator=generator)
+            points = start.clone().requires_grad_(True)
             logits = model(points)
             record(points.detach(), logits.detach())
         for iteration in range(iterations):
@@ -228,7 +264,8 @@ def fab(
                 points = points.detach().requires_grad_(True)
                 logits = model(points)
                 record(points.detach(), logits.detach())
-            values, gradients = boundaries(logits, points, labels, targeted=targeted)
+            away = largest_other(logits, labels) if targeted else labels
+            values, gradients = boundaries(logits, points, towards, away)
             value, gradient = closest_boundary(values, gradients, norm=norm)
             new, alpha = biased_step(points.detach(), inputs, value, gradient, norm=norm, alpha_max=alpha_max,
                                      eta=eta)
@@ -239,7 +276,7 @@ def fab(
                                 "adversarial": adversarial})
             step += 1
             points = torch.where(batch_view(adversarial, new), inputs + beta * (new - inputs), new)   # step 4
-    if final_search and plan:
+    if final_search and any(plan):
         _final_search(model, inputs, labels, clean_margin, best, best_margin, steps=final_search,
                       targeted=targeted, record=record)
     return best
