@@ -1,0 +1,315 @@
+"""Fast Adaptive Boundary (FAB) attack — Croce & Hein, *Minimally distorted adversarial examples with a fast
+adaptive boundary attack* (ICML 2020, arXiv:1907.02044), Algorithm 1, for ℓ1, ℓ2 and ℓ∞.
+
+FAB walks along the decision boundary of the linearized classifier. With y the true class, f the logits and
+x⁽ⁱ⁾ the iterate (x⁽⁰⁾ = x_orig), each iteration
+
+1. linearizes the logit differences at x⁽ⁱ⁾: π_s = {z : f_s(x⁽ⁱ⁾) − f_y(x⁽ⁱ⁾) + ⟨∇f_s(x⁽ⁱ⁾) − ∇f_y(x⁽ⁱ⁾),
+   z − x⁽ⁱ⁾⟩ = 0} and picks the one closest in the dual norm q (1/p + 1/q = 1; eq. 6-7, sec. 3.2):
+   s = argmin_{l≠y} |f_l − f_y| / ‖∇f_l − ∇f_y‖_q;
+2. projects both the iterate and the original point onto π_s ∩ [0, 1]^d in ℓp (sec. 3.1,
+   :func:`edgewise.projections.project_hyperplane`): δ⁽ⁱ⁾ = proj_p(x⁽ⁱ⁾, π_s, C) − x⁽ⁱ⁾ and δ_orig⁽ⁱ⁾ =
+   proj_p(x_orig, π_s, C) − x_orig;
+3. takes the biased step (eq. 9) x⁽ⁱ⁺¹⁾ = proj_C((1 − α)(x⁽ⁱ⁾ + η δ⁽ⁱ⁾) + α(x_orig + η δ_orig⁽ⁱ⁾)),
+   α = min(‖δ⁽ⁱ⁾‖p / (‖δ⁽ⁱ⁾‖p + ‖δ_orig⁽ⁱ⁾‖p), α_max): close to the boundary the step goes to the nearest point
+   of the boundary, far from it towards the projection of the original point; η > 1 extrapolates across;
+4. if x⁽ⁱ⁺¹⁾ is adversarial it becomes the output where it is closer to x_orig than the best so far, and the
+   backward step x⁽ⁱ⁺¹⁾ ← (1 − β) x_orig + β x⁽ⁱ⁺¹⁾ pulls it back towards the original (sec. 3.3).
+
+Random restarts (sec. 3.4): after the first run from x_orig, each run starts at x_orig plus a random
+perturbation of ℓp length min(ε, ‖x_out − x_orig‖p) / 2 (the best distance so far), clipped to the box: the
+direction uniform in [−1, 1]^d for ℓ∞ and Gaussian for ℓ1/ℓ2, as the authors' code (github.com/fra31/fab-attack)
+draws it. Their code also has an optional final search (3 steps, off by default there): steps along the segment
+from x_orig to x_out, each at the zero of the secant of the logit margin between the last non-adversarial and
+the last adversarial point; ``final_search`` steps of it, one forward each, 3 by default here: on 200 design
+images of two Fashion-MNIST MLPs at Q = 1,000 it made the distance smaller on about 80% of them and larger on
+none (geometric mean 0.994-0.998 on ℓ1, ℓ2 and ℓ∞; docs/measurements.md), because FAB's best point is an
+overshoot (η) that the backward step never brings exactly to the boundary.
+
+Targeted (``labels`` are targets t): one hyperplane, f_t − f_j for j the largest other logit at x⁽ⁱ⁾ (the class
+that t must overtake; at x_orig the predicted one, FAB-T's hyperplane of Croce & Hein's AutoAttack paper), and a
+point is adversarial when its prediction is t.
+
+FAB-T (``target_classes=n``, Croce & Hein's AutoAttack paper, ICML 2020, arXiv:2003.01690, sec. 4), the
+untargeted variant whose cost does not grow with K: runs against each of the n classes most likely at the input
+besides y, each with that class's hyperplane f_t − f_y alone; success is still any class ≠ y.
+
+Cost per iteration and sample: one forward with a graph at x⁽ⁱ⁾, the gradients of the hyperplanes it needs, one
+backward each through that graph (K − 1 untargeted, for the K − 1 logit differences f_l − f_y, which is what
+step 1 uses; 1 targeted and FAB-T), and one forward without a graph at x⁽ⁱ⁺¹⁾ to check it: K + 1 passes
+untargeted (11 for 10 classes), 3 targeted and FAB-T. The authors' code backpropagates the K logits (K + 2
+passes); the differences give the same hyperplanes with one backward less. Every evaluated point that is
+adversarial is a candidate for the output (the iterates after a backward step too), so the result is the best
+point the run has seen.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgewise.attacks.base import Callback, batch_view, check_attack_call
+from edgewise.attacks.pgd import DEFAULT_EPS
+from edgewise.distances import lp
+from edgewise.losses import is_adversarial, logit_margin
+from edgewise.projections import project_hyperplane
+from edgewise.validation import check_choice, check_fraction, check_logits, check_positive
+
+NORMS = ("l1", "l2", "linf")
+_NORM_OF = {"l1": lp.l1, "l2": lp.l2, "linf": lp.linf}
+_DUAL_ORDER = {"l1": math.inf, "l2": 2.0, "linf": 1.0}  # q with 1/p + 1/q = 1
+
+
+def passes_per_iteration(classes: int, *, targeted: bool) -> int:
+    """Forward + backward passes per sample of one FAB iteration: a forward, K − 1 backwards (targeted: 1) and
+    the forward that checks the new iterate."""
+    return 3 if targeted else classes + 1
+
+
+def other_classes(labels: torch.Tensor, classes: int) -> torch.Tensor:
+    """(B, K − 1): per sample, the classes other than its label, in increasing order."""
+    every = torch.arange(classes, device=labels.device).expand(len(labels), -1)
+    return every[every != labels.unsqueeze(1)].view(len(labels), -1)
+
+
+def largest_other(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(B,): per sample, the class of the largest logit other than its label."""
+    others = logits.detach().clone()
+    others[torch.arange(len(labels), device=labels.device), labels] = -math.inf
+    return others.argmax(1)
+
+
+def boundaries(logits: torch.Tensor, points: torch.Tensor, towards: torch.Tensor,
+               away: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The linearized boundaries at ``points`` (whose graph ``logits`` holds): values (B, M) and gradients
+    (B, M, ...) of g_l = f_l − f_a for the M classes l of ``towards`` (B, M) and a of ``away`` (B,). One backward
+    per boundary; the graph is freed after the last."""
+    differences = logits.gather(1, towards) - logits.gather(1, away.unsqueeze(1))
+    gradients = [torch.autograd.grad(differences[:, j].sum(), points, retain_graph=j < differences.shape[1] - 1)[0]
+                 for j in range(differences.shape[1])]
+    return differences.detach(), torch.stack(gradients, 1)
+
+
+def closest_boundary(values: torch.Tensor, gradients: torch.Tensor, *, norm: str) -> tuple[torch.Tensor,
+                                                                                          torch.Tensor]:
+    """Step 1 (eq. 7): per sample, the boundary of least |g_l| / ‖∇g_l‖_q; returns its value (B,) and gradient."""
+    dual = gradients.flatten(2).norm(p=_DUAL_ORDER[norm], dim=2)
+    chosen = (values.abs() / dual.clamp_min(1e-12)).argmin(1)
+    rows = torch.arange(len(values), device=values.device)
+    return values[rows, chosen], gradients[rows, chosen]
+
+
+def biased_step(points: torch.Tensor, inputs: torch.Tensor, value: torch.Tensor, gradient: torch.Tensor, *,
+                norm: str, alpha_max: float, eta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Steps 2-3 (eq. 9): the projections of the iterate and of the original onto the linearized boundary
+    π = {z : value + ⟨gradient, z − points⟩ = 0} ∩ box, and the point between them; returns it and α (B,)."""
+    offset = value - (gradient * points).flatten(1).sum(1)
+    both = project_hyperplane(torch.cat([points, inputs]), torch.cat([gradient, gradient]),
+                              torch.cat([offset, offset]), norm=norm)
+    delta, delta_orig = both[: len(points)] - points, both[len(points):] - inputs
+    length = _NORM_OF[norm](torch.zeros_like(delta), delta)
+    length_orig = _NORM_OF[norm](torch.zeros_like(delta), delta_orig)
+    total = length + length_orig
+    alpha = torch.where(total > 0, length / torch.where(total > 0, total, 1), 0).clamp_max(alpha_max)
+    a = batch_view(alpha, points)
+    return ((1 - a) * (points + eta * delta) + a * (inputs + eta * delta_orig)).clamp(0, 1), alpha
+
+
+def restart_point(inputs: torch.Tensor, radius: torch.Tensor, *, norm: str,
+                  generator: torch.Generator | None) -> torch.Tensor:
+    """A random start (sec. 3.4): x_orig plus a perturbation of ℓp length ``radius`` (B,), uniform direction in
+    [−1, 1]^d for ℓ∞, Gaussian for ℓ1/ℓ2, clipped to the box."""
+    if norm == "linf":
+        noise = 2 * torch.rand(inputs.shape, generator=generator, device=inputs.device, dtype=inputs.dtype) - 1
+    else:
+        noise = torch.randn(inputs.shape, generator=generator, device=inputs.device, dtype=inputs.dtype)
+    length = _NORM_OF[norm](torch.zeros_like(noise), noise).clamp_min(torch.finfo(noise.dtype).tiny)
+    return (inputs + noise * batch_view(radius / length, inputs)).clamp(0, 1)
+
+
+def _plan(steps: int | None, budget: int | None, runs: int, cost: int, final_search: int) -> list[int]:
+    """The iterations of each run: ``steps`` each, or under a budget the iterations that fit it after the final
+    search, shared among the runs (the first ones get the remainder; a run left with none gets 0)."""
+    if budget is None:
+        return [100 if steps is None else steps] * runs
+    base, extra = divmod(max(budget - final_search, 0) // cost, runs)
+    return [base + (run < extra) for run in range(runs)]
+
+
+def fab(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    norm: str = "l2",
+    steps: int | None = None,
+    budget: int | None = None,
+    restarts: int = 1,
+    target_classes: int | None = None,
+    eps: float | None = None,
+    alpha_max: float = 0.1,
+    eta: float = 1.05,
+    beta: float = 0.9,
+    final_search: int = 3,
+    targeted: bool = False,
+    generator: torch.Generator | None = None,
+    callback: Callback | None = None,
+) -> torch.Tensor:
+    """Minimal ℓp adversarial examples by FAB (Algorithm 1; the steps in the module docstring).
+
+    Budget per sample: K + 1 passes per iteration untargeted (K classes), 3 targeted, plus one forward per final
+    search step; ``budget`` (AttackBench's passes per sample) sets the iterations to what fits instead of
+    ``steps``. Returned per sample: the evaluated adversarial point of smallest ‖δ‖p, or the input if none.
+
+    Args:
+        norm: p, one of "l1", "l2", "linf".
+        steps: N_iter, iterations per run (default 100); not with ``budget``.
+        budget: forward + backward passes per sample for everything (the runs share the iterations that fit).
+        restarts: runs (per target class with ``target_classes``); the first starts at the input, the others at
+            random points (then a sample's result depends on its batch, through the draws).
+        target_classes: n for FAB-T, the cheap untargeted variant of Croce & Hein's AutoAttack paper (ICML 2020,
+            arXiv:2003.01690, sec. 4): for each of the n classes most likely at the input besides y (all K − 1 where
+            fewer), runs with that
+            class's hyperplane only (f_t − f_y, one backward: 3 passes per iteration whatever K), an adversarial
+            being any class ≠ y; the runs share the budget and the best point over all of them is returned (the
+            AutoAttack code stops at the first target that succeeds, a robust-accuracy use). None: untargeted
+            FAB over the K − 1 hyperplanes.
+        eps: ε, the largest radius of a random start before an adversarial is found (default
+            ``pgd.DEFAULT_EPS[norm]``).
+        alpha_max: α_max, the largest weight of the original point in the step (paper: 0.1).
+        eta: η ≥ 1, the extrapolation of the projections (paper: 1.05).
+        beta: β, the backward step's factor (paper: 0.9).
+        final_search: steps of the authors' final search on the segment to the best point (0: none, as in the
+            authors' and AttackBench's defaults).
+        targeted: ``labels`` are targets.
+        generator: draws the random starts (None: seeded with 0).
+        callback: ``callback(step, {"distance", "best_distance", "alpha", "adversarial"})`` after each iteration
+            (step counts over the runs): ‖x⁽ⁱ⁺¹⁾ − x_orig‖p and whether x⁽ⁱ⁺¹⁾ is adversarial, before the backward
+            step.
+    """
+    check_attack_call(model, inputs, labels, generator=generator, callback=callback)
+    check_choice("norm", norm, NORMS)
+    if steps is not None and budget is not None:
+        raise ValueError(f"steps and budget are exclusive (budget sets the iterations), got steps={steps!r} and "
+                         f"budget={budget!r}")
+    if steps is not None:
+        check_positive("steps", steps, integer=True)
+    if budget is not None:
+        check_positive("budget", budget, integer=True)
+    check_positive("restarts", restarts, integer=True)
+    eps = DEFAULT_EPS[norm] if eps is None else eps
+    check_positive("eps", eps)
+    check_fraction("alpha_max", alpha_max)
+    check_positive("eta", eta)
+    if eta < 1:
+        raise ValueError(f"eta must be >= 1 (an extrapolation), got {eta}")
+    check_fraction("beta", beta)
+    check_positive("final_search", final_search, integer=True, allow_zero=True)
+    if target_classes is not None:
+        check_positive("target_classes", target_classes, integer=True)
+        if targeted:
+            raise ValueError("target_classes is FAB-T, an untargeted attack: it takes no targeted=True")
+    if restarts > 1 and generator is None:
+        generator = torch.Generator(inputs.device).manual_seed(0)
+    distance = _NORM_OF[norm]
+    best = inputs.clone()
+    best_norm = torch.full((len(inputs),), math.inf, dtype=inputs.dtype, device=inputs.device)
+    best_margin = torch.zeros_like(best_norm)
+
+    def record(points: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        nonlocal best, best_norm, best_margin
+        adversarial = is_adversarial(logits, labels, targeted=targeted)
+        better = adversarial & (distance(inputs, points) < best_norm)
+        best_norm = torch.where(better, distance(inputs, points), best_norm)
+        best = torch.where(batch_view(better, inputs), points, best)
+        best_margin = torch.where(better, logit_margin(logits, labels, targeted=targeted), best_margin)
+        return adversarial
+
+    points = inputs.clone().requires_grad_(True)
+    logits = model(points)
+    classes = check_logits(logits, labels)
+    if classes < 2:
+        raise ValueError(f"model must return at least 2 logits, got {classes}")
+    record(inputs, logits.detach())
+    clean_margin = logit_margin(logits.detach(), labels, targeted=targeted)
+    # Per run: the classes whose hyperplanes it linearizes (towards) and None (targeted: the largest other logit,
+    # chosen at each iteration) or the class they are measured against (away).
+    ranked = other_classes(labels, classes).gather(
+        1, logits.detach().gather(1, other_classes(labels, classes)).argsort(dim=1, descending=True, stable=True))
+    if target_classes is not None:
+        runs = [(ranked[:, rank:rank + 1], restart) for rank in range(min(target_classes, classes - 1))
+                for restart in range(restarts)]
+    elif targeted:
+        runs = [(labels.unsqueeze(1), restart) for restart in range(restarts)]
+    else:
+        runs = [(other_classes(labels, classes), restart) for restart in range(restarts)]
+    cost = passes_per_iteration(classes, targeted=targeted or target_classes is not None)
+    plan = _plan(steps, budget, len(runs), cost, final_search)
+    step = 0
+    for run, ((towards, restart), iterations) in enumerate(zip(runs, plan, strict=True)):
+        if iterations == 0:
+            continue
+        if run > 0:
+            radius = torch.minimum(best_norm, torch.full_like(best_norm, eps)) / 2
+            start = inputs if restart == 0 else restart_point(inputs, radius, norm=norm, generator=generator)
+            points = start.clone().requires_grad_(True)
+            logits = model(points)
+            record(points.detach(), logits.detach())
+        for iteration in range(iterations):
+            if iteration > 0:
+                points = points.detach().requires_grad_(True)
+                logits = model(points)
+                record(points.detach(), logits.detach())
+            away = largest_other(logits, labels) if targeted else labels
+            values, gradients = boundaries(logits, points, towards, away)
+            value, gradient = closest_boundary(values, gradients, norm=norm)
+            new, alpha = biased_step(points.detach(), inputs, value, gradient, norm=norm, alpha_max=alpha_max,
+                                     eta=eta)
+            with torch.no_grad():
+                adversarial = record(new, model(new))
+            if callback is not None:
+                callback(step, {"distance": distance(inputs, new), "best_distance": best_norm, "alpha": alpha,
+                                "adversarial": adversarial})
+            step += 1
+            points = torch.where(batch_view(adversarial, new), inputs + beta * (new - inputs), new)   # step 4
+    if final_search and any(plan):
+        _final_search(model, inputs, labels, clean_margin, best, best_margin, steps=final_search,
+                      targeted=targeted, record=record)
+    return best
+
+
+def _final_search(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, clean_margin: torch.Tensor,
+                  best: torch.Tensor, best_margin: torch.Tensor, *, steps: int, targeted: bool,
+                  record: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+    """The authors' optional final search: on the segment [x_orig, x_out], ``steps`` points at the zero of the
+    secant of the logit margin L (> 0 not adversarial) between the last non-adversarial end (low) and the last
+    adversarial one (high), each replacing the end of its side; every adversarial one is recorded."""
+    low, high = inputs, best.clone()
+    margin_low, margin_high = clean_margin, best_margin
+    for _ in range(steps):
+        span = margin_low - margin_high
+        # Only where the ends straddle the boundary (L(low) > 0 ≥ L(high)); elsewhere the point stays at high.
+        t = torch.where((margin_low > 0) & (margin_high <= 0) & (span > 0),
+                        margin_low / torch.where(span > 0, span, 1), 1)
+        middle = (low + batch_view(t, low) * (high - low)).clamp(0, 1)
+        with torch.no_grad():
+            logits = model(middle)
+        adversarial = record(middle, logits)
+        margin = logit_margin(logits, labels, targeted=targeted)
+        side = batch_view(adversarial, middle)
+        high, margin_high = torch.where(side, middle, high), torch.where(adversarial, margin, margin_high)
+        low, margin_low = torch.where(side, low, middle), torch.where(adversarial, margin_low, margin)
+
+
+def fab_steps(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, norm: str = "l2", steps: int = 100,
+              targeted: bool = False, generator: torch.Generator | None = None, **options: Any) -> torch.Tensor:
+    """``fab`` with a budget of 2 × ``steps`` passes per sample: the registry's ``steps`` (iterations of one
+    forward and one backward, as for every other attack), so that ``edgewise benchmark --budget Q`` and the
+    command line compare it at the same cost. ``options`` go to :func:`fab`."""
+    check_positive("steps", steps, integer=True)
+    return fab(model, inputs, labels, norm=norm, budget=2 * steps, targeted=targeted, generator=generator,
+               **options)
