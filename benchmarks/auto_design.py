@@ -41,11 +41,13 @@ OFFSET = 1000
 
 
 def parse_stage(text: str) -> Stage:
-    """``ddn:0.5`` -> ("ddn", 0.5); ``sigma_zero:0.45:sigma=0.01`` -> ("sigma_zero", 0.45, {"sigma": 0.01})."""
+    """``ddn:0.5`` -> ("ddn", 0.5); ``sigma_zero:0.45:sigma=0.01`` -> ("sigma_zero", 0.45, {"sigma": 0.01});
+    an option written as digits alone is an int (``fab_t:0.2:target_classes=3``)."""
     name, share, *options = text.split(":")
     if not options:
         return name, float(share)
-    return name, float(share), {key: float(value) for key, value in (o.split("=") for o in options)}
+    return name, float(share), {key: int(value) if value.isdigit() else float(value)
+                                for key, value in (o.split("=") for o in options)}
 
 
 def parse_plan(text: str, norm: str) -> tuple[Stage, ...]:
@@ -70,6 +72,7 @@ def single_attacks(norm: str, budget: int) -> dict[str, Callable[..., torch.Tens
         runs["alma"] = functools.partial(alma, distance=norm, steps=steps)
     runs["apgd_minimal"] = functools.partial(ATTACKS["apgd_minimal"], norm=norm, steps=max(steps // 10, 1),
                                              binary_search_steps=10)
+    runs["fab_t"] = functools.partial(ATTACKS["fab_t"], norm=norm, steps=steps)
     return runs
 
 

@@ -8,7 +8,8 @@ spends the full budget on every member instead, costing the sum of its parts):
 
 0. one forward at the clean inputs: a clean error is at distance 0 and gets nothing more;
 1. each stage gets its share of the remaining steps (one forward and one backward each) and runs on the samples
-   still open; a from-scratch member (``"fmn"``, ``"ddn"``, ``"alma"``, ``"sigma_zero"``) starts at the input,
+   still open; a from-scratch member (``"fmn"``, ``"ddn"``, ``"alma"``, ``"sigma_zero"``, ``"fab_t"``: FAB-T over
+   the 9 most likely other classes, within the stage's 2 passes per step) starts at the input,
    ``"apgd"`` is APGD in minimal form whose ε search starts from the best distance so far
    (``minimal(upper=...)``): every round tries to beat it, or, where nothing was found yet, doubles ε;
    ``"fmn_best"`` is FMN started at the best point so far (δ₀ its perturbation, ε₀ its distance: FMN's ε-steps
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import torch
@@ -46,6 +48,7 @@ from edgewise.attacks.alma import alma
 from edgewise.attacks.apgd import apgd
 from edgewise.attacks.base import batch_view, check_attack_call
 from edgewise.attacks.ddn import ddn
+from edgewise.attacks.fab import fab_steps
 from edgewise.attacks.fmn import fmn
 from edgewise.attacks.minimal import minimal
 from edgewise.attacks.sigma_zero import sigma_zero
@@ -84,6 +87,7 @@ SHRINK = {"l1": 0.0, "l2": 0.5, "linf": 0.0}  # the local search's factor on a b
 # The members that start from scratch, and the norms each minimizes.
 _FROM_SCRATCH: dict[str, tuple[Callable[..., torch.Tensor], tuple[str, ...]]] = {
     "fmn": (fmn, ("l1", "l2", "linf")),
+    "fab_t": (partial(fab_steps, target_classes=9), ("l1", "l2", "linf")),
     "ddn": (ddn, ("l2",)),
     "alma": (alma, ("l1", "l2")),
     "sigma_zero": (sigma_zero, ("l0",)),
