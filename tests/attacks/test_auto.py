@@ -21,6 +21,7 @@ from edgewise.attacks.auto import (
     prune,
     stage_steps,
 )
+from edgewise.attacks.fab import fab_steps
 from edgewise.cli.attack import bind_attack
 from edgewise.distances import lp
 from edgewise.models import CountingModel
@@ -30,7 +31,8 @@ from edgewise.models.wrappers import BudgetModel
 from ..conftest import make_linear_oracle  # type: ignore[import-not-found]
 
 NORMS = ("linf", "l2", "l1")
-ALONE = {"fmn": fmn, "ddn": ddn, "alma": alma, "sigma_zero": sigma_zero}
+ALONE = {"fmn": fmn, "ddn": ddn, "alma": alma, "sigma_zero": sigma_zero,
+         "fab_t": functools.partial(fab_steps, target_classes=9)}
 
 
 def first_member_alone(norm: str, steps: int):

@@ -9,7 +9,8 @@ spends the full budget on every member instead, costing the sum of its parts):
 0. one forward at the clean inputs: a clean error is at distance 0 and gets nothing more;
 1. each stage gets its share of the remaining steps (one forward and one backward each) and runs on the samples
    still open; a from-scratch member (``"fmn"``, ``"ddn"``, ``"alma"``, ``"sigma_zero"``, ``"fab_t"``: FAB-T over
-   the 9 most likely other classes, within the stage's 2 passes per step) starts at the input,
+   the 9 most likely other classes within the stage's 2 passes per step, targeted the targeted FAB) starts at the
+   input,
    ``"apgd"`` is APGD in minimal form whose ε search starts from the best distance so far
    (``minimal(upper=...)``): every round tries to beat it, or, where nothing was found yet, doubles ε;
    ``"fmn_best"`` is FMN started at the best point so far (δ₀ its perturbation, ε₀ its distance: FMN's ε-steps
@@ -38,7 +39,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from functools import partial
 from typing import Any
 
 import torch
@@ -59,6 +59,7 @@ from edgewise.validation import check_choice, check_logits, check_positive
 
 NORMS = ("l0", "l1", "l2", "linf")
 SEARCH_ROUNDS = 5  # rounds of the "apgd" stage's ε search
+FAB_TARGETS = 9  # the "fab_t" stage's target classes (AutoAttack's FAB-T)
 _NORM_OF = {"l0": lp.l0, "l1": lp.l1, "l2": lp.l2, "linf": lp.linf}
 
 Stage = tuple[str, float] | tuple[str, float, Mapping[str, float]]
@@ -68,9 +69,11 @@ diversity)."""
 
 PLANS: dict[str, tuple[Stage, ...]] = {
     "l0": (("sigma_zero", 0.9), ("prune", 0.1)),
-    "l1": (("alma", 0.34), ("fmn", 0.33), ("apgd", 0.33)),
-    "l2": (("alma", 0.3), ("ddn", 0.25), ("fmn", 0.25), ("line", 0.02), ("apgd", 0.18)),
-    "linf": (("fmn", 0.25), ("fmn", 0.25, {"step_size": 10.0}), ("line", 0.02), ("apgd", 0.28), ("fmn_best", 0.2)),
+    "l1": (("fab_t", 0.25), ("alma", 0.2), ("fmn", 0.2), ("apgd", 0.1), ("fmn_best", 0.25)),
+    "l2": (("alma", 0.2), ("ddn", 0.15), ("fmn", 0.15), ("fab_t", 0.2), ("line", 0.02), ("apgd", 0.08),
+           ("fmn_best", 0.2)),
+    "linf": (("fmn", 0.2), ("fmn", 0.2, {"step_size": 10.0}), ("fab_t", 0.2), ("line", 0.02), ("apgd", 0.18),
+             ("fmn_best", 0.2)),
 }
 # Where the gradient at the input is exactly zero and no module can be bypassed, FMN's and DDN's steps are random
 # (their fallback), so they are the random search that finds a first adversarial point; the local search then
@@ -87,7 +90,7 @@ SHRINK = {"l1": 0.0, "l2": 0.5, "linf": 0.0}  # the local search's factor on a b
 # The members that start from scratch, and the norms each minimizes.
 _FROM_SCRATCH: dict[str, tuple[Callable[..., torch.Tensor], tuple[str, ...]]] = {
     "fmn": (fmn, ("l1", "l2", "linf")),
-    "fab_t": (partial(fab_steps, target_classes=9), ("l1", "l2", "linf")),
+    "fab_t": (fab_steps, ("l1", "l2", "linf")),
     "ddn": (ddn, ("l2",)),
     "alma": (alma, ("l1", "l2")),
     "sigma_zero": (sigma_zero, ("l0",)),
@@ -235,6 +238,8 @@ def _run_stage(stage: Stage, model: nn.Module, inputs: torch.Tensor, labels: tor
     chosen: dict[str, Any] = {"distance": norm} if name == "alma" else {"norm": norm} if name != "ddn" else {}
     if name == "fmn_best":
         chosen["starting_points"] = best
+    if name == "fab_t" and not targeted:
+        chosen["target_classes"] = FAB_TARGETS
     function = fmn if name == "fmn_best" else _FROM_SCRATCH[name][0]
     if len(stage) == 3:
         chosen.update(stage[2])
