@@ -5,18 +5,18 @@ FAB walks along the decision boundary of the linearized classifier. With y the t
 x⁽ⁱ⁾ the iterate (x⁽⁰⁾ = x_orig), each iteration
 
 1. linearizes the logit differences at x⁽ⁱ⁾: π_s = {z : f_s(x⁽ⁱ⁾) − f_y(x⁽ⁱ⁾) + ⟨∇f_s(x⁽ⁱ⁾) − ∇f_y(x⁽ⁱ⁾),
-   z − x⁽ⁱ⁾⟩ = 0} and picks the one closest in the dual norm q (1/p + 1/q = 1; eq. 6-7, sec. 3.2):
+   z − x⁽ⁱ⁾⟩ = 0} and picks the one closest in the dual norm q (1/p + 1/q = 1):
    s = argmin_{l≠y} |f_l − f_y| / ‖∇f_l − ∇f_y‖_q;
-2. projects both the iterate and the original point onto π_s ∩ [0, 1]^d in ℓp (sec. 3.1,
+2. projects both the iterate and the original point onto π_s ∩ [0, 1]^d in ℓp (the projection
    :func:`edgewise.projections.project_hyperplane`): δ⁽ⁱ⁾ = proj_p(x⁽ⁱ⁾, π_s, C) − x⁽ⁱ⁾ and δ_orig⁽ⁱ⁾ =
    proj_p(x_orig, π_s, C) − x_orig;
-3. takes the biased step (eq. 9) x⁽ⁱ⁺¹⁾ = proj_C((1 − α)(x⁽ⁱ⁾ + η δ⁽ⁱ⁾) + α(x_orig + η δ_orig⁽ⁱ⁾)),
+3. takes the biased step x⁽ⁱ⁺¹⁾ = proj_C((1 − α)(x⁽ⁱ⁾ + η δ⁽ⁱ⁾) + α(x_orig + η δ_orig⁽ⁱ⁾)),
    α = min(‖δ⁽ⁱ⁾‖p / (‖δ⁽ⁱ⁾‖p + ‖δ_orig⁽ⁱ⁾‖p), α_max): close to the boundary the step goes to the nearest point
    of the boundary, far from it towards the projection of the original point; η > 1 extrapolates across;
 4. if x⁽ⁱ⁺¹⁾ is adversarial it becomes the output where it is closer to x_orig than the best so far, and the
-   backward step x⁽ⁱ⁺¹⁾ ← (1 − β) x_orig + β x⁽ⁱ⁺¹⁾ pulls it back towards the original (sec. 3.3).
+   backward step x⁽ⁱ⁺¹⁾ ← (1 − β) x_orig + β x⁽ⁱ⁺¹⁾ pulls it back towards the original.
 
-Random restarts (sec. 3.4): after the first run from x_orig, each run starts at x_orig plus a random
+Random restarts: after the first run from x_orig, each run starts at x_orig plus a random
 perturbation of ℓp length min(ε, ‖x_out − x_orig‖p) / 2 (the best distance so far), clipped to the box: the
 direction uniform in [−1, 1]^d for ℓ∞ and Gaussian for ℓ1/ℓ2, as the authors' code (github.com/fra31/fab-attack)
 draws it. Their code also has an optional final search (3 steps, off by default there): steps along the segment
@@ -30,7 +30,7 @@ Targeted (``labels`` are targets t): one hyperplane, f_t − f_j for j the large
 that t must overtake; at x_orig the predicted one, FAB-T's hyperplane of Croce & Hein's AutoAttack paper), and a
 point is adversarial when its prediction is t.
 
-FAB-T (``target_classes=n``, Croce & Hein's AutoAttack paper, ICML 2020, arXiv:2003.01690, sec. 4), the
+FAB-T (``target_classes=n``, Croce & Hein's AutoAttack paper, ICML 2020, arXiv:2003.01690), the
 untargeted variant whose cost does not grow with K: runs against each of the n classes most likely at the input
 besides y, each with that class's hyperplane f_t − f_y alone; success is still any class ≠ y.
 
@@ -96,7 +96,7 @@ def boundaries(logits: torch.Tensor, points: torch.Tensor, towards: torch.Tensor
 
 def closest_boundary(values: torch.Tensor, gradients: torch.Tensor, *, norm: str) -> tuple[torch.Tensor,
                                                                                           torch.Tensor]:
-    """Step 1 (eq. 7): per sample, the boundary of least |g_l| / ‖∇g_l‖_q; returns its value (B,) and gradient."""
+    """Step 1: per sample, the boundary of least |g_l| / ‖∇g_l‖_q; returns its value (B,) and gradient."""
     dual = gradients.flatten(2).norm(p=_DUAL_ORDER[norm], dim=2)
     chosen = (values.abs() / dual.clamp_min(1e-12)).argmin(1)
     rows = torch.arange(len(values), device=values.device)
@@ -105,7 +105,7 @@ def closest_boundary(values: torch.Tensor, gradients: torch.Tensor, *, norm: str
 
 def biased_step(points: torch.Tensor, inputs: torch.Tensor, value: torch.Tensor, gradient: torch.Tensor, *,
                 norm: str, alpha_max: float, eta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Steps 2-3 (eq. 9): the projections of the iterate and of the original onto the linearized boundary
+    """Steps 2-3: the projections of the iterate and of the original onto the linearized boundary
     π = {z : value + ⟨gradient, z − points⟩ = 0} ∩ box, and the point between them; returns it and α (B,)."""
     offset = value - (gradient * points).flatten(1).sum(1)
     both = project_hyperplane(torch.cat([points, inputs]), torch.cat([gradient, gradient]),
@@ -121,7 +121,7 @@ def biased_step(points: torch.Tensor, inputs: torch.Tensor, value: torch.Tensor,
 
 def restart_point(inputs: torch.Tensor, radius: torch.Tensor, *, norm: str,
                   generator: torch.Generator | None) -> torch.Tensor:
-    """A random start (sec. 3.4): x_orig plus a perturbation of ℓp length ``radius`` (B,), uniform direction in
+    """A random start: x_orig plus a perturbation of ℓp length ``radius`` (B,), uniform direction in
     [−1, 1]^d for ℓ∞, Gaussian for ℓ1/ℓ2, clipped to the box."""
     if norm == "linf":
         noise = 2 * torch.rand(inputs.shape, generator=generator, device=inputs.device, dtype=inputs.dtype) - 1
@@ -172,12 +172,11 @@ def fab(
         restarts: runs (per target class with ``target_classes``); the first starts at the input, the others at
             random points (then a sample's result depends on its batch, through the draws).
         target_classes: n for FAB-T, the cheap untargeted variant of Croce & Hein's AutoAttack paper (ICML 2020,
-            arXiv:2003.01690, sec. 4): for each of the n classes most likely at the input besides y (all K − 1 where
-            fewer), runs with that
-            class's hyperplane only (f_t − f_y, one backward: 3 passes per iteration whatever K), an adversarial
-            being any class ≠ y; the runs share the budget and the best point over all of them is returned (the
-            AutoAttack code stops at the first target that succeeds, a robust-accuracy use). None: untargeted
-            FAB over the K − 1 hyperplanes.
+            arXiv:2003.01690): for each of the n classes most likely at the input besides y (all K − 1 where
+            fewer), runs with that class's hyperplane only (f_t − f_y, one backward: 3 passes per iteration
+            whatever K), an adversarial being any class ≠ y; the runs share the budget and the best point over all
+            of them is returned (the AutoAttack code stops at the first target that succeeds, a robust-accuracy
+            use). None: untargeted FAB over the K − 1 hyperplanes.
         eps: ε, the largest radius of a random start before an adversarial is found (default
             ``pgd.DEFAULT_EPS[norm]``).
         alpha_max: α_max, the largest weight of the original point in the step (paper: 0.1).
