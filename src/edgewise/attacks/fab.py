@@ -84,24 +84,25 @@ def largest_other(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return others.argmax(1)
 
 
-def boundaries(logits: torch.Tensor, points: torch.Tensor, towards: torch.Tensor,
-               away: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The linearized boundaries at ``points`` (whose graph ``logits`` holds): values (B, M) and gradients
-    (B, M, ...) of g_l = f_l − f_a for the M classes l of ``towards`` (B, M) and a of ``away`` (B,). One backward
-    per boundary; the graph is freed after the last."""
+def closest_boundary(logits: torch.Tensor, points: torch.Tensor, towards: torch.Tensor, away: torch.Tensor, *,
+                     norm: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Step 1 at ``points`` (whose graph ``logits`` holds): of the linearized boundaries g_l = f_l − f_a for the M
+    classes l of ``towards`` (B, M) and a of ``away`` (B,), the one of least |g_l| / ‖∇g_l‖_q per sample; returns
+    its value (B,) and gradient. One backward per boundary (the graph is freed after the last), keeping only the
+    closest so far: memory of one gradient, not M (K − 1 = 999 gradients of ImageNet images would not fit)."""
     differences = logits.gather(1, towards) - logits.gather(1, away.unsqueeze(1))
-    gradients = [torch.autograd.grad(differences[:, j].sum(), points, retain_graph=j < differences.shape[1] - 1)[0]
-                 for j in range(differences.shape[1])]
-    return differences.detach(), torch.stack(gradients, 1)
-
-
-def closest_boundary(values: torch.Tensor, gradients: torch.Tensor, *, norm: str) -> tuple[torch.Tensor,
-                                                                                          torch.Tensor]:
-    """Step 1: per sample, the boundary of least |g_l| / ‖∇g_l‖_q; returns its value (B,) and gradient."""
-    dual = gradients.flatten(2).norm(p=_DUAL_ORDER[norm], dim=2)
-    chosen = (values.abs() / dual.clamp_min(1e-12)).argmin(1)
-    rows = torch.arange(len(values), device=values.device)
-    return values[rows, chosen], gradients[rows, chosen]
+    values = differences.detach()
+    nearest = torch.full_like(values[:, 0], math.inf)
+    value, gradient = torch.zeros_like(nearest), torch.zeros_like(points)
+    for j in range(differences.shape[1]):
+        (candidate,) = torch.autograd.grad(differences[:, j].sum(), points, retain_graph=j < differences.shape[1] - 1)
+        dual = candidate.flatten(1).norm(p=_DUAL_ORDER[norm], dim=1)
+        distance = values[:, j].abs() / dual.clamp_min(1e-12)
+        closer = distance < nearest  # strict: the first of equally near boundaries, as an argmin
+        nearest = torch.where(closer, distance, nearest)
+        value = torch.where(closer, values[:, j], value)
+        gradient = torch.where(batch_view(closer, gradient), candidate, gradient)
+    return value, gradient
 
 
 def biased_step(points: torch.Tensor, inputs: torch.Tensor, value: torch.Tensor, gradient: torch.Tensor, *,
@@ -268,8 +269,7 @@ def fab(
                 logits = model(points)
                 record(points.detach(), logits.detach())
             away = largest_other(logits, labels) if targeted else labels
-            values, gradients = boundaries(logits, points, towards, away)
-            value, gradient = closest_boundary(values, gradients, norm=norm)
+            value, gradient = closest_boundary(logits, points, towards, away, norm=norm)
             new, alpha = biased_step(points.detach(), inputs, value, gradient, norm=norm, alpha_max=alpha_max,
                                      eta=eta)
             with torch.no_grad():
