@@ -33,10 +33,9 @@ RESULTS = Path(__file__).parent / "results"
 PAPER = "paper: 1 run, no final search"
 SETTINGS: dict[str, dict[str, Any]] = {
     PAPER: {"final_search": 0},
-    "final search 3 (default)": {},
-    "final search 6": {"final_search": 6},
-    "2 runs, final search 3": {"restarts": 2},
-    "3 runs, final search 3": {"restarts": 3},
+    "final search (default: 3 + the passes left)": {},
+    "2 runs, final search": {"restarts": 2},
+    "3 runs, final search": {"restarts": 3},
     "FAB-T, 1 target": {"target_classes": 1},
     "FAB-T, 3 targets": {"target_classes": 3},
     "FAB-T, 5 targets": {"target_classes": 5},

@@ -170,9 +170,10 @@ def project_hyperplane(points: torch.Tensor, normal: torch.Tensor, offset: torch
         z* = argmin_z ‖z − t‖p  subject to  ⟨w, z⟩ + b = 0,  0 ≤ z ≤ 1,     t = points, w = normal, b = offset
 
     (Croce & Hein, *Minimally distorted adversarial examples with a fast adaptive boundary attack*, ICML 2020,
-    arXiv:1907.02044, sec. 3.1, the projection proj_p(t, π, C) of FAB's step). With c = ⟨w, t⟩ + b, coordinate i
-    moves only in the direction dᵢ = −sign(c) sign(wᵢ) that brings ⟨w, z⟩ towards −b, by at most its room mᵢ to
-    the box face in that direction, and lowers |c| by |wᵢ| times its move. Then (O(d log d), one sort):
+    arXiv:1907.02044: the projection proj_p(t, π, C) of FAB's step, onto the hyperplane itself from either side as
+    the authors' code does). With c = ⟨w, t⟩ + b, coordinate i moves only in the direction dᵢ = −sign(c) sign(wᵢ)
+    that brings ⟨w, z⟩ towards −b, by at most its room mᵢ to the box face in that direction, and lowers |c| by
+    |wᵢ| times its move. Then (O(d log d), one sort):
 
     - ℓ1: a linear program whose cost per unit of |c| is 1/|wᵢ|: fill the coordinates in decreasing |wᵢ|, each up
       to its room, until |c| is reached (only the last one moves partially);

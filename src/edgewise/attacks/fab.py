@@ -5,32 +5,33 @@ FAB walks along the decision boundary of the linearized classifier. With y the t
 x⁽ⁱ⁾ the iterate (x⁽⁰⁾ = x_orig), each iteration
 
 1. linearizes the logit differences at x⁽ⁱ⁾: π_s = {z : f_s(x⁽ⁱ⁾) − f_y(x⁽ⁱ⁾) + ⟨∇f_s(x⁽ⁱ⁾) − ∇f_y(x⁽ⁱ⁾),
-   z − x⁽ⁱ⁾⟩ = 0} and picks the one closest in the dual norm q (1/p + 1/q = 1; eq. 6-7, sec. 3.2):
+   z − x⁽ⁱ⁾⟩ = 0} and picks the one closest in the dual norm q (1/p + 1/q = 1):
    s = argmin_{l≠y} |f_l − f_y| / ‖∇f_l − ∇f_y‖_q;
-2. projects both the iterate and the original point onto π_s ∩ [0, 1]^d in ℓp (sec. 3.1,
+2. projects both the iterate and the original point onto π_s ∩ [0, 1]^d in ℓp (the projection
    :func:`edgewise.projections.project_hyperplane`): δ⁽ⁱ⁾ = proj_p(x⁽ⁱ⁾, π_s, C) − x⁽ⁱ⁾ and δ_orig⁽ⁱ⁾ =
    proj_p(x_orig, π_s, C) − x_orig;
-3. takes the biased step (eq. 9) x⁽ⁱ⁺¹⁾ = proj_C((1 − α)(x⁽ⁱ⁾ + η δ⁽ⁱ⁾) + α(x_orig + η δ_orig⁽ⁱ⁾)),
+3. takes the biased step x⁽ⁱ⁺¹⁾ = proj_C((1 − α)(x⁽ⁱ⁾ + η δ⁽ⁱ⁾) + α(x_orig + η δ_orig⁽ⁱ⁾)),
    α = min(‖δ⁽ⁱ⁾‖p / (‖δ⁽ⁱ⁾‖p + ‖δ_orig⁽ⁱ⁾‖p), α_max): close to the boundary the step goes to the nearest point
    of the boundary, far from it towards the projection of the original point; η > 1 extrapolates across;
 4. if x⁽ⁱ⁺¹⁾ is adversarial it becomes the output where it is closer to x_orig than the best so far, and the
-   backward step x⁽ⁱ⁺¹⁾ ← (1 − β) x_orig + β x⁽ⁱ⁺¹⁾ pulls it back towards the original (sec. 3.3).
+   backward step x⁽ⁱ⁺¹⁾ ← (1 − β) x_orig + β x⁽ⁱ⁺¹⁾ pulls it back towards the original.
 
-Random restarts (sec. 3.4): after the first run from x_orig, each run starts at x_orig plus a random
+Random restarts: after the first run from x_orig, each run starts at x_orig plus a random
 perturbation of ℓp length min(ε, ‖x_out − x_orig‖p) / 2 (the best distance so far), clipped to the box: the
 direction uniform in [−1, 1]^d for ℓ∞ and Gaussian for ℓ1/ℓ2, as the authors' code (github.com/fra31/fab-attack)
 draws it. Their code also has an optional final search (3 steps, off by default there): steps along the segment
 from x_orig to x_out, each at the zero of the secant of the logit margin between the last non-adversarial and
-the last adversarial point; ``final_search`` steps of it, one forward each, 3 by default here: on 200 design
-images of two Fashion-MNIST MLPs at Q = 1,000 it made the distance smaller on about 80% of them and larger on
-none (geometric mean 0.994-0.998 on ℓ1, ℓ2 and ℓ∞; docs/measurements.md), because FAB's best point is an
-overshoot (η) that the backward step never brings exactly to the boundary.
+the last adversarial point; ``final_search`` steps of it, one forward each, 3 by default here (under a budget
+also the passes that no iteration fits into): on 200 design images of two Fashion-MNIST MLPs at Q = 1,000 three
+steps made the distance smaller on about 80% of them and larger on none (geometric mean 0.994-0.998 on ℓ1, ℓ2
+and ℓ∞), 0.89-0.93 on the k-WTA MLP (docs/measurements.md), because FAB's best point is an overshoot (η) that
+the backward step never brings exactly to the boundary.
 
 Targeted (``labels`` are targets t): one hyperplane, f_t − f_j for j the largest other logit at x⁽ⁱ⁾ (the class
 that t must overtake; at x_orig the predicted one, FAB-T's hyperplane of Croce & Hein's AutoAttack paper), and a
 point is adversarial when its prediction is t.
 
-FAB-T (``target_classes=n``, Croce & Hein's AutoAttack paper, ICML 2020, arXiv:2003.01690, sec. 4), the
+FAB-T (``target_classes=n``, Croce & Hein's AutoAttack paper, ICML 2020, arXiv:2003.01690), the
 untargeted variant whose cost does not grow with K: runs against each of the n classes most likely at the input
 besides y, each with that class's hyperplane f_t − f_y alone; success is still any class ≠ y.
 
@@ -83,29 +84,30 @@ def largest_other(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return others.argmax(1)
 
 
-def boundaries(logits: torch.Tensor, points: torch.Tensor, towards: torch.Tensor,
-               away: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The linearized boundaries at ``points`` (whose graph ``logits`` holds): values (B, M) and gradients
-    (B, M, ...) of g_l = f_l − f_a for the M classes l of ``towards`` (B, M) and a of ``away`` (B,). One backward
-    per boundary; the graph is freed after the last."""
+def closest_boundary(logits: torch.Tensor, points: torch.Tensor, towards: torch.Tensor, away: torch.Tensor, *,
+                     norm: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Step 1 at ``points`` (whose graph ``logits`` holds): of the linearized boundaries g_l = f_l − f_a for the M
+    classes l of ``towards`` (B, M) and a of ``away`` (B,), the one of least |g_l| / ‖∇g_l‖_q per sample; returns
+    its value (B,) and gradient. One backward per boundary (the graph is freed after the last), keeping only the
+    closest so far: memory of one gradient, not M (K − 1 = 999 gradients of ImageNet images would not fit)."""
     differences = logits.gather(1, towards) - logits.gather(1, away.unsqueeze(1))
-    gradients = [torch.autograd.grad(differences[:, j].sum(), points, retain_graph=j < differences.shape[1] - 1)[0]
-                 for j in range(differences.shape[1])]
-    return differences.detach(), torch.stack(gradients, 1)
-
-
-def closest_boundary(values: torch.Tensor, gradients: torch.Tensor, *, norm: str) -> tuple[torch.Tensor,
-                                                                                          torch.Tensor]:
-    """Step 1 (eq. 7): per sample, the boundary of least |g_l| / ‖∇g_l‖_q; returns its value (B,) and gradient."""
-    dual = gradients.flatten(2).norm(p=_DUAL_ORDER[norm], dim=2)
-    chosen = (values.abs() / dual.clamp_min(1e-12)).argmin(1)
-    rows = torch.arange(len(values), device=values.device)
-    return values[rows, chosen], gradients[rows, chosen]
+    values = differences.detach()
+    nearest = torch.full_like(values[:, 0], math.inf)
+    value, gradient = torch.zeros_like(nearest), torch.zeros_like(points)
+    for j in range(differences.shape[1]):
+        (candidate,) = torch.autograd.grad(differences[:, j].sum(), points, retain_graph=j < differences.shape[1] - 1)
+        dual = candidate.flatten(1).norm(p=_DUAL_ORDER[norm], dim=1)
+        distance = values[:, j].abs() / dual.clamp_min(1e-12)
+        closer = distance < nearest  # strict: the first of equally near boundaries, as an argmin
+        nearest = torch.where(closer, distance, nearest)
+        value = torch.where(closer, values[:, j], value)
+        gradient = torch.where(batch_view(closer, gradient), candidate, gradient)
+    return value, gradient
 
 
 def biased_step(points: torch.Tensor, inputs: torch.Tensor, value: torch.Tensor, gradient: torch.Tensor, *,
                 norm: str, alpha_max: float, eta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Steps 2-3 (eq. 9): the projections of the iterate and of the original onto the linearized boundary
+    """Steps 2-3: the projections of the iterate and of the original onto the linearized boundary
     π = {z : value + ⟨gradient, z − points⟩ = 0} ∩ box, and the point between them; returns it and α (B,)."""
     offset = value - (gradient * points).flatten(1).sum(1)
     both = project_hyperplane(torch.cat([points, inputs]), torch.cat([gradient, gradient]),
@@ -121,7 +123,7 @@ def biased_step(points: torch.Tensor, inputs: torch.Tensor, value: torch.Tensor,
 
 def restart_point(inputs: torch.Tensor, radius: torch.Tensor, *, norm: str,
                   generator: torch.Generator | None) -> torch.Tensor:
-    """A random start (sec. 3.4): x_orig plus a perturbation of ℓp length ``radius`` (B,), uniform direction in
+    """A random start: x_orig plus a perturbation of ℓp length ``radius`` (B,), uniform direction in
     [−1, 1]^d for ℓ∞, Gaussian for ℓ1/ℓ2, clipped to the box."""
     if norm == "linf":
         noise = 2 * torch.rand(inputs.shape, generator=generator, device=inputs.device, dtype=inputs.dtype) - 1
@@ -162,8 +164,10 @@ def fab(
     """Minimal ℓp adversarial examples by FAB (Algorithm 1; the steps in the module docstring).
 
     Budget per sample: K + 1 passes per iteration untargeted (K classes), 3 targeted, plus one forward per final
-    search step; ``budget`` (AttackBench's passes per sample) sets the iterations to what fits instead of
-    ``steps``. Returned per sample: the evaluated adversarial point of smallest ‖δ‖p, or the input if none.
+    search step; ``budget`` (AttackBench's passes per sample) sets the iterations to what fits after the final
+    search instead of ``steps``, and the final search takes the rest: exactly ``budget`` passes where an
+    iteration fits (else the one forward at the inputs). Returned per sample: the evaluated adversarial point of
+    smallest ‖δ‖p, or the input if none.
 
     Args:
         norm: p, one of "l1", "l2", "linf".
@@ -172,19 +176,19 @@ def fab(
         restarts: runs (per target class with ``target_classes``); the first starts at the input, the others at
             random points (then a sample's result depends on its batch, through the draws).
         target_classes: n for FAB-T, the cheap untargeted variant of Croce & Hein's AutoAttack paper (ICML 2020,
-            arXiv:2003.01690, sec. 4): for each of the n classes most likely at the input besides y (all K − 1 where
-            fewer), runs with that
-            class's hyperplane only (f_t − f_y, one backward: 3 passes per iteration whatever K), an adversarial
-            being any class ≠ y; the runs share the budget and the best point over all of them is returned (the
-            AutoAttack code stops at the first target that succeeds, a robust-accuracy use). None: untargeted
-            FAB over the K − 1 hyperplanes.
+            arXiv:2003.01690): for each of the n classes most likely at the input besides y (all K − 1 where
+            fewer), runs with that class's hyperplane only (f_t − f_y, one backward: 3 passes per iteration
+            whatever K), an adversarial being any class ≠ y; the runs share the budget and the best point over all
+            of them is returned (the AutoAttack code stops at the first target that succeeds, a robust-accuracy
+            use). None: untargeted FAB over the K − 1 hyperplanes.
         eps: ε, the largest radius of a random start before an adversarial is found (default
             ``pgd.DEFAULT_EPS[norm]``).
         alpha_max: α_max, the largest weight of the original point in the step (paper: 0.1).
         eta: η ≥ 1, the extrapolation of the projections (paper: 1.05).
         beta: β, the backward step's factor (paper: 0.9).
         final_search: steps of the authors' final search on the segment to the best point (0: none, as in the
-            authors' and AttackBench's defaults).
+            authors' and AttackBench's defaults); under a budget it also gets the passes left over by the
+            iterations (fewer than one iteration's).
         targeted: ``labels`` are targets.
         generator: draws the random starts (None: seeded with 0).
         callback: ``callback(step, {"distance", "best_distance", "alpha", "adversarial"})`` after each iteration
@@ -265,8 +269,7 @@ def fab(
                 logits = model(points)
                 record(points.detach(), logits.detach())
             away = largest_other(logits, labels) if targeted else labels
-            values, gradients = boundaries(logits, points, towards, away)
-            value, gradient = closest_boundary(values, gradients, norm=norm)
+            value, gradient = closest_boundary(logits, points, towards, away, norm=norm)
             new, alpha = biased_step(points.detach(), inputs, value, gradient, norm=norm, alpha_max=alpha_max,
                                      eta=eta)
             with torch.no_grad():
@@ -277,7 +280,10 @@ def fab(
             step += 1
             points = torch.where(batch_view(adversarial, new), inputs + beta * (new - inputs), new)   # step 4
     if final_search and any(plan):
-        _final_search(model, inputs, labels, clean_margin, best, best_margin, steps=final_search,
+        # Under a budget the passes that no iteration fits into go to the final search too (each step only adds
+        # a candidate, so more steps never give a larger distance).
+        leftover = 0 if budget is None else budget - final_search - sum(plan) * cost
+        _final_search(model, inputs, labels, clean_margin, best, best_margin, steps=final_search + leftover,
                       targeted=targeted, record=record)
     return best
 
