@@ -40,8 +40,9 @@ def _fmt(value: float | None) -> str:
 
 def comparable(go: dict[str, float], counted: dict[str, int]) -> dict[str, float]:
     """The GO of every other attack over as many models as ``auto``'s (a GO over fewer models is another mean;
-    such an attack is compared per model, in the LO table)."""
-    return {name: value for name, value in go.items() if name != "auto" and counted[name] == counted.get("auto")}
+    such an attack is compared per model, in the LO table); an older ``auto`` (``auto@COMMIT``) is no rival."""
+    return {name: value for name, value in go.items()
+            if name.split("@")[0] != "auto" and counted[name] == counted.get("auto")}
 
 
 def optimality(report: dict[str, Any]) -> tuple[dict[str, dict[str, float]], dict[str, float], dict[str, int]]:
@@ -85,9 +86,10 @@ def _tensor(values: list[float | None]) -> torch.Tensor:
 
 def add_attacks(report: dict[str, Any], commits: dict[str, str], columns: dict[str, Columns],
                 folder: Path) -> list[str]:
-    """The attacks of ``folder``'s run added to (or replacing the same attacks of) the models of ``report`` it ran
-    on, in place, every LO of those models recomputed against the per-sample best of the merged attacks. Returns
-    the models changed. A run on other images than the model's rows is a ValueError."""
+    """The attacks of ``folder``'s run added to the models of ``report`` it ran on, in place; an attack already
+    there (an older ``auto``) stays too, renamed ``NAME@COMMIT`` with the commit of its rows, so the reference
+    never loses a point. Every LO of those models is recomputed against the per-sample best of the merged
+    attacks. Returns the models changed. A run on other images than the model's rows is a ValueError."""
     part = json.loads((folder / "report.json").read_text())
     commit = part["environment"].get("git_commit", "?")[:7]
     extra = _distances(folder)
@@ -98,9 +100,12 @@ def add_attacks(report: dict[str, Any], commits: dict[str, str], columns: dict[s
         if extra[model]["test_indices"] != columns[model]["test_indices"]:
             raise ValueError(f"{folder}: model {model!r} ran on other test images than its rows in the summary")
         names = {row["attack"] for row in entry["rows"]}
-        rows = [row for row in report["models"][model]["rows"] if row["attack"] not in names] + entry["rows"]
-        kept = {label: values for label, values in columns[model].items()
-                if label != BEST and label.rsplit(" ", 1)[0] not in names}
+        older = commits[model].split(" ", 1)[0]
+        rows = [{**row, "attack": f"{row['attack']}@{older}"} if row["attack"] in names else row
+                for row in report["models"][model]["rows"]] + entry["rows"]
+        kept = {(f"{label.rsplit(' ', 1)[0]}@{older} {label.rsplit(' ', 1)[1]}"
+                 if label.rsplit(" ", 1)[0] in names else label): values
+                for label, values in columns[model].items() if label != BEST}
         kept.update({label: values for label, values in extra[model].items() if label not in (BEST, "test_indices")})
         curves = {label: _tensor(values) for label, values in kept.items() if label != "test_indices"}
         best = reference_distances(list(curves.values()))
