@@ -1,7 +1,7 @@
 """The must-show of the AttackBench protocol in one page: per norm, each attack's LO per model and its GO, and
 where ``auto`` reaches LO >= 0.99 and a GO above every single attack's.
 
-    python benchmarks/attackbench_summary.py [--budget 1000] [--n 500] [--replacements quantized,lenet-quantized]
+    python benchmarks/attackbench_summary.py [--budget 1000] [--n 500] [--replacements quantized,lenet-quantized,lenet]
                                              [--additions fab-auto]
 
 Reads benchmarks/results/attackbench-NORM-qQ-nN/report.json (written by benchmarks/attackbench_budget.py) for
@@ -40,7 +40,7 @@ def _fmt(value: float | None) -> str:
 
 def comparable(go: dict[str, float], counted: dict[str, int]) -> dict[str, float]:
     """The GO of every other attack over as many models as ``auto``'s (a GO over fewer models is another mean;
-    such an attack is compared per model, in the LO table); an older ``auto`` (``auto@COMMIT``) is no rival."""
+    such an attack is compared per model, in the LO table); an older ``auto`` (``auto@previous``) is no rival."""
     return {name: value for name, value in go.items()
             if name.split("@")[0] != "auto" and counted[name] == counted.get("auto")}
 
@@ -87,8 +87,8 @@ def _tensor(values: list[float | None]) -> torch.Tensor:
 def add_attacks(report: dict[str, Any], commits: dict[str, str], columns: dict[str, Columns],
                 folder: Path) -> list[str]:
     """The attacks of ``folder``'s run added to the models of ``report`` it ran on, in place; an attack already
-    there (an older ``auto``) stays too, renamed ``NAME@COMMIT`` with the commit of its rows, so the reference
-    never loses a point. Every LO of those models is recomputed against the per-sample best of the merged
+    there (an older ``auto``) stays too, renamed ``NAME@previous`` (its commit is the rows' commit), so the
+    reference never loses a point. Every LO of those models is recomputed against the per-sample best of the merged
     attacks. Returns the models changed. A run on other images than the model's rows is a ValueError."""
     part = json.loads((folder / "report.json").read_text())
     commit = part["environment"].get("git_commit", "?")[:7]
@@ -100,10 +100,9 @@ def add_attacks(report: dict[str, Any], commits: dict[str, str], columns: dict[s
         if extra[model]["test_indices"] != columns[model]["test_indices"]:
             raise ValueError(f"{folder}: model {model!r} ran on other test images than its rows in the summary")
         names = {row["attack"] for row in entry["rows"]}
-        older = commits[model].split(" ", 1)[0]
-        rows = [{**row, "attack": f"{row['attack']}@{older}"} if row["attack"] in names else row
+        rows = [{**row, "attack": f"{row['attack']}@previous"} if row["attack"] in names else row
                 for row in report["models"][model]["rows"]] + entry["rows"]
-        kept = {(f"{label.rsplit(' ', 1)[0]}@{older} {label.rsplit(' ', 1)[1]}"
+        kept = {(f"{label.rsplit(' ', 1)[0]}@previous {label.rsplit(' ', 1)[1]}"
                  if label.rsplit(" ", 1)[0] in names else label): values
                 for label, values in columns[model].items() if label != BEST}
         kept.update({label: values for label, values in extra[model].items() if label not in (BEST, "test_indices")})
@@ -162,9 +161,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", type=int, default=1000)
     parser.add_argument("--n", type=int, default=500)
-    parser.add_argument("--replacements", default="quantized,lenet-quantized",
+    parser.add_argument("--replacements", default="quantized,lenet-quantized,lenet",
                         help="comma list R: runs named NORM-qQ-nN-R replace their models' rows ('' for none)")
-    parser.add_argument("--additions", default="",
+    parser.add_argument("--additions", default="fab-auto",
                         help="comma list A: runs named NORM-qQ-nN-A add their attacks to (or replace them in) "
                              "their models' rows")
     args = parser.parse_args()
