@@ -29,7 +29,7 @@ from edgewise.attacks import alma
 from edgewise.attacks.alma import default_alpha
 from edgewise.data import fashion_mnist, sample_indices
 from edgewise.eval import run_attack
-from edgewise.eval.metrics import paired_ratio
+from edgewise.eval.metrics import format_ratio, paired_ratio
 from edgewise.models import load_model
 
 RESULTS = Path(__file__).parent / "results"
@@ -101,8 +101,7 @@ def main() -> None:
     for key, row in rows.items():
         distance, steps, variant, n = key.split(" | ")
         paired = row["paired_to_default"]
-        ratio = (f"{paired['geometric_mean_ratio']:.4f} [{paired['ci95_low']:.4f}, {paired['ci95_high']:.4f}]"
-                 if paired else "(default)")
+        ratio = format_ratio(paired, missing="(default)")
         smaller = f"{100 * paired['smaller']:.1f}%" if paired else ""
         lines.append(f"| {distance} | {steps} | {variant} | {n[2:]} | {100 * row['success']:.1f}% | "
                      f"{row['median']:.4f} | {ratio} | {smaller} |")

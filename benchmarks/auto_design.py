@@ -33,7 +33,7 @@ from edgewise.attacks import ATTACKS, alma, ddn, fmn, sigma_zero
 from edgewise.attacks.auto import MASKED_PLANS, PLANS, Stage, portfolio
 from edgewise.distances import get as get_distance
 from edgewise.eval.benchmark import baseline_attack, budgeted
-from edgewise.eval.metrics import local_optimality, paired_ratio, reference_distances
+from edgewise.eval.metrics import format_ratio, local_optimality, paired_ratio, reference_distances
 from edgewise.models import load_model
 
 RESULTS = Path(__file__).parent / "results"
@@ -130,8 +130,7 @@ def main() -> None:
         for label, d in sorted(cells.items()):
             lo = local_optimality(d, reference, clean_accuracy=1.0)
             ratio = paired_ratio(cells[first_plan], d) if label != first_plan else None
-            paired = "" if ratio is None else (f"{ratio['geometric_mean_ratio']:.4f} [{ratio['ci95_low']:.4f}, "
-                                               f"{ratio['ci95_high']:.4f}]")
+            paired = format_ratio(ratio, missing="")
             lines.append(f"| {label} | {float(torch.isfinite(d).double().mean()):.3f} | {float(d.median()):.4g} | "
                          f"{lo:.4f} | {paired} |")
         lines.append("")

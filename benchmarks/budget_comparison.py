@@ -40,7 +40,7 @@ from alma_rmsprop_sweep import held_out
 from edgewise.attacks import ATTACKS, sigma_zero
 from edgewise.attacks.pgd import DEFAULT_EPS
 from edgewise.distances import get as get_distance
-from edgewise.eval.metrics import paired_ratio
+from edgewise.eval.metrics import format_ratio, paired_ratio
 from edgewise.eval.provenance import edgewise_identity
 from edgewise.models import load_model
 from edgewise.models.wrappers import CountingModel
@@ -125,7 +125,7 @@ def main() -> None:
     if ratio is not None:
         verdict = ratio["geometric_mean_ratio"] <= 1.01 and ratio["ci95_low"] <= 1
         lines += ["", f"Paired ratio edgewise / {reference} over {ratio['pairs']} images: geometric mean "
-                  f"{ratio['geometric_mean_ratio']:.4f} [{ratio['ci95_low']:.4f}, {ratio['ci95_high']:.4f}], "
+                  f"{format_ratio(ratio)}, "
                   f"smaller on {ratio['smaller']:.1%}, larger on {ratio['larger']:.1%}: "
                   f"{'no weaker' if verdict else 'WEAKER'}."]
     (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")

@@ -24,7 +24,7 @@ import torch
 from alma_rmsprop_sweep import held_out
 from edgewise.attacks.fab import fab
 from edgewise.distances import get as get_distance
-from edgewise.eval.metrics import paired_ratio
+from edgewise.eval.metrics import format_ratio, paired_ratio
 from edgewise.eval.provenance import edgewise_identity
 from edgewise.models import load_model
 from edgewise.models.wrappers import CountingModel
@@ -92,8 +92,7 @@ def main() -> None:
                 cell = record["cells"][f"{name}/{norm}/{label}"]
                 distances = torch.tensor(cell["distances"])
                 ratio = paired_ratio(distances, paper)
-                shown = "–" if ratio is None else (f"{ratio['geometric_mean_ratio']:.4f} [{ratio['ci95_low']:.4f}, "
-                                                   f"{ratio['ci95_high']:.4f}] | {ratio['smaller']:.1%} | "
+                shown = "–" if ratio is None else (f"{format_ratio(ratio)} | {ratio['smaller']:.1%} | "
                                                    f"{ratio['larger']:.1%}")
                 lines.append(f"| {name} | {norm} | {label} | {float(distances.median()):.4g} | {cell['spent']} | "
                              f"{shown} |")

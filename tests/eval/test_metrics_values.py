@@ -76,6 +76,13 @@ def test_paired_ratio_against_its_definition() -> None:
     assert metrics.paired_ratio(mine[:5], theirs[:5]) is None  # one pair only
 
 
+def test_a_paired_ratio_is_shown_as_its_mean_and_interval() -> None:
+    ratio = {"pairs": 9, "geometric_mean_ratio": 1.00321, "ci95_low": 0.99987, "ci95_high": 1.006549,
+             "smaller": 0.4, "larger": 0.6}
+    assert metrics.format_ratio(ratio) == "1.0032 [0.9999, 1.0065]"
+    assert metrics.format_ratio(None) == "–" and metrics.format_ratio(None, missing="") == ""
+
+
 def test_reference_is_the_smallest_distance_per_sample() -> None:
     found = [torch.tensor(row, dtype=torch.float64) for row in ([1.0, INF, 0.5], [2.0, 0.3, INF], [0.5, 0.4, INF])]
     assert torch.equal(metrics.reference_distances(found), torch.tensor([0.5, 0.3, 0.5], dtype=torch.float64))

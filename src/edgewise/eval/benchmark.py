@@ -344,7 +344,7 @@ def _paired_table(rows: Sequence[dict[str, Any]]) -> list[str]:
     lines = ["| edgewise | other library | steps | pairs | distance ratio, geometric mean [95% interval] | "
              "edgewise smaller | edgewise larger |", "|---|---|---|---|---|---|---|"]
     return lines + [f"| {r['attack']} | {r['baseline']} | {r['steps']} | {r['pairs']} | "
-                    f"{r['geometric_mean_ratio']:.4f} [{r['ci95_low']:.4f}, {r['ci95_high']:.4f}] | "
+                    f"{metrics.format_ratio(r)} | "
                     f"{_pct(r['smaller'])}% | {_pct(r['larger'])}% |" for r in rows]
 
 

@@ -79,6 +79,14 @@ def paired_ratio(mine: torch.Tensor, theirs: torch.Tensor) -> dict[str, float] |
             "larger": float((mine[both] > theirs[both]).double().mean())}
 
 
+def format_ratio(ratio: dict[str, float] | None, missing: str = "–") -> str:
+    """A :func:`paired_ratio` as its tables show it, "1.0032 [1.0019, 1.0046]" (the geometric mean and its 95%
+    interval); ``missing`` where there is none."""
+    if ratio is None:
+        return missing
+    return f"{ratio['geometric_mean_ratio']:.4f} [{ratio['ci95_low']:.4f}, {ratio['ci95_high']:.4f}]"
+
+
 def aurec(distances: torch.Tensor, eps0: float) -> float:
     """Area under the robustness evaluation curve on [0, ``eps0``] (AttackBench, Cinà et al. 2025, eq. 4).
 
