@@ -9,12 +9,13 @@ spends the full budget on every member instead, costing the sum of its parts):
 0. one forward at the clean inputs: a clean error is at distance 0 and gets nothing more;
 1. each stage gets its share of the remaining steps (one forward and one backward each) and runs on the samples
    still open; a from-scratch member (``"fmn"``, ``"ddn"``, ``"alma"``, ``"sigma_zero"``, ``"fab_t"``: FAB-T over
-   the 9 most likely other classes within the stage's 2 passes per step, targeted the targeted FAB) starts at the
-   input,
+   the 9 most likely other classes within the stage's 2 passes per step; with targets, FAB towards the target)
+   starts at the input,
    ``"apgd"`` is APGD in minimal form whose ε search starts from the best distance so far
    (``minimal(upper=...)``): every round tries to beat it, or, where nothing was found yet, doubles ε;
    ``"fmn_best"`` is FMN started at the best point so far (δ₀ its perturbation, ε₀ its distance: FMN's ε-steps
-   shrink it from there, and its δ-steps move it along the boundary, which an ε search does not);
+   shrink it from there, and its δ-steps move it along the boundary, which an ε search does not; where nothing
+   was found yet, from the input);
    ``"line"`` bisects the segment from the input to the best point (:func:`line_search`); ``"prune"`` (ℓ0)
    undoes the changed elements of the best point one per forward, least important first, where the point stays
    adversarial (:func:`prune`); ``"local"`` shrinks random blocks of the best point's perturbation, one proposal
