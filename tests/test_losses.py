@@ -1,13 +1,15 @@
 import pytest
 import torch
 
-from edgewise.losses import dlr_plus, is_adversarial, logit_margin, other_max, targeted_dlr_plus
+from edgewise.losses import dlr_plus, is_adversarial, logit_margin, other_argmax, other_max, targeted_dlr_plus
 
 
 def test_by_hand() -> None:
     logits = torch.tensor([[3.0, 1.0, 0.0, -1.0], [0.0, 2.0, 1.0, 5.0]])
     labels = torch.tensor([0, 1])
     assert other_max(logits, labels).tolist() == [1.0, 5.0]
+    assert other_argmax(logits, labels).tolist() == [1, 3]
+    assert other_argmax(torch.tensor([[4.0, 2.0, 2.0]]), torch.tensor([0])).tolist() == [1]  # the first of a tie
     assert logit_margin(logits, labels).tolist() == [2.0, -3.0]
     # DLR⁺ = (z_y − max_{i≠y} z_i) / (z_π1 − z_π3)
     torch.testing.assert_close(dlr_plus(logits, labels), torch.tensor([2.0 / 3.0, -3.0 / 4.0]))

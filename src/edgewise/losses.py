@@ -8,10 +8,18 @@ from __future__ import annotations
 import torch
 
 
+def _others(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return logits.scatter(1, labels.unsqueeze(1), float("-inf"))
+
+
 def other_max(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """max over j != labels of logits[:, j], per sample (the true maximum over the other classes)."""
-    masked = logits.scatter(1, labels.unsqueeze(1), float("-inf"))
-    return masked.amax(1)
+    return _others(logits, labels).amax(1)
+
+
+def other_argmax(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """(B,): per sample, the class j != labels of the largest logit (the first of equal ones)."""
+    return _others(logits, labels).argmax(1)
 
 
 def logit_margin(logits: torch.Tensor, labels: torch.Tensor, *, targeted: bool = False) -> torch.Tensor:

@@ -56,13 +56,12 @@ from torch import nn
 from edgewise.attacks.base import Callback, batch_view, check_attack_call
 from edgewise.attacks.pgd import DEFAULT_EPS
 from edgewise.distances import lp
-from edgewise.losses import is_adversarial, logit_margin
+from edgewise.losses import is_adversarial, logit_margin, other_argmax
 from edgewise.projections import project_hyperplane
 from edgewise.validation import check_choice, check_fraction, check_logits, check_positive
 
 NORMS = ("l1", "l2", "linf")
 _NORM_OF = {"l1": lp.l1, "l2": lp.l2, "linf": lp.linf}
-_DUAL_ORDER = {"l1": math.inf, "l2": 2.0, "linf": 1.0}  # q with 1/p + 1/q = 1
 
 
 def passes_per_iteration(classes: int, *, targeted: bool) -> int:
@@ -77,13 +76,6 @@ def other_classes(labels: torch.Tensor, classes: int) -> torch.Tensor:
     return every[every != labels.unsqueeze(1)].view(len(labels), -1)
 
 
-def largest_other(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """(B,): per sample, the class of the largest logit other than its label."""
-    others = logits.detach().clone()
-    others[torch.arange(len(labels), device=labels.device), labels] = -math.inf
-    return others.argmax(1)
-
-
 def closest_boundary(logits: torch.Tensor, points: torch.Tensor, towards: torch.Tensor, away: torch.Tensor, *,
                      norm: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Step 1 at ``points`` (whose graph ``logits`` holds): of the linearized boundaries g_l = f_l − f_a for the M
@@ -96,7 +88,7 @@ def closest_boundary(logits: torch.Tensor, points: torch.Tensor, towards: torch.
     value, gradient = torch.zeros_like(nearest), torch.zeros_like(points)
     for j in range(differences.shape[1]):
         (candidate,) = torch.autograd.grad(differences[:, j].sum(), points, retain_graph=j < differences.shape[1] - 1)
-        dual = candidate.flatten(1).norm(p=_DUAL_ORDER[norm], dim=1)
+        dual = candidate.flatten(1).norm(p=lp.DUAL_ORDER[norm], dim=1)
         distance = values[:, j].abs() / dual.clamp_min(1e-12)
         closer = distance < nearest  # strict: the first of equally near boundaries, as an argmin
         nearest = torch.where(closer, distance, nearest)
@@ -227,8 +219,9 @@ def fab(
     def record(points: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         nonlocal best, best_norm, best_margin
         adversarial = is_adversarial(logits, labels, targeted=targeted)
-        better = adversarial & (distance(inputs, points) < best_norm)
-        best_norm = torch.where(better, distance(inputs, points), best_norm)
+        size = distance(inputs, points)
+        better = adversarial & (size < best_norm)
+        best_norm = torch.where(better, size, best_norm)
         best = torch.where(batch_view(better, inputs), points, best)
         best_margin = torch.where(better, logit_margin(logits, labels, targeted=targeted), best_margin)
         return adversarial
@@ -268,7 +261,7 @@ def fab(
                 points = points.detach().requires_grad_(True)
                 logits = model(points)
                 record(points.detach(), logits.detach())
-            away = largest_other(logits, labels) if targeted else labels
+            away = other_argmax(logits.detach(), labels) if targeted else labels
             value, gradient = closest_boundary(logits, points, towards, away, norm=norm)
             new, alpha = biased_step(points.detach(), inputs, value, gradient, norm=norm, alpha_max=alpha_max,
                                      eta=eta)

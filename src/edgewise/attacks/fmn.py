@@ -16,7 +16,6 @@ from edgewise.validation import check_choice, check_fraction, check_logits, chec
 
 NORMS = ("l1", "l2", "linf")
 _NORM_OF = {"l1": lp.l1, "l2": lp.l2, "linf": lp.linf}
-_DUAL_ORDER = {"l1": math.inf, "l2": 2.0, "linf": 1.0}  # q with 1/p + 1/q = 1
 
 
 def fmn(
@@ -74,7 +73,7 @@ def fmn(
         check_starting_points(starting_points, inputs)
     alpha_final = step_size / 100 if final_step_size is None else final_step_size
     distance = _NORM_OF[norm]
-    dual = _DUAL_ORDER[norm]
+    dual = lp.DUAL_ORDER[norm]
     delta = torch.zeros_like(inputs) if starting_points is None else (starting_points - inputs).detach()
     eps = distance(inputs, inputs + delta)
     best_norm = torch.full_like(eps, math.inf)

@@ -7,7 +7,13 @@ instead of NaN), since minimal attacks start exactly at the reference.
 
 from __future__ import annotations
 
+import math
+
 import torch
+
+DUAL_ORDER = {"l1": math.inf, "l2": 2.0, "linf": 1.0}
+"""q of each ℓp's dual norm (1/p + 1/q = 1): the norm of a gradient that gives the linear distance to a
+boundary, |g| / ‖∇g‖_q."""
 
 
 def _flat(reference: torch.Tensor, perturbed: torch.Tensor) -> torch.Tensor:
