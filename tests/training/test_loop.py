@@ -68,14 +68,27 @@ def test_two_processes_give_the_weights_of_one(tmp_path: Path) -> None:
     single = run(str(tmp_path / "one"), steps=2, batch_size=64)
     out = tmp_path / "two"
     out.mkdir()
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                    str(WORKER), str(out), "2", "64"], check=True, env=env, capture_output=True, timeout=300)
-    double = torch.load(out / "weights.pt", weights_only=True)
+    double = _torchrun_weights(out)
     initial = run(str(tmp_path / "zero"), steps=1, batch_size=64).state_dict()
     for name, weights in single.state_dict().items():
         torch.testing.assert_close(double[name], weights, rtol=1e-5, atol=1e-6)
     assert any(not torch.equal(initial[name], weights) for name, weights in single.state_dict().items())
+
+
+def _torchrun_weights(out: Path, attempts: int = 2) -> dict[str, torch.Tensor]:
+    """The weights two gloo processes under torchrun save in ``out``; a failed launch is retried once and its
+    output shown, because a launch can lose the race for the free port it picked (not what is tested here)."""
+    # Loopback for the rendezvous and for gloo: no dependence on the machine's hostname resolving.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
+               "--rdzv-backend", "c10d", "--rdzv-endpoint", "127.0.0.1:0", str(WORKER), str(out), "2", "64"]
+    failures = []
+    for _ in range(attempts):
+        launch = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        if launch.returncode == 0:
+            return torch.load(out / "weights.pt", weights_only=True)
+        failures.append(f"exit {launch.returncode}:\n{launch.stdout[-3000:]}\n{launch.stderr[-3000:]}")
+    pytest.fail("torchrun failed every time:\n" + "\n---\n".join(failures))
 
 
 def test_train_cli_rejects_bad_recipe_options(capsys: pytest.CaptureFixture[str]) -> None:
