@@ -19,7 +19,9 @@ from edgewise.attacks.auto import (
     local_search,
     portfolio,
     prune,
+    saturated,
     stage_steps,
+    swap_search,
 )
 from edgewise.attacks.fab import fab_steps
 from edgewise.cli.attack import bind_attack
@@ -151,14 +153,20 @@ def test_a_stage_passes_its_options_to_its_member(linear_oracle, bend) -> None:
     assert not torch.equal(adv, fmn(model, o.inputs, o.labels, norm="l2", steps=10))
 
 
-@pytest.mark.parametrize("norm", NORMS)
-def test_fmn_best_is_fmn_from_the_best_point_of_the_stages_before(linear_oracle, bend, norm: str) -> None:
+@pytest.mark.parametrize(("member", "norm", "options"), [
+    *(("fmn_best", norm, {"gamma": 0.2}) for norm in ("l1", "l2", "linf")),
+    ("sigma_zero_best", "l0", {"threshold": 0.5}),
+])
+def test_a_restarted_member_is_its_attack_from_the_best_point_of_the_stages_before(
+        linear_oracle, bend, member: str, norm: str, options: dict[str, float]) -> None:
     o = linear_oracle
     model = bend(o.model)
-    first = fmn(model, o.inputs, o.labels, norm=norm, steps=5)
-    adv = portfolio(model, o.inputs, o.labels, stages=(("fmn", 0.25), ("fmn_best", 0.75, {"gamma": 0.2})),
+    attack = fmn if member == "fmn_best" else sigma_zero
+    chosen = {"norm": norm}
+    first = attack(model, o.inputs, o.labels, steps=5, **chosen)
+    adv = portfolio(model, o.inputs, o.labels, stages=((attack.__name__, 0.25), (member, 0.75, options)),
                     norm=norm, budget=41)
-    expected = fmn(model, o.inputs, o.labels, norm=norm, steps=15, gamma=0.2, starting_points=first)
+    expected = attack(model, o.inputs, o.labels, steps=15, starting_points=first, **chosen, **options)
     size = getattr(lp, norm)
     kept = size(o.inputs, expected) >= size(o.inputs, first)  # where it found nothing smaller: the first point
     torch.testing.assert_close(adv, torch.where(kept.view(-1, 1, 1, 1), first, expected))
@@ -268,6 +276,75 @@ def test_prune_tries_only_the_changed_elements(linear_oracle) -> None:
             trial = pruned[i].flatten().clone()
             trial[j] = o.inputs[i].flatten()[j]
             assert int(o.model(trial.view(1, *o.inputs.shape[1:])).argmax(1)) == int(o.labels[i])
+
+
+def _sparse_case() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Two classes, z₁ − z₀ = v·x + b, every input of class 0 by a margin that several saturated elements need
+    to cross: the model, inputs, labels, each element's contribution cᵢ = |vᵢ| × (its room towards class 1) and
+    the closed-form ℓ0 minimum, the fewest elements whose largest contributions sum past the margin."""
+    generator = torch.Generator().manual_seed(5)
+    v = torch.randn(64, generator=generator, dtype=torch.float64)
+    inputs = torch.rand(6, 64, generator=generator, dtype=torch.float64)
+    bias = -float((inputs @ v).max()) - 3.0
+    layer = torch.nn.Linear(64, 2).double()
+    with torch.no_grad():
+        layer.weight.copy_(torch.stack([torch.zeros(64, dtype=torch.float64), v]))
+        layer.bias.copy_(torch.tensor([0.0, bias], dtype=torch.float64))
+    model = torch.nn.Sequential(torch.nn.Flatten(), layer)
+    labels = torch.zeros(6, dtype=torch.long)
+    contribution = v.abs() * torch.where(v > 0, 1 - inputs, inputs)
+    margin = -(inputs @ v + bias)
+    cumulative = contribution.sort(1, descending=True).values.cumsum(1)
+    minimum = (cumulative <= margin.unsqueeze(1)).sum(1) + 1
+    return model, inputs.view(6, 1, 8, 8), labels, contribution, minimum.double()
+
+
+def _far_side(inputs: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
+    """Every element at the end of the box towards class 1."""
+    v = model[1].weight[1].detach()
+    return torch.where(v > 0, 1.0, 0.0).double().expand(len(inputs), -1).reshape(inputs.shape)
+
+
+def test_saturated_moves_each_changed_element_to_the_box_end_it_points_to() -> None:
+    inputs = torch.tensor([[0.2, 0.5, 0.7, 0.4]])
+    points = torch.tensor([[0.3, 0.5, 0.1, 0.4001]])
+    assert saturated(inputs, points).tolist() == [[1.0, 0.5, 0.0, 1.0]]
+
+
+def test_prune_from_a_point_short_of_the_box_ends_reaches_the_l0_minimum_of_a_linear_model() -> None:
+    # Each element 90% of the way to its box end: undoing alone would keep more elements than needed where the
+    # 90% contributions need one more to cross the margin; saturating first, then undoing the smallest
+    # contributions, leaves the largest ones: the closed-form minimum.
+    model, inputs, labels, contribution, minimum = _sparse_case()
+    start = inputs + 0.9 * (_far_side(inputs, model) - inputs)
+    assert bool((model(start).argmax(1) != labels).all())
+    margin = -model(inputs).diff(dim=1).squeeze(1).detach()
+    short = ((0.9 * contribution).sort(1, descending=True).values.cumsum(1) <= margin.unsqueeze(1)).sum(1) + 1
+    assert bool((short > minimum).any()) and bool((minimum >= 3).all())
+    counting = CountingModel(model)
+    pruned = prune(counting, inputs, labels, start, passes=2 + 64, targeted=False)
+    assert counting.forwards + counting.backwards <= 66 * len(inputs)
+    assert bool((model(pruned).argmax(1) != labels).all())
+    torch.testing.assert_close(lp.l0(inputs, pruned), minimum)
+
+
+def test_swap_search_trades_small_changes_for_large_ones_down_to_the_l0_minimum() -> None:
+    # Start: the smallest contributions, saturated, as many as cross the margin: prune, which only undoes, stays
+    # above the minimum; swaps (two small out, one large in) reach it.
+    model, inputs, labels, contribution, minimum = _sparse_case()
+    margin = -model(inputs).diff(dim=1).squeeze(1).detach()
+    ascending = contribution.argsort(1)
+    count = (contribution.gather(1, ascending).cumsum(1) <= margin.unsqueeze(1)).sum(1) + 1
+    chosen = torch.arange(64).expand(6, -1) < count.unsqueeze(1)
+    mask = torch.zeros_like(chosen).scatter(1, ascending, chosen)
+    start = torch.where(mask, _far_side(inputs, model).flatten(1), inputs.flatten(1)).view_as(inputs)
+    assert bool((model(start).argmax(1) != labels).all()) and bool((count > minimum + 2).all())
+    assert bool((lp.l0(inputs, prune(model, inputs, labels, start, passes=66, targeted=False)) > minimum).all())
+    counting = CountingModel(model)
+    swapped = swap_search(counting, inputs, labels, start, passes=4 * 60 + 3, targeted=False)
+    assert counting.backwards == 60 * len(inputs) and counting.forwards == 3 * 60 * len(inputs)
+    assert bool((model(swapped).argmax(1) != labels).all())
+    torch.testing.assert_close(lp.l0(inputs, swapped), minimum)
 
 
 def _three_classes(generator: torch.Generator) -> tuple[torch.nn.Module, torch.Tensor]:

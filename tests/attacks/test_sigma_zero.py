@@ -63,6 +63,8 @@ def test_budget_and_no_adversarial_returns_the_input(linear_oracle) -> None:
     ({"threshold": 1.5}, ValueError, r"^threshold must be in \(0, 1\)"),
     ({"threshold_step": "x"}, TypeError, "^threshold_step must be a number"),
     ({"eps": 3}, TypeError, "eps"),
+    ({"starting_points": torch.zeros(2, 3)}, ValueError, "^starting_points must have the shape of inputs"),
+    ({"starting_points": "start"}, TypeError, "^starting_points must be a floating-point tensor"),
 ])
 def test_bad_options(linear_oracle, kwargs, error, match) -> None:
     with pytest.raises(error, match=match):
@@ -93,10 +95,11 @@ def _tiny_mlp() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
     return model, inputs, labels
 
 
-def _authors_loop(model, inputs, labels, steps: int) -> list[dict[str, torch.Tensor]]:
+def _authors_loop(model, inputs, labels, steps: int,
+                  start: torch.Tensor | None = None) -> list[dict[str, torch.Tensor]]:
     """Algorithm 1 in the order of the authors' code, written with torch's own Adam and CosineAnnealingLR: per step
-    the ℓ0 and adversarial flag of the point evaluated, and the τ left for the next step."""
-    delta = torch.zeros_like(inputs, requires_grad=True)
+    the ℓ0 and adversarial flag of the point evaluated, and the τ left for the next step. ``start``: x + δ₀."""
+    delta = (torch.zeros_like(inputs) if start is None else start - inputs).requires_grad_(True)
     optimizer = torch.optim.Adam([delta], lr=1.0)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=0.1)
     tau = torch.full((len(inputs),), 0.3, dtype=inputs.dtype)
@@ -136,6 +139,33 @@ def test_steps_in_the_authors_order_with_torchs_adam_and_schedule() -> None:
         assert torch.equal(ours["adversarial"], theirs["adversarial"])
         torch.testing.assert_close(ours["l0"], theirs["l0"])
         torch.testing.assert_close(ours["threshold"], theirs["threshold"])
+
+
+def test_from_starting_points_steps_like_the_authors_loop_from_them() -> None:
+    # δ₀ = x₀ − x: an adversarial start for some samples (an earlier run's result), the input for the others.
+    model, inputs, labels = _tiny_mlp()
+    start = sigma_zero(model, inputs, labels, steps=30)
+    start[::2] = inputs[::2]
+    assert bool((model(start[1::2]).argmax(1) != labels[1::2]).all())
+    seen: list[dict[str, torch.Tensor]] = []
+    sigma_zero(model, inputs, labels, steps=40, starting_points=start,
+               callback=lambda step, state: seen.append(state))
+    expected = _authors_loop(model, inputs, labels, 40, start)
+    torch.testing.assert_close(expected[0]["l0"], lp.l0(inputs, start))
+    for ours, theirs in zip(seen, expected, strict=True):
+        assert torch.equal(ours["adversarial"], theirs["adversarial"])
+        torch.testing.assert_close(ours["l0"], theirs["l0"])
+        torch.testing.assert_close(ours["threshold"], theirs["threshold"])
+
+
+def test_one_step_from_an_adversarial_start_returns_it() -> None:
+    # The first query is x₀ itself: never worse than the start where it is adversarial, the input where not.
+    model, inputs, labels = _tiny_mlp()
+    start = sigma_zero(model, inputs, labels, steps=30)
+    fooled = model(start).argmax(1) != labels
+    assert bool(fooled.any())
+    adv = sigma_zero(model, inputs, labels, steps=1, starting_points=start)
+    torch.testing.assert_close(adv, torch.where(fooled.view(-1, 1, 1, 1), start, inputs), rtol=0, atol=0)
 
 
 def test_returns_the_first_sparsest_adversarial_query() -> None:

@@ -15,7 +15,8 @@ spends the full budget on every member instead, costing the sum of its parts):
    (``minimal(upper=...)``): every round tries to beat it, or, where nothing was found yet, doubles ε;
    ``"fmn_best"`` is FMN started at the best point so far (δ₀ its perturbation, ε₀ its distance: FMN's ε-steps
    shrink it from there, and its δ-steps move it along the boundary, which an ε search does not; where nothing
-   was found yet, from the input);
+   was found yet, from the input); ``"sigma_zero_best"`` (ℓ0) is σ-zero started alike at the best point, whose
+   thresholding sparsifies its support further and whose margin step can move it to other elements;
    ``"line"`` bisects the segment from the input to the best point (:func:`line_search`); ``"prune"`` (ℓ0)
    undoes the changed elements of the best point one per forward, least important first, where the point stays
    adversarial (:func:`prune`); ``"local"`` shrinks random blocks of the best point's perturbation, one proposal
@@ -69,7 +70,7 @@ last stage: the rest) and keyword options of a from-scratch member (another sett
 diversity)."""
 
 PLANS: dict[str, tuple[Stage, ...]] = {
-    "l0": (("sigma_zero", 0.9), ("prune", 0.1)),
+    "l0": (("sigma_zero", 0.6), ("prune", 0.02), ("swap", 0.38)),
     "l1": (("fab_t", 0.25), ("alma", 0.2), ("fmn", 0.2), ("apgd", 0.1), ("fmn_best", 0.25)),
     "l2": (("alma", 0.2), ("ddn", 0.15), ("fmn", 0.15), ("fab_t", 0.2), ("line", 0.02), ("apgd", 0.08),
            ("fmn_best", 0.2)),
@@ -98,10 +99,12 @@ _FROM_SCRATCH: dict[str, tuple[Callable[..., torch.Tensor], tuple[str, ...]]] = 
 }
 # The members that start from the best point so far, and their norms.
 _FROM_BEST: dict[str, tuple[str, ...]] = {"apgd": ("l1", "l2", "linf"), "line": ("l1", "l2", "linf"),
-                                          "local": ("l1", "l2", "linf"), "prune": ("l0",),
-                                          "fmn_best": ("l1", "l2", "linf")}
-_WITH_OPTIONS = (*_FROM_SCRATCH, "fmn_best")
-_NEEDS_A_POINT = ("line", "prune", "local")  # they only improve an adversarial point, where one was found
+                                          "local": ("l1", "l2", "linf"), "prune": ("l0",), "swap": ("l0",),
+                                          "fmn_best": ("l1", "l2", "linf"), "sigma_zero_best": ("l0",)}
+_WITH_OPTIONS = (*_FROM_SCRATCH, "fmn_best", "sigma_zero_best")
+# From-scratch members started at the best point.
+_RESTARTED: dict[str, Callable[..., torch.Tensor]] = {"fmn_best": fmn, "sigma_zero_best": sigma_zero}
+_NEEDS_A_POINT = ("line", "prune", "swap", "local")  # they only improve an adversarial point, where one was found
 MEMBERS = (*_FROM_SCRATCH, *_FROM_BEST)
 
 
@@ -130,22 +133,34 @@ def check_stages(stages: Sequence[Stage], norm: str) -> None:
         raise ValueError(f"stages: the shares before the last must sum to at most 1, got {list(stages)}")
 
 
+def saturated(inputs: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Each changed element moved to the end of the box its change points to (xᵢ + δᵢ → 1 where δᵢ > 0, → 0 where
+    δᵢ < 0): the same changed elements, each changed as far as the box allows."""
+    delta = points - inputs
+    return torch.where(delta > 0, 1.0, torch.where(delta < 0, 0.0, inputs)).to(inputs.dtype)
+
+
 def prune(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, best: torch.Tensor, *, passes: int,
           targeted: bool) -> torch.Tensor:
-    """ℓ0 pruning of adversarial points ``best``: one forward and backward at ``best`` rank its changed elements
-    by |δᵢ ∂L/∂xᵢ| (L the logit margin: the first-order change of L when δᵢ is undone), then each forward undoes
-    the next-ranked element of every sample, least important first, and keeps the change where the point stays
-    adversarial. At most ``passes`` passes per sample (>= 3 to try one element); returns the pruned points."""
-    delta = (best - inputs).detach()
-    point = best.detach().requires_grad_(True)
-    margin = logit_margin(model(point), labels, targeted=targeted)
-    (gradient,) = torch.autograd.grad(margin.sum(), point)
-    flat = delta.flatten(1)
+    """ℓ0 pruning of adversarial points ``best``. ℓ0 does not see how far an element changes, so the changed
+    elements are first saturated (:func:`saturated`): where the saturated point is still adversarial (usually by a
+    wider logit margin, which leaves more elements to undo) it replaces the point. One forward and backward there
+    also rank the changed elements by |δᵢ ∂L/∂xᵢ| (L the logit margin: the first-order change of L when δᵢ is
+    undone); then each forward undoes the next-ranked element of every sample, least important first, and keeps
+    the change where the point stays adversarial. At most ``passes`` passes per sample (>= 3 to try one element);
+    returns the pruned points."""
+    full = saturated(inputs, best.detach()).requires_grad_(True)
+    logits = model(full)
+    margin = logit_margin(logits, labels, targeted=targeted)
+    (gradient,) = torch.autograd.grad(margin.sum(), full)
+    wider = is_adversarial(logits.detach(), labels, targeted=targeted)
+    start = torch.where(batch_view(wider, inputs), full.detach(), best.detach())
+    flat = (start - inputs).flatten(1)
     changed = flat != 0
     score = torch.where(changed, (flat * gradient.flatten(1)).abs(), math.inf)
     order = score.argsort(dim=1)
     candidates = changed.sum(1)
-    current = best.detach().clone().flatten(1)
+    current = start.clone().flatten(1)
     original = inputs.flatten(1)
     for trial in range(min(passes - 2, int(candidates.max()) if candidates.numel() else 0)):
         rows = (candidates > trial).nonzero().squeeze(1)
@@ -155,6 +170,52 @@ def prune(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, best: to
         with torch.no_grad():
             keep = is_adversarial(model(attempt.view(-1, *inputs.shape[1:])), labels[rows], targeted=targeted)
         current[rows[keep]] = attempt[keep]
+    return current.view_as(inputs)
+
+
+def swap_search(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, best: torch.Tensor, *,
+                passes: int, targeted: bool) -> torch.Tensor:
+    """ℓ0 local search from adversarial points ``best``, in rounds of four passes per sample. A forward and backward
+    at the current point give its logit margin L (< 0: adversarial) and ∂L/∂x, and with them the first-order
+    change of L for undoing a changed element i, gᵢ (xᵢ − x'ᵢ), and for saturating an unchanged element k, to the
+    end of the box that lowers L, g_k (e_k − x_k). The two cheapest changed elements i₁, i₂ and the best unchanged
+    k not tried before make two proposals, one forward each: undo i₁ and i₂ and set k (one changed element
+    fewer), kept where adversarial; else undo i₁ and set k (as many), kept where adversarial with a lower L (a
+    wider margin for the next rounds). A k that neither proposal kept is not proposed again until the point moves.
+    Every kept proposal lowers (changed elements, L) in lexicographic order, so the search never cycles.
+    Returns the points (``best`` where nothing was kept)."""
+    original = inputs.flatten(1)
+    current = best.detach().flatten(1).clone()
+    tried = torch.zeros_like(current, dtype=torch.bool)
+    rows = torch.arange(len(current), device=current.device)
+    for _ in range(passes // 4):
+        point = current.view_as(inputs).clone().requires_grad_(True)
+        margin = logit_margin(model(point), labels, targeted=targeted)
+        (gradient,) = torch.autograd.grad(margin.sum(), point)
+        margin, slope = margin.detach(), gradient.flatten(1)
+        changed = current != original
+        undo_cost = torch.where(changed, slope * (original - current), math.inf)
+        extreme = torch.where(slope > 0, 0.0, 1.0).to(current.dtype)
+        set_gain = torch.where(changed | tried, math.inf, slope * (extreme - original))
+        k = set_gain.argmin(1)
+        first, second = undo_cost.topk(2, dim=1, largest=False).indices.unbind(1)
+        count = changed.sum(1)
+        usable = torch.isfinite(set_gain[rows, k]) & (count >= 1)
+        as_many = current.clone()
+        as_many[rows, first] = original[rows, first]
+        as_many[rows, k] = extreme[rows, k]
+        fewer = as_many.clone()
+        fewer[rows, second] = original[rows, second]
+        with torch.no_grad():
+            logits_fewer = model(fewer.view_as(inputs))
+            logits_same = model(as_many.view_as(inputs))
+        take_fewer = usable & (count >= 2) & is_adversarial(logits_fewer, labels, targeted=targeted)
+        take_same = (usable & ~take_fewer & is_adversarial(logits_same, labels, targeted=targeted)
+                     & (logit_margin(logits_same, labels, targeted=targeted) < margin))
+        current = torch.where(take_fewer.unsqueeze(1), fewer, torch.where(take_same.unsqueeze(1), as_many, current))
+        moved = take_fewer | take_same
+        tried[moved] = False
+        tried[rows, k] |= usable & ~moved
     return current.view_as(inputs)
 
 
@@ -227,6 +288,8 @@ def _run_stage(stage: Stage, model: nn.Module, inputs: torch.Tensor, labels: tor
     name = stage[0]
     if name == "prune":
         return prune(model, inputs, labels, best, passes=2 * steps, targeted=targeted)
+    if name == "swap":
+        return swap_search(model, inputs, labels, best, passes=2 * steps, targeted=targeted)
     if name == "line":
         return line_search(model, inputs, labels, best, passes=2 * steps, targeted=targeted)
     if name == "local":
@@ -237,11 +300,11 @@ def _run_stage(stage: Stage, model: nn.Module, inputs: torch.Tensor, labels: tor
         return minimal(model, inputs, labels, attack=apgd, norm=norm, upper=best_norm, steps=steps // rounds,
                        binary_search_steps=rounds, targeted=targeted, generator=generator)
     chosen: dict[str, Any] = {"distance": norm} if name == "alma" else {"norm": norm} if name != "ddn" else {}
-    if name == "fmn_best":
+    if name in _RESTARTED:
         chosen["starting_points"] = best
     if name == "fab_t" and not targeted:
         chosen["target_classes"] = FAB_TARGETS
-    function = fmn if name == "fmn_best" else _FROM_SCRATCH[name][0]
+    function = _RESTARTED[name] if name in _RESTARTED else _FROM_SCRATCH[name][0]
     if len(stage) == 3:
         chosen.update(stage[2])
     return function(model, inputs, labels, steps=steps, targeted=targeted, generator=generator, **chosen)

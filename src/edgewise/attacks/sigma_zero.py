@@ -30,7 +30,7 @@ from torch import nn
 from edgewise.attacks.base import Callback, batch_view, check_attack_call
 from edgewise.distances import lp
 from edgewise.losses import is_adversarial, logit_margin
-from edgewise.validation import check_choice, check_fraction, check_logits, check_positive
+from edgewise.validation import check_choice, check_fraction, check_logits, check_positive, check_starting_points
 
 _BETAS = (0.9, 0.999)
 _ADAM_EPS = 1e-8
@@ -90,6 +90,7 @@ def sigma_zero(
     threshold: float = 0.3,
     threshold_step: float = 0.01,
     targeted: bool = False,
+    starting_points: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
 ) -> torch.Tensor:
@@ -103,6 +104,9 @@ def sigma_zero(
         steps: N. step_size: η₀ (annealed to η₀ / 10). sigma: σ of the ℓ0 surrogate. threshold: τ₀.
         threshold_step: t, τ moves by t·η per step.
         targeted: ``labels`` are targets (L = max(max_{j≠t} z_j − z_t, 0); the paper is untargeted).
+        starting_points: x + δ₀ per sample, a tensor of the inputs' shape in [0, 1] (default: the inputs, δ₀ = 0).
+            From another attack's adversarial examples σ-zero starts at their support and sparsifies it further
+            (the authors' code offers the same start, ``starting_point='adversarial'``).
         generator: unused (σ-zero is deterministic), accepted for the common interface.
         callback: ``callback(step, {"l0", "best_l0", "threshold", "step_size", "adversarial"})`` each step:
             the ℓ0 and adversarial flag of the point this step evaluated, the best ℓ0 so far, and the τ and η
@@ -115,7 +119,9 @@ def sigma_zero(
     check_positive("sigma", sigma)
     check_fraction("threshold", threshold)
     check_positive("threshold_step", threshold_step)
-    delta = torch.zeros_like(inputs)
+    if starting_points is not None:
+        check_starting_points(starting_points, inputs)
+    delta = torch.zeros_like(inputs) if starting_points is None else (starting_points - inputs).detach()
     first_moment = torch.zeros_like(inputs)
     second_moment = torch.zeros_like(inputs)
     tau = torch.full((inputs.shape[0],), float(threshold), dtype=inputs.dtype, device=inputs.device)
