@@ -18,8 +18,9 @@ spends the full budget on every member instead, costing the sum of its parts):
    was found yet, from the input); ``"sigma_zero_best"`` (ℓ0) is σ-zero started alike at the best point, whose
    thresholding sparsifies its support further and whose margin step can move it to other elements;
    ``"line"`` bisects the segment from the input to the best point (:func:`line_search`); ``"prune"`` (ℓ0)
-   undoes the changed elements of the best point one per forward, least important first, where the point stays
-   adversarial (:func:`prune`); ``"local"`` shrinks random blocks of the best point's perturbation, one proposal
+   saturates the best point's changed elements and undoes them one per forward, least important first, where
+   the point stays adversarial (:func:`prune`); ``"swap"`` (ℓ0) trades two of its changed elements for one new
+   one where the point stays adversarial, guided by the gradient (:func:`swap_search`); ``"local"`` shrinks random blocks of the best point's perturbation, one proposal
    per forward, kept where the point stays adversarial (:func:`local_search`, decision-based);
 2. the per-sample best point over the stages.
 
