@@ -126,6 +126,13 @@ def _authors_loop(model, inputs, labels, steps: int,
     return trace
 
 
+def _assert_same_trajectory(seen: list[dict[str, torch.Tensor]], expected: list[dict[str, torch.Tensor]]) -> None:
+    for ours, theirs in zip(seen, expected, strict=True):
+        assert torch.equal(ours["adversarial"], theirs["adversarial"])
+        torch.testing.assert_close(ours["l0"], theirs["l0"])
+        torch.testing.assert_close(ours["threshold"], theirs["threshold"])
+
+
 def test_steps_in_the_authors_order_with_torchs_adam_and_schedule() -> None:
     # The whole trajectory: Adam on the ℓ∞-normalized gradient, the box, τ moved by the stepped-to rate, the
     # projection. adv-lib's one-step lag of the schedule (η_{i-1} for Adam's step) fails this.
@@ -135,10 +142,7 @@ def test_steps_in_the_authors_order_with_torchs_adam_and_schedule() -> None:
     expected = _authors_loop(model, inputs, labels, 60)
     assert any(bool(step["adversarial"].any()) for step in expected)
     assert any(bool((~step["adversarial"]).any()) for step in expected[1:])
-    for ours, theirs in zip(seen, expected, strict=True):
-        assert torch.equal(ours["adversarial"], theirs["adversarial"])
-        torch.testing.assert_close(ours["l0"], theirs["l0"])
-        torch.testing.assert_close(ours["threshold"], theirs["threshold"])
+    _assert_same_trajectory(seen, expected)
 
 
 def test_from_starting_points_steps_like_the_authors_loop_from_them() -> None:
@@ -152,10 +156,7 @@ def test_from_starting_points_steps_like_the_authors_loop_from_them() -> None:
                callback=lambda step, state: seen.append(state))
     expected = _authors_loop(model, inputs, labels, 40, start)
     torch.testing.assert_close(expected[0]["l0"], lp.l0(inputs, start))
-    for ours, theirs in zip(seen, expected, strict=True):
-        assert torch.equal(ours["adversarial"], theirs["adversarial"])
-        torch.testing.assert_close(ours["l0"], theirs["l0"])
-        torch.testing.assert_close(ours["threshold"], theirs["threshold"])
+    _assert_same_trajectory(seen, expected)
 
 
 def test_one_step_from_an_adversarial_start_returns_it() -> None:
