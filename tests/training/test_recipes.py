@@ -30,7 +30,7 @@ def test_unknown_recipe_and_option() -> None:
         make_recipe("fgsm", {})
     with pytest.raises(TypeError, match=r"takes no option\(s\) \['bogus'\]"):
         make_recipe("ampgd", {"bogus": 1})
-    assert set(RECIPES) == {"standard", "pgd", "ddn", "ampgd", "max", "avg", "msd"}
+    assert set(RECIPES) == {"standard", "pgd", "ddn", "relu_stability", "ampgd", "max", "avg", "msd"}
 
 
 def test_standard_is_the_clean_batch(batch) -> None:

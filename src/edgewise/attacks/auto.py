@@ -20,8 +20,9 @@ spends the full budget on every member instead, costing the sum of its parts):
    ``"line"`` bisects the segment from the input to the best point (:func:`line_search`); ``"prune"`` (ℓ0)
    saturates the best point's changed elements and undoes them one per forward, least important first, where
    the point stays adversarial (:func:`prune`); ``"swap"`` (ℓ0) trades two of its changed elements for one new
-   one where the point stays adversarial, guided by the gradient (:func:`swap_search`); ``"local"`` shrinks random blocks of the best point's perturbation, one proposal
-   per forward, kept where the point stays adversarial (:func:`local_search`, decision-based);
+   one where the point stays adversarial, guided by the gradient (:func:`swap_search`); ``"local"`` shrinks
+   random blocks of the best point's perturbation, one proposal per forward, kept where the point stays
+   adversarial (:func:`local_search`, decision-based);
 2. the per-sample best point over the stages.
 
 The first forward comes with a backward (where the budget allows): a sample whose logit margin has an exactly

@@ -17,7 +17,7 @@ from scipy import sparse
 from torch import nn
 from torch.nn import functional as F
 
-from edgewise.models.wrappers import Normalize, RepeatChannels
+from edgewise.models.wrappers import Normalize, RepeatChannels, leaves
 
 AFFINE_MODULES: tuple[type[nn.Module], ...] = (
     nn.Linear, nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.Flatten, nn.Unflatten, nn.Dropout,
@@ -57,12 +57,6 @@ class Network:
     num_classes: int
 
 
-def _leaves(module: nn.Module, prefix: str) -> list[tuple[str, nn.Module]]:
-    if isinstance(module, nn.Sequential):
-        return [leaf for name, child in module.named_children() for leaf in _leaves(child, f"{prefix}{name}.")]
-    return [(prefix.rstrip(".") or "model", module)]
-
-
 def _probe_affine(module: nn.Module, shape: tuple[int, ...]) -> Affine:
     size = int(np.prod(shape))
     with torch.no_grad():
@@ -100,7 +94,7 @@ def network_from_module(model: nn.Module, input_shape: tuple[int, ...]) -> Netwo
     layers: list[Layer] = []
     shape = tuple(input_shape)
     with torch.no_grad():
-        for name, module in _leaves(probe, ""):
+        for name, module in leaves(probe):
             if isinstance(module, nn.ReLU):
                 layers.append(ReLU())
             elif isinstance(module, nn.MaxPool2d):

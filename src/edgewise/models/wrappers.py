@@ -15,6 +15,14 @@ from edgewise.distances import get as get_distance
 from edgewise.losses import is_adversarial, logit_margin
 
 
+def leaves(module: nn.Module, prefix: str = "") -> list[tuple[str, nn.Module]]:
+    """The layers of an nn.Sequential in order, nested ones flattened, with their dotted names (a module that is
+    not a Sequential is its own one layer, named "model" at the top)."""
+    if isinstance(module, nn.Sequential):
+        return [leaf for name, child in module.named_children() for leaf in leaves(child, f"{prefix}{name}.")]
+    return [(prefix.rstrip(".") or "model", module)]
+
+
 class Normalize(nn.Module):
     """``(inputs - mean) / std`` per channel, so that models take inputs in [0, 1] (DESIGN.md)."""
 

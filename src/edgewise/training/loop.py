@@ -172,6 +172,8 @@ def train(config: TrainConfig, train_set: tuple[torch.Tensor, torch.Tensor],
             logits = net(batch.inputs)
             losses = nn.functional.cross_entropy(logits, batch.labels, reduction="none")
             loss = (batch.weights * losses).sum() / len(labels)
+            if batch.penalty is not None:
+                loss = loss + batch.penalty
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -10,6 +10,8 @@ keyword-only and recorded in the run's ``TrainConfig.recipe_options``; unknown o
 - ``ddn``: DDN adversarial training (Rony et al., CVPR 2019, sec. 5, eq. 9): the loss of the DDN adversarial
   projected onto the ε-ball, next to the clean loss (sec. 6 "augment the training images with adversarial
   perturbations"; ``clean_weight=0`` is eq. 9 alone).
+- ``relu_stability``: Xiao et al. (ICLR 2019) training for exact verification, ``pgd`` plus the RS loss and ℓ1
+  weight regularization (``stability``).
 - ``ampgd``, ``max``, ``avg``, ``msd``: training against several ℓp threats at once (``multinorm``).
 """
 
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -28,16 +30,19 @@ from edgewise.attacks.pgd import DEFAULT_EPS
 from edgewise.attacks.pgd import pgd as pgd_attack
 from edgewise.projections import project
 from edgewise.training.multinorm import ampgd, average, maximum, msd
-from edgewise.validation import check_fraction, check_positive
+from edgewise.training.stability import interval_bounds, l1_weights, relu_stability_loss
+from edgewise.validation import check_choice, check_fraction, check_positive
 
 
 @dataclass(frozen=True)
 class TrainingBatch:
-    """Inputs (N, ...), labels (N,) and per-example loss weights (N,): the loss is Σ weights · CE / B."""
+    """Inputs (N, ...), labels (N,) and per-example loss weights (N,): the loss is Σ weights · CE / B, plus
+    ``penalty`` (a scalar in the graph of the model's parameters, e.g. a regularizer) where there is one."""
 
     inputs: torch.Tensor
     labels: torch.Tensor
     weights: torch.Tensor
+    penalty: torch.Tensor | None = None
 
 
 Recipe = Callable[..., TrainingBatch]
@@ -48,9 +53,10 @@ def clean_batch(inputs: torch.Tensor, labels: torch.Tensor, weight: float = 1.0)
 
 
 def join(*batches: TrainingBatch) -> TrainingBatch:
-    """One batch holding several (the loop runs a single forward over all of them)."""
+    """One batch holding several (the loop runs a single forward over all of them; their penalties add up)."""
+    penalties = [b.penalty for b in batches if b.penalty is not None]
     return TrainingBatch(torch.cat([b.inputs for b in batches]), torch.cat([b.labels for b in batches]),
-                         torch.cat([b.weights for b in batches]))
+                         torch.cat([b.weights for b in batches]), torch.stack(penalties).sum() if penalties else None)
 
 
 def standard(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *,
@@ -83,6 +89,23 @@ def ddn(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, generat
     return join(adversarial, clean_batch(inputs, labels, clean_weight)) if clean_weight else adversarial
 
 
+def relu_stability(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, generator: torch.Generator,
+                   norm: str = "linf", eps: float | None = None, steps: int = 10, step_size: float | None = None,
+                   rs_weight: float = 1.0, l1_weight: float = 1e-4) -> TrainingBatch:
+    """Training for verification (Xiao et al., ICLR 2019): the ``pgd`` recipe's adversarial loss plus
+    ``rs_weight`` × the RS loss of the clean inputs' ε-ball (``stability.relu_stability_loss``, interval bounds)
+    plus ``l1_weight`` × Σ|W|. ℓ∞ only: the interval bounds are those of the ℓ∞ ball."""
+    check_choice("norm", norm, ("linf",))
+    radius = DEFAULT_EPS[norm] if eps is None else eps
+    check_positive("rs_weight", rs_weight, allow_zero=True)
+    check_positive("l1_weight", l1_weight, allow_zero=True)
+    adversarial = pgd(model, inputs, labels, generator=generator, norm=norm, eps=radius, steps=steps,
+                      step_size=step_size)
+    penalty = (rs_weight * relu_stability_loss(interval_bounds(model, inputs, radius))
+               + l1_weight * l1_weights(model))
+    return replace(adversarial, penalty=penalty)
+
+
 def _multinorm(method: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]], description: str) -> Recipe:
     def recipe(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, generator: torch.Generator,
                norms: tuple[str, ...] = ("linf", "l2", "l1"), eps: tuple[float, ...] | None = None,
@@ -109,6 +132,7 @@ RECIPES: dict[str, Recipe] = {
     "standard": standard,
     "pgd": pgd,
     "ddn": ddn,
+    "relu_stability": relu_stability,
     "ampgd": _multinorm(ampgd, "AMPGD generalized adversarial training (min-max supplement, Algorithm 3)."),
     "max": _multinorm(maximum, "MAX (Tramèr & Boneh 2019): train on the worst of the per-norm PGD adversarials."),
     "avg": _multinorm(average, "AVG (Tramèr & Boneh 2019): train on all per-norm PGD adversarials, weight 1/K."),
