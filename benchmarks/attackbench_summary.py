@@ -84,10 +84,20 @@ def _tensor(values: list[float | None]) -> torch.Tensor:
     return torch.tensor([math.inf if d is None else d for d in values], dtype=torch.float64)
 
 
+def _older(name: str, taken: set[str]) -> str:
+    """The name of an attack's earlier run once a newer run takes its name: ``NAME@previous``, or where an
+    earlier one already holds that, ``NAME@previous-2``, ``-3``, … (numbered in the order they were displaced)."""
+    label, count = f"{name}@previous", 1
+    while label in taken:
+        count += 1
+        label = f"{name}@previous-{count}"
+    return label
+
+
 def add_attacks(report: dict[str, Any], commits: dict[str, str], columns: dict[str, Columns],
                 folder: Path) -> list[str]:
     """The attacks of ``folder``'s run added to the models of ``report`` it ran on, in place; an attack already
-    there (an older ``auto``) stays too, renamed ``NAME@previous`` (its commit is the rows' commit), so the
+    there (an older ``auto``) stays too, renamed by :func:`_older` (its commit is named in the rows), so the
     reference never loses a point. Every LO of those models is recomputed against the per-sample best of the merged
     attacks. Returns the models changed. A run on other images than the model's rows is a ValueError."""
     part = json.loads((folder / "report.json").read_text())
@@ -100,9 +110,11 @@ def add_attacks(report: dict[str, Any], commits: dict[str, str], columns: dict[s
         if extra[model]["test_indices"] != columns[model]["test_indices"]:
             raise ValueError(f"{folder}: model {model!r} ran on other test images than its rows in the summary")
         names = {row["attack"] for row in entry["rows"]}
-        rows = [{**row, "attack": f"{row['attack']}@previous"} if row["attack"] in names else row
+        taken = {row["attack"] for row in report["models"][model]["rows"]}
+        older = {name: _older(name, taken) for name in names}
+        rows = [{**row, "attack": older[row["attack"]]} if row["attack"] in names else row
                 for row in report["models"][model]["rows"]] + entry["rows"]
-        kept = {(f"{label.rsplit(' ', 1)[0]}@previous {label.rsplit(' ', 1)[1]}"
+        kept = {(f"{older[label.rsplit(' ', 1)[0]]} {label.rsplit(' ', 1)[1]}"
                  if label.rsplit(" ", 1)[0] in names else label): values
                 for label, values in columns[model].items() if label != BEST}
         kept.update({label: values for label, values in extra[model].items() if label not in (BEST, "test_indices")})

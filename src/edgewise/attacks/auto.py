@@ -73,9 +73,9 @@ diversity)."""
 
 PLANS: dict[str, tuple[Stage, ...]] = {
     "l0": (("sigma_zero", 0.6), ("prune", 0.02), ("swap", 0.38)),
-    "l1": (("fab_t", 0.25), ("alma", 0.2), ("fmn", 0.2), ("apgd", 0.1), ("fmn_best", 0.25)),
+    "l1": (("fab_t", 0.25), ("alma", 0.2), ("fmn", 0.2), ("apgd", 0.1), ("fmn_best", 0.15), ("local", 0.1)),
     "l2": (("alma", 0.2), ("ddn", 0.15), ("fmn", 0.15), ("fab_t", 0.2), ("line", 0.02), ("apgd", 0.08),
-           ("fmn_best", 0.2)),
+           ("fmn_best", 0.1), ("local", 0.1)),
     "linf": (("fmn", 0.2), ("fmn", 0.2, {"step_size": 10.0}), ("fab_t", 0.2), ("line", 0.02), ("apgd", 0.18),
              ("fmn_best", 0.2)),
 }
