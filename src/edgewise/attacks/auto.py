@@ -77,7 +77,7 @@ PLANS: dict[str, tuple[Stage, ...]] = {
     "l2": (("alma", 0.2), ("ddn", 0.15), ("fmn", 0.15), ("fab_t", 0.2), ("line", 0.02), ("apgd", 0.08),
            ("fmn_best", 0.1), ("local", 0.1)),
     "linf": (("fmn", 0.2), ("fmn", 0.2, {"step_size": 10.0}), ("fab_t", 0.2), ("line", 0.02), ("apgd", 0.18),
-             ("fmn_best", 0.2)),
+             ("fmn_best", 0.1), ("local", 0.1)),
 }
 # Where the gradient at the input is exactly zero and no module can be bypassed, FMN's and DDN's steps are random
 # (their fallback), so they are the random search that finds a first adversarial point; the local search then
