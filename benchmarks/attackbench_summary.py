@@ -40,7 +40,7 @@ def _fmt(value: float | None) -> str:
 
 def comparable(go: dict[str, float], counted: dict[str, int]) -> dict[str, float]:
     """The GO of every other attack over as many models as ``auto``'s (a GO over fewer models is another mean;
-    such an attack is compared per model, in the LO table); an older ``auto`` (``auto@previous``) is no rival."""
+    such an attack is compared per model, in the LO table); an older ``auto`` (``auto@COMMIT``) is no rival."""
     return {name: value for name, value in go.items()
             if name.split("@")[0] != "auto" and counted[name] == counted.get("auto")}
 
@@ -69,8 +69,11 @@ def merged(folders: list[Path]) -> tuple[dict[str, Any], dict[str, str], dict[st
     columns: dict[str, Columns] = {}
     for folder in folders:
         part = json.loads((folder / "report.json").read_text())
+        commit = part["environment"].get("git_commit", "?")[:7]
+        for entry in part["models"].values():
+            entry["rows"] = [{**row, "commit": commit} for row in entry["rows"]]
         report["models"].update(part["models"])
-        commits.update(dict.fromkeys(part["models"], part["environment"].get("git_commit", "?")[:7]))
+        commits.update(dict.fromkeys(part["models"], commit))
         columns.update(_distances(folder))
     return report, commits, columns
 
@@ -84,20 +87,20 @@ def _tensor(values: list[float | None]) -> torch.Tensor:
     return torch.tensor([math.inf if d is None else d for d in values], dtype=torch.float64)
 
 
-def _older(name: str, taken: set[str]) -> str:
-    """The name of an attack's earlier run once a newer run takes its name: ``NAME@previous``, or where an
-    earlier one already holds that, ``NAME@previous-2``, ``-3``, … (numbered in the order they were displaced)."""
-    label, count = f"{name}@previous", 1
+def _older(row: dict[str, Any], taken: set[str]) -> str:
+    """The name of an attack's earlier run once a newer run takes its name: ``NAME@COMMIT``, the commit it ran
+    with (``NAME@COMMIT-2``, … where that is taken already)."""
+    label, count = f"{row['attack']}@{row['commit']}", 1
     while label in taken:
         count += 1
-        label = f"{name}@previous-{count}"
+        label = f"{row['attack']}@{row['commit']}-{count}"
     return label
 
 
 def add_attacks(report: dict[str, Any], commits: dict[str, str], columns: dict[str, Columns],
                 folder: Path) -> list[str]:
     """The attacks of ``folder``'s run added to the models of ``report`` it ran on, in place; an attack already
-    there (an older ``auto``) stays too, renamed by :func:`_older` (its commit is named in the rows), so the
+    there (an older ``auto``) stays too, renamed ``NAME@COMMIT`` by :func:`_older`, so the
     reference never loses a point. Every LO of those models is recomputed against the per-sample best of the merged
     attacks. Returns the models changed. A run on other images than the model's rows is a ValueError."""
     part = json.loads((folder / "report.json").read_text())
@@ -111,9 +114,10 @@ def add_attacks(report: dict[str, Any], commits: dict[str, str], columns: dict[s
             raise ValueError(f"{folder}: model {model!r} ran on other test images than its rows in the summary")
         names = {row["attack"] for row in entry["rows"]}
         taken = {row["attack"] for row in report["models"][model]["rows"]}
-        older = {name: _older(name, taken) for name in names}
+        older = {row["attack"]: _older(row, taken) for row in report["models"][model]["rows"]
+                 if row["attack"] in names}
         rows = [{**row, "attack": older[row["attack"]]} if row["attack"] in names else row
-                for row in report["models"][model]["rows"]] + entry["rows"]
+                for row in report["models"][model]["rows"]] + [{**row, "commit": commit} for row in entry["rows"]]
         kept = {(f"{older[label.rsplit(' ', 1)[0]]} {label.rsplit(' ', 1)[1]}"
                  if label.rsplit(" ", 1)[0] in names else label): values
                 for label, values in columns[model].items() if label != BEST}
