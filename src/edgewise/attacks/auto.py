@@ -99,13 +99,13 @@ _FROM_SCRATCH: dict[str, tuple[Callable[..., torch.Tensor], tuple[str, ...]]] = 
     "alma": (alma, ("l1", "l2")),
     "sigma_zero": (sigma_zero, ("l0",)),
 }
+# From-scratch members started at the best point so far instead of the input: name -> the member restarted.
+_RESTARTED = {"fmn_best": "fmn", "sigma_zero_best": "sigma_zero"}
 # The members that start from the best point so far, and their norms.
 _FROM_BEST: dict[str, tuple[str, ...]] = {"apgd": ("l1", "l2", "linf"), "line": ("l1", "l2", "linf"),
                                           "local": ("l1", "l2", "linf"), "prune": ("l0",), "swap": ("l0",),
-                                          "fmn_best": ("l1", "l2", "linf"), "sigma_zero_best": ("l0",)}
-_WITH_OPTIONS = (*_FROM_SCRATCH, "fmn_best", "sigma_zero_best")
-# From-scratch members started at the best point.
-_RESTARTED: dict[str, Callable[..., torch.Tensor]] = {"fmn_best": fmn, "sigma_zero_best": sigma_zero}
+                                          **{name: _FROM_SCRATCH[member][1] for name, member in _RESTARTED.items()}}
+_WITH_OPTIONS = (*_FROM_SCRATCH, *_RESTARTED)
 _NEEDS_A_POINT = ("line", "prune", "swap", "local")  # they only improve an adversarial point, where one was found
 MEMBERS = (*_FROM_SCRATCH, *_FROM_BEST)
 
@@ -139,7 +139,7 @@ def saturated(inputs: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     """Each changed element moved to the end of the box its change points to (xᵢ + δᵢ → 1 where δᵢ > 0, → 0 where
     δᵢ < 0): the same changed elements, each changed as far as the box allows."""
     delta = points - inputs
-    return torch.where(delta > 0, 1.0, torch.where(delta < 0, 0.0, inputs)).to(inputs.dtype)
+    return torch.where(delta > 0, 1.0, torch.where(delta < 0, 0.0, inputs))
 
 
 def prune(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, best: torch.Tensor, *, passes: int,
@@ -301,12 +301,13 @@ def _run_stage(stage: Stage, model: nn.Module, inputs: torch.Tensor, labels: tor
         rounds = min(SEARCH_ROUNDS, steps)
         return minimal(model, inputs, labels, attack=apgd, norm=norm, upper=best_norm, steps=steps // rounds,
                        binary_search_steps=rounds, targeted=targeted, generator=generator)
-    chosen: dict[str, Any] = {"distance": norm} if name == "alma" else {"norm": norm} if name != "ddn" else {}
+    member = _RESTARTED.get(name, name)
+    chosen: dict[str, Any] = {"distance": norm} if member == "alma" else {"norm": norm} if member != "ddn" else {}
     if name in _RESTARTED:
         chosen["starting_points"] = best
-    if name == "fab_t" and not targeted:
+    if member == "fab_t" and not targeted:
         chosen["target_classes"] = FAB_TARGETS
-    function = _RESTARTED[name] if name in _RESTARTED else _FROM_SCRATCH[name][0]
+    function = _FROM_SCRATCH[member][0]
     if len(stage) == 3:
         chosen.update(stage[2])
     return function(model, inputs, labels, steps=steps, targeted=targeted, generator=generator, **chosen)
