@@ -81,7 +81,8 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"n = {args.n} held-out Fashion-MNIST test images per model (outside the shipped sample), every attack at "
         f"{args.budget} forward + backward passes per sample (AttackBench's protocol: {args.budget // 2} steps, "
         "divided among the rounds of C&W's and PGD/APGD-minimal's searches; the best successful query counts), "
-        f"solver time limit {args.time_limit} s per image (SCIP, 1 thread, relative gap "
+        f"solver time limit {args.time_limit} s per image (SCIP for linf and l1, edgewise's branch and bound over "
+        f"PIQP's QPs for l2, 1 thread, relative gap "
         f"{args.gap}: first \"no adversarial within (1 − gap) × the closest attack's distance?\", then the "
         "minimization from the point found where there is one), 2 CPU cores shared with other jobs.",
         "Ratio = attack distance / certified lower bound, over the images certified optimal (clean errors "

@@ -81,7 +81,7 @@ def test_linear_model_equals_closed_form(norm: str, dtype: torch.dtype) -> None:
         assert result.lower_bound[i] <= expected + 1e-6
         assert result.distance[i] == pytest.approx(expected, rel=1e-3, abs=1e-5)
         assert int(model(result.adversarial[i : i + 1]).argmax(1)) != y
-        measured = (result.adversarial[i] - inputs[i]).double().norm(p=ORDER[norm])
+        measured = (result.adversarial[i].double() - inputs[i].double()).norm(p=ORDER[norm])
         assert float(measured) == pytest.approx(float(result.distance[i]), rel=1e-9, abs=1e-12)
     assert result.adversarial.dtype == dtype
     assert boxed > 0, "no sample where the box changes the optimum: the test would not see the box"
@@ -215,14 +215,18 @@ def tiny_cnn(seed: int = 0) -> nn.Sequential:
 CASES = [(tiny_mlp, (3,)), (tiny_normalized, (1, 2, 2)), (tiny_cnn, (1, 3, 3))]
 
 
-@pytest.mark.parametrize("norm", ["linf", "l1", "l2"])
+# Every solver of each norm: the default (SCIP for ℓ∞ and ℓ1, edgewise's branch and bound for ℓ2) and the others.
+SOLVERS = [("linf", "scip"), ("linf", "highs"), ("l1", "scip"), ("l1", "highs"), ("l2", "bnb"), ("l2", "scip")]
+
+
+@pytest.mark.parametrize(("norm", "solver"), SOLVERS, ids=[f"{n}-{s}" for n, s in SOLVERS])
 @pytest.mark.parametrize(("factory", "shape"), CASES, ids=["mlp", "normalize-batchnorm", "conv-maxpool"])
-def test_tiny_relu_network_equals_brute_force(factory, shape, norm: str) -> None:  # type: ignore[no-untyped-def]
+def test_tiny_relu_network_equals_brute_force(factory, shape, norm: str, solver: str) -> None:  # type: ignore[no-untyped-def]
     model = factory()
     generator = torch.Generator().manual_seed(3)
     inputs = torch.rand(3, *shape, generator=generator)
     labels = model(inputs).argmax(1)
-    result = minimal(model, inputs, labels, norm=norm, time_limit=30)
+    result = minimal(model, inputs, labels, norm=norm, time_limit=30, solver=solver)
     feasible = 0
     for i in range(len(inputs)):
         x = inputs[i].double().flatten().numpy()
@@ -310,3 +314,15 @@ def test_no_attack_beats_the_certified_lower_bound_on_the_zoo(name: str, norm: s
     for attack, attack_distances in found.items():
         assert bool((attack_distances[chosen] >= result.lower_bound * (1 - 1e-6)).all()), (
             attack, attack_distances[chosen], result.lower_bound)
+
+
+def test_a_solver_for_another_norm_is_refused() -> None:
+    model = linear_model(6, 3, seed=1, dtype=torch.float64)
+    inputs = torch.rand(2, 6, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    labels = model(inputs).argmax(1)
+    with pytest.raises(ValueError, match="solver: 'bnb' solves the l2 program only"):
+        minimal(model, inputs, labels, norm="linf", time_limit=5, solver="bnb")
+    with pytest.raises(ValueError, match="HiGHS solves no mixed-integer quadratic programs"):
+        minimal(model, inputs, labels, norm="l2", time_limit=5, solver="highs")
+    with pytest.raises(ValueError, match="solver"):
+        minimal(model, inputs, labels, norm="l2", time_limit=5, solver="gurobi")

@@ -11,14 +11,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgewise.exact.formulation import INF, Bounds, Program, build, compute_bounds, reachable_region
+from edgewise.exact.formulation import INF, Bounds, Program, Solution, build, compute_bounds, reachable_region
 from edgewise.exact.network import Network, check_network, network_from_module
-from edgewise.exact.solvers import SOLVERS, Solution, complete, lp_ranges, solve
+from edgewise.exact.solvers import SOLVERS, ball_ranges, complete, lp_ranges, solve
 from edgewise.validation import check_choice, check_inputs, check_logits, check_positive
 
 NORMS = ("linf", "l1", "l2")
 STATUSES = ("optimal", "time_limit", "infeasible")
 ORDER = {"linf": math.inf, "l1": 1, "l2": 2}
+# The faster solver per norm, measured here (docs/exact.md, "Which solver").
+DEFAULT_SOLVER = {"linf": "scip", "l1": "scip", "l2": "bnb"}
 # Ray scalings x + (1 + s) δ tried, in order, when the solver's point fails re-verification by a hair.
 REPAIR = (0.0, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3)
 
@@ -47,7 +49,9 @@ def _check(norm: str, solver: str, time_limit: float, gap: float, tolerance: flo
     check_choice("norm", norm, NORMS)
     check_choice("solver", solver, SOLVERS)
     if solver == "highs" and norm == "l2":
-        raise ValueError("solver: HiGHS solves no mixed-integer quadratic programs; use solver='scip' for l2")
+        raise ValueError("solver: HiGHS solves no mixed-integer quadratic programs; use 'bnb' or 'scip' for l2")
+    if solver == "bnb" and norm != "l2":
+        raise ValueError(f"solver: 'bnb' solves the l2 program only; use 'scip' or 'highs' for {norm}")
     check_positive("time_limit", time_limit)
     check_positive("gap", gap, allow_zero=True)
     check_positive("tolerance", tolerance, allow_zero=True)
@@ -83,10 +87,12 @@ def _verified(model: nn.Module, x: torch.Tensor, point: np.ndarray, label: int, 
 
 def _tightening(norm: str, tighten: bool) -> Callable[[Program, np.ndarray, np.ndarray],
                                                        tuple[np.ndarray, np.ndarray]] | None:
-    """The LP bound tightening where it pays: not for ℓ2, whose ball the LPs cannot hold (only its bounding box
-    and the first layer's Cauchy-Schwarz bounds, which interval arithmetic uses already): on tinymlp-fmnist its
-    LPs took 9-11 s per ball and fixed no ReLU that the intervals left undecided."""
-    return lp_ranges if tighten and norm != "l2" else None
+    """The bound tightening: LPs for ℓ∞ and ℓ1; for ℓ2 second-order cone programs, since the LPs can hold only
+    the ball's bounding box (on tinymlp-fmnist they took 9-11 s per ball and fixed no ReLU that the intervals
+    left undecided)."""
+    if not tighten:
+        return None
+    return ball_ranges if norm == "l2" else lp_ranges
 
 
 def _from_objective(value: float, norm: str) -> float:
@@ -119,9 +125,10 @@ def _polish(network: Network, model: nn.Module, x: torch.Tensor, point: np.ndarr
     candidates: list[np.ndarray | None] = [point]
     relaxed = float(np.linalg.norm(point - flat, ord=ORDER[norm]))
     if full is not None:
-        candidates.insert(0, solve(program.fixed(full, 2 * tolerance), solver="highs", time_limit=time_limit,
+        convex = "bnb" if norm == "l2" else "highs"
+        candidates.insert(0, solve(program.fixed(full, 2 * tolerance), solver=convex, time_limit=time_limit,
                                    gap=0.0).point)
-        pattern = solve(program.fixed(full, 0.0), solver="highs", time_limit=time_limit, gap=0.0)
+        pattern = solve(program.fixed(full, 0.0), solver=convex, time_limit=time_limit, gap=0.0)
         relaxed = min(relaxed, _from_objective(pattern.objective, norm))
     verified = [v for c in candidates if c is not None
                 if (v := _verified(model, x, c[: x.numel()], label, targeted, norm)) is not None]
@@ -164,7 +171,9 @@ def _descend(network: Network, model: nn.Module, x: torch.Tensor, label: int, fo
         if verdict.status == "infeasible":
             return (adversarial, distance), (adversarial, distance, inner, "optimal")
         if verdict.point is None:
-            break
+            # Out of time. ℓ2's question keeps its objective Σ (x' − x)²: its dual bound is a certificate.
+            lower = _from_objective(verdict.bound, norm) if norm == "l2" else 0.0
+            return (adversarial, distance), (adversarial, distance, min(lower, distance), "time_limit")
         closer, reach = _polish(network, model, x, verdict.point[: x.numel()], label, norm=norm, radius=inner,
                                 bounds=bounds, targeted=targeted, tolerance=tolerance,
                                 time_limit=max(time_limit - (time.perf_counter() - started), 1.0))
@@ -222,7 +231,7 @@ def _one(network: Network, model: nn.Module, x: torch.Tensor, label: int, *, nor
 
 
 def minimal(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, norm: str, time_limit: float,
-            upper: float | torch.Tensor | None = None, targeted: bool = False, solver: str = "scip",
+            upper: float | torch.Tensor | None = None, targeted: bool = False, solver: str | None = None,
             gap: float = 1e-4, tolerance: float = 1e-5, tighten: bool = True,
             starts: torch.Tensor | None = None) -> ExactResult:
     """Per sample, min ‖δ‖_norm s.t. x + δ ∈ [0, 1] and the model misclassifies x + δ, by mixed-integer programming.
@@ -231,21 +240,24 @@ def minimal(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, nor
     ``labels``: true classes, or the targets with ``targeted`` (then the target's logit must be ≥ every other).
     ``upper``: a radius (number or (B,) tensor, e.g. an attack's distances) the search is restricted to: the
     usual way to keep the program small; no adversarial within it is status "infeasible" with lower_bound upper.
-    ``time_limit``: seconds per sample (bounds and solve together). ``solver``: "scip" or "highs" (ℓ∞ and ℓ1
-    only: HiGHS solves no MIQP) for the mixed-integer programs; HiGHS solves the LPs and QPs of the bounds and
-    the activation patterns. ``gap``: relative optimality gap the solver stops at. ``tolerance`` (τ, in logits):
-    the program asks for margin ≥ −τ, so the certified bound also covers points whose float logits tie or win by
-    less than τ; the returned point is re-verified by the real model, nudged along δ if needed.
-    ``tighten``: LP-tighten the interval bounds (eq. 5's big-M constants). ``starts``: known adversarial
-    points (e.g. an attack's output, shaped like ``inputs``), each given to the solver as a first incumbent; a
-    sample where the model does not misclassify its start, even nudged outward along δ by up to 10⁻³ relative
-    (an attack's point verified in a batch can fail alone by a rounding), gets none.
+    ``time_limit``: seconds per sample (bounds and solve together). ``solver``: "scip", "highs" (ℓ∞ and ℓ1
+    only: HiGHS solves no MIQP) or "bnb" (ℓ2 only: edgewise.exact.branch, best-first branch and bound over
+    PIQP's convex QP relaxations) for the mixed-integer programs; None: the faster here, ``DEFAULT_SOLVER``.
+    HiGHS solves the LPs of the bounds and of ℓ∞/ℓ1 activation patterns, Clarabel the cone programs of ℓ2's
+    bounds, PIQP its activation patterns' QPs. ``gap``: relative optimality gap the solver stops at.
+    ``tolerance`` (τ, in logits): the program asks for margin ≥ −τ, so the certified bound also covers points
+    whose float logits tie or win by less than τ; the returned point is re-verified by the real model, nudged
+    along δ if needed. ``tighten``: tighten the interval bounds (eq. 5's big-M constants) by LPs (ℓ2: cone
+    programs). ``starts``: known adversarial points (e.g. an attack's output, shaped like ``inputs``), each
+    given to the solver as a first incumbent; a sample where the model does not misclassify its start, even
+    nudged outward along δ by up to 10⁻³ relative (an attack's point verified in a batch can fail alone by a
+    rounding), gets none.
     """
-    _check(norm, solver, time_limit, gap, tolerance)
+    _check(norm, DEFAULT_SOLVER.get(norm, "scip") if solver is None else solver, time_limit, gap, tolerance)
     check_inputs(inputs, labels)
     with torch.no_grad():
         check_logits(model(inputs), labels)
-    chosen = solver
+    chosen = solver if solver is not None else DEFAULT_SOLVER[norm]
     radii = _upper(upper, len(inputs))
     if starts is not None and starts.shape != inputs.shape:
         raise ValueError(f"starts must have the shape of inputs {tuple(inputs.shape)}, got {tuple(starts.shape)}")

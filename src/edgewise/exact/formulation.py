@@ -12,9 +12,10 @@ variables, and per layer the pre-activations z, the post-activations a and binar
   float rounding of the real model, so the certified lower bound covers every input the model misclassifies.
 - objective: ℓ∞ t with −t ≤ x' − x ≤ t; ℓ1 Σ e with −e ≤ x' − x ≤ e; ℓ2 Σ (x' − x)² (a quadratic objective).
 
-Bounds (section 3.2 of the paper) are computed by interval arithmetic from the input box, with the dual norm of
-each first-layer row for ℓ2 balls and the exact fractional knapsack for ℓ1 balls, and tightened from the second
-layer on with the LP relaxation of the program so far (the binaries relaxed to [0, 1]) where ``lp`` is set.
+Bounds (section 3.2 of the paper) are computed by interval arithmetic from the input box, with the exact extremes
+of each first-layer row over box ∩ ball for ℓ2 balls (a clipped ray, bisected) and ℓ1 balls (a fractional
+knapsack), and tightened from the second layer on with the LP relaxation of the program so far (the binaries
+relaxed to [0, 1]) where ``lp`` is set.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ LP_SLACK = 1e-6
 
 @dataclass
 class Program:
-    """min cost·v (+ Σ_{i<D} (v_i − center_i)² when ``center`` is set) s.t. row_lower ≤ A v ≤ row_upper, bounds."""
+    """min cost·v (+ Σ_{i<D} (v_i − center_i)² when ``center`` is set) s.t. row_lower ≤ A v ≤ row_upper, bounds;
+    for ℓ2 (``center`` set) also Σ_{i<D} (v_i − center_i)² ≤ radius², the ball the program is asked in."""
 
     col_lower: np.ndarray
     col_upper: np.ndarray
@@ -57,6 +59,16 @@ class Program:
         row_lower[self.margin_rows[binding]] += shift
         return Program(lower, upper, np.zeros_like(self.integer), self.cost, self.matrix, row_lower,
                        self.row_upper, self.center, self.radius, self.margin_rows, self.margin_binaries)
+
+
+@dataclass(frozen=True)
+class Solution:
+    """status: "optimal", "time_limit" or "infeasible"; objective/bound in the program's units (squared for ℓ2)."""
+
+    status: str
+    point: np.ndarray | None
+    objective: float
+    bound: float
 
 
 @dataclass
@@ -138,10 +150,32 @@ def _affine_interval(weight: sparse.csr_matrix, bias: np.ndarray, lower: np.ndar
 
 def _first_layer_l2(weight: sparse.csr_matrix, bias: np.ndarray, x: np.ndarray,
                     radius: float) -> tuple[np.ndarray, np.ndarray]:
-    """w·x' ∈ w·x ± radius·‖w‖₂ over the ℓ2 ball (Cauchy-Schwarz), intersected with the box bounds later."""
-    center = weight @ x + bias
-    dual = np.sqrt(np.asarray(weight.multiply(weight).sum(axis=1)).ravel())
-    return center - radius * dual, center + radius * dual
+    """Min and max of w·x' + b over [0, 1] ∩ {‖x' − x‖₂ ≤ radius}, per row: by the KKT conditions the maximizer is
+    δ(λ) = clip(λ w, −x, 1 − x) with the smallest λ ≥ 0 at which ‖δ(λ)‖₂ reaches the radius (the box corner
+    where it never does). ‖δ(λ)‖ and w·δ(λ) grow with λ, so λ is bisected and the end above the radius kept:
+    a sound bound, within 2⁻⁶⁰ of λ's range of the exact one. Cauchy-Schwarz (w·x ± radius‖w‖₂) ignores the
+    box, which stops every dark pixel of an image from moving down: up to √2 looser on Fashion-MNIST."""
+    dense = weight.toarray()
+    center = dense @ x + bias
+    ends = []
+    for direction in (1.0, -1.0):
+        w = direction * dense
+        room = np.where(w > 0, 1.0 - x, x)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            saturate = np.where(w != 0, room / np.abs(w), 0.0)
+        low, high = np.zeros(len(w)), saturate.max(axis=1, initial=0.0)
+        corner = np.minimum(np.abs(w) * high[:, None], room)
+        reached = np.sqrt((corner**2).sum(axis=1)) <= radius
+
+        def step(lam: np.ndarray, w: np.ndarray = w, room: np.ndarray = room) -> np.ndarray:
+            return np.minimum(np.abs(w) * lam[:, None], room)
+
+        for _ in range(60):
+            middle = (low + high) / 2
+            inside = np.sqrt((step(middle) ** 2).sum(axis=1)) <= radius
+            low, high = np.where(inside, middle, low), np.where(inside, high, middle)
+        ends.append(direction * (np.abs(w) * np.where(reached[:, None], corner, step(high))).sum(axis=1))
+    return center + ends[1], center + ends[0]
 
 
 def _first_layer_l1(weight: sparse.csr_matrix, bias: np.ndarray, x: np.ndarray,
@@ -194,7 +228,7 @@ def build(network: Network, x: np.ndarray, norm: str, radius: float, bounds: Bou
             values = _add_maxpool(builder, layer, values, *entering[k])
     if upto is None:
         _add_adversarial(builder, network, values, bounds, label=label, targeted=targeted, tolerance=tolerance)
-    return builder.program(center=x if norm == "l2" and upto is None else None, radius=radius), values
+    return builder.program(center=x if norm == "l2" else None, radius=radius), values
 
 
 def _add_norm(builder: _Builder, inputs: np.ndarray, x: np.ndarray, norm: str, radius: float, *,
@@ -329,8 +363,7 @@ def compute_bounds(network: Network, x: np.ndarray, norm: str, radius: float, *,
             if k == 0 and norm == "l1" and np.isfinite(radius):
                 low, high = _first_layer_l1(layer.weight, layer.bias, x, radius)
             elif k == 0 and norm == "l2" and np.isfinite(radius):
-                ball_low, ball_high = _first_layer_l2(layer.weight, layer.bias, x, radius)
-                low, high = np.maximum(low, ball_low), np.minimum(high, ball_high)
+                low, high = _first_layer_l2(layer.weight, layer.bias, x, radius)
             unstable = np.flatnonzero((low < 0) & (high > 0))
             # The first layer's bounds are exact already (the ℓ∞ box's interval, ℓ1's knapsack): LPs from layer 2.
             if lp is not None and k > 0 and len(unstable):
