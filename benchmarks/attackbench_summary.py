@@ -2,7 +2,8 @@
 where ``auto`` reaches LO >= 0.99 and a GO above every single attack's.
 
     python benchmarks/attackbench_summary.py [--budget 1000] [--n 500]
-        [--replacements quantized,lenet-quantized,lenet,lenet-kwta,more] [--additions fab-auto,swap-auto,local-auto]
+        [--replacements quantized,lenet-quantized,lenet,lenet-kwta,more,tiny,rs,lenetv2]
+        [--additions fab-auto,swap-auto,local-auto]
 
 Reads benchmarks/results/attackbench-NORM-qQ-nN/report.json (written by benchmarks/attackbench_budget.py) for
 every norm that has one and writes benchmarks/results/attackbench-qQ-nN-summary.md; re-draws each model's
@@ -177,7 +178,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", type=int, default=1000)
     parser.add_argument("--n", type=int, default=500)
-    parser.add_argument("--replacements", default="quantized,lenet-quantized,lenet,lenet-kwta,more",
+    parser.add_argument("--replacements", default="quantized,lenet-quantized,lenet,lenet-kwta,more,tiny,rs,lenetv2",
                         help="comma list R: runs named NORM-qQ-nN-R replace their models' rows ('' for none)")
     parser.add_argument("--additions", default="fab-auto,swap-auto,local-auto",
                         help="comma list A: runs named NORM-qQ-nN-A add their attacks to (or replace them in) "

@@ -12,13 +12,19 @@ from edgewise.exact.network import Affine, Network, ReLU
 from edgewise.exact.solvers import ball_ranges
 
 
+def _first_layer_case(seed: int, dim: int = 12) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Weights, biases and an input of which 4 pixels are black or white (the box stops the ball there in one
+    direction), and a radius."""
+    rng = np.random.default_rng(seed)
+    weight, bias, x = rng.normal(size=(4, dim)), rng.normal(size=4), rng.random(dim)
+    x[:4] = np.round(x[:4])
+    return weight, bias, x, float(rng.uniform(0.1, 3.0))
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_first_layer_l1_bounds_equal_the_lp_over_box_and_ball(seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    dim = 12
-    weight, bias, x = rng.normal(size=(4, dim)), rng.normal(size=4), rng.random(dim)
-    x[:4] = np.round(x[:4])  # black and white pixels: the box stops the budget in one direction
-    radius = float(rng.uniform(0.1, 3.0))
+    weight, bias, x, radius = _first_layer_case(seed)
+    dim = len(x)
     low, high = _first_layer_l1(sparse.csr_matrix(weight), bias, x, radius)
     # x' = x + u − v, u ∈ [0, 1 − x], v ∈ [0, x], Σ (u + v) ≤ radius: the LP of the same bounds.
     box = [*[(0.0, 1.0 - xi) for xi in x], *[(0.0, xi) for xi in x]]
@@ -47,12 +53,8 @@ def _cone_minimum(cost: np.ndarray, x: np.ndarray, radius: float) -> float:
 
 @pytest.mark.parametrize("seed", range(4))
 def test_first_layer_l2_bounds_equal_the_qcqp_over_box_and_ball(seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    dim = 12
-    weight, bias, x = rng.normal(size=(4, dim)), rng.normal(size=4), rng.random(dim)
-    x[:4] = np.round(x[:4])  # black and white pixels: the box stops the ray in one direction
+    weight, bias, x, radius = _first_layer_case(seed)
     weight[0, 5:] = 0.0  # a row that reaches its box corner inside the ball for the larger radii
-    radius = float(rng.uniform(0.1, 3.0))
     low, high = _first_layer_l2(sparse.csr_matrix(weight), bias, x, radius)
     for j in range(len(bias)):
         for sign, expected in ((1.0, low[j]), (-1.0, high[j])):
