@@ -17,6 +17,8 @@ from edgewise.models import Normalize
 
 pytest.importorskip("pyscipopt")
 pytest.importorskip("highspy")
+pytest.importorskip("piqp")
+pytest.importorskip("clarabel")
 
 ORDER = {"linf": math.inf, "l1": 1, "l2": 2}
 
