@@ -1,4 +1,5 @@
-"""edgewise.exact's bounds against scipy: the first layer's closed forms (LP, QCQP) and the cone programs of ℓ2."""
+"""edgewise.exact's bounds against independent solvers: the first layer's closed forms (ℓ1: scipy's LP; ℓ2: a
+Clarabel cone program) and ℓ2's cone-program bounds (scipy's SLSQP)."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ def _cone_minimum(cost: np.ndarray, x: np.ndarray, radius: float) -> float:
     clarabel = pytest.importorskip("clarabel")
     dim = len(x)
     eye = sparse.eye(dim, format="csc")
-    # A δ + s = b: δ + s = 1 − x and −δ + s = x (s ≥ 0), then (radius, −δ) + ... in the second-order cone.
+    # A δ + s = b, s in the cones: s = 1 − x − δ ≥ 0, s = x + δ ≥ 0, and s = (radius, −δ) in the second-order cone.
     constraints = sparse.vstack([eye, -eye, sparse.csc_matrix((1, dim)), eye]).tocsc()
     rhs = np.r_[1 - x, x, radius, np.zeros(dim)]
     settings = clarabel.DefaultSettings()

@@ -1,9 +1,10 @@
-"""Branch and bound for the ℓ2 program (an MIQP) over HiGHS's convex QP relaxations.
+"""Branch and bound for the ℓ2 program (an MIQP) over convex QP relaxations.
 
 HiGHS solves convex QPs but no MIQP; SCIP solves the MIQP but holds the ball Σ (x' − x)² only through cutting
 planes, which in 784 dimensions close slowly (docs/exact.md: no ℓ2 certificate at 5-10 s per image). Here every
 node is the program with its binaries relaxed to [0, 1], some of them fixed by the branching, and the quadratic
-objective kept exactly: HiGHS's QP solver gives the node's bound. Best first: the open node with the smallest
+objective kept exactly: a QP solver (``solve_node``; edgewise.exact.solvers.relaxation, PIQP) gives the node's
+bound. Best first: the open node with the smallest
 bound is split next, on a fractional binary (the classes' disjunction first, then the ReLU or max-pooling
 indicator whose big-M constant is largest); a node whose relaxation is integral is a point of the program.
 A node at or above the incumbent (within the relative ``gap``) or above the radius² of the program's ball is

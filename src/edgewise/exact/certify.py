@@ -253,11 +253,12 @@ def minimal(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, nor
     nudged outward along δ by up to 10⁻³ relative (an attack's point verified in a batch can fail alone by a
     rounding), gets none.
     """
-    _check(norm, DEFAULT_SOLVER.get(norm, "scip") if solver is None else solver, time_limit, gap, tolerance)
+    # An unknown norm gets its error from _check; until then any solver stands in for its default.
+    chosen = DEFAULT_SOLVER.get(norm, "scip") if solver is None else solver
+    _check(norm, chosen, time_limit, gap, tolerance)
     check_inputs(inputs, labels)
     with torch.no_grad():
         check_logits(model(inputs), labels)
-    chosen = solver if solver is not None else DEFAULT_SOLVER[norm]
     radii = _upper(upper, len(inputs))
     if starts is not None and starts.shape != inputs.shape:
         raise ValueError(f"starts must have the shape of inputs {tuple(inputs.shape)}, got {tuple(starts.shape)}")

@@ -14,8 +14,8 @@ variables, and per layer the pre-activations z, the post-activations a and binar
 
 Bounds (section 3.2 of the paper) are computed by interval arithmetic from the input box, with the exact extremes
 of each first-layer row over box ∩ ball for ℓ2 balls (a clipped ray, bisected) and ℓ1 balls (a fractional
-knapsack), and tightened from the second layer on with the LP relaxation of the program so far (the binaries
-relaxed to [0, 1]) where ``lp`` is set.
+knapsack), and tightened from the second layer on with the relaxation of the program so far (the binaries
+relaxed to [0, 1]; for ℓ2 with its ball) where ``lp`` is set.
 """
 
 from __future__ import annotations
@@ -163,9 +163,9 @@ def _first_layer_l2(weight: sparse.csr_matrix, bias: np.ndarray, x: np.ndarray,
         room = np.where(w > 0, 1.0 - x, x)
         with np.errstate(divide="ignore", invalid="ignore"):
             saturate = np.where(w != 0, room / np.abs(w), 0.0)
+        # From λ = 0 to the λ that saturates every coordinate (the box corner). Where the corner lies inside the
+        # ball every midpoint is inside, the upper end never moves, and the corner is the maximizer.
         low, high = np.zeros(len(w)), saturate.max(axis=1, initial=0.0)
-        corner = np.minimum(np.abs(w) * high[:, None], room)
-        reached = np.sqrt((corner**2).sum(axis=1)) <= radius
 
         def step(lam: np.ndarray, w: np.ndarray = w, room: np.ndarray = room) -> np.ndarray:
             return np.minimum(np.abs(w) * lam[:, None], room)
@@ -174,7 +174,7 @@ def _first_layer_l2(weight: sparse.csr_matrix, bias: np.ndarray, x: np.ndarray,
             middle = (low + high) / 2
             inside = np.sqrt((step(middle) ** 2).sum(axis=1)) <= radius
             low, high = np.where(inside, middle, low), np.where(inside, high, middle)
-        ends.append(direction * (np.abs(w) * np.where(reached[:, None], corner, step(high))).sum(axis=1))
+        ends.append(direction * (np.abs(w) * step(high)).sum(axis=1))
     return center + ends[1], center + ends[0]
 
 

@@ -9,6 +9,7 @@ docs/exact.md records which one is faster here.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -21,6 +22,34 @@ from edgewise.exact.formulation import INF, LP_SLACK, Program, Solution
 SOLVERS = ("highs", "scip", "bnb")
 
 
+def _linear_part(program: Program) -> tuple[np.ndarray, float]:
+    """The linear cost and the constant of the objective with its quadratic expanded: Σ (v_i − c_i)² =
+    ½ vᵀ (2 I) v − 2 c·v + Σ c_i² over the first D columns (without ``center``: the cost and 0)."""
+    cost = program.cost.copy()
+    if program.center is None:
+        return cost, 0.0
+    cost[: len(program.center)] -= 2 * program.center
+    return cost, float(program.center @ program.center)
+
+
+def _row_extremes(weights: sparse.csr_matrix, cols: np.ndarray, width: int,
+                  minimum: Callable[[np.ndarray], float | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Min and max of each row of ``weights`` (over ``cols``, -1 = constant 0), ``minimum(cost)`` giving the
+    minimum of cost·v over a program's ``width`` columns (None where not solved: that end stays infinite)."""
+    active = np.flatnonzero(cols >= 0)
+    weights = weights[:, active].tocsr()
+    low, high = np.full(weights.shape[0], -INF), np.full(weights.shape[0], INF)
+    for i in range(weights.shape[0]):
+        row = weights[i].tocoo()
+        for sign, out in ((1.0, low), (-1.0, high)):
+            cost = np.zeros(width)
+            cost[cols[active][row.col]] = sign * row.data
+            value = minimum(cost)
+            if value is not None:
+                out[i] = sign * value
+    return low, high
+
+
 def _highs(program: Program, *, relax: bool) -> Any:
     import highspy
 
@@ -30,11 +59,9 @@ def _highs(program: Program, *, relax: bool) -> Any:
     lp = highspy.HighsLp()
     lp.num_col_ = len(program.col_lower)
     lp.num_row_ = len(program.row_lower)
-    cost = program.cost.copy()
+    cost, offset = _linear_part(program)
     if program.center is not None:
-        # Σ (v_i − c_i)² = ½ vᵀ (2 I) v − 2 c·v + Σ c_i², over the first D columns: a convex QP (no integers).
-        cost[: len(program.center)] -= 2 * program.center
-        lp.offset_ = float(program.center @ program.center)
+        lp.offset_ = offset  # a convex QP (no integers)
     lp.col_cost_ = cost
     lp.col_lower_ = np.where(np.isfinite(program.col_lower), program.col_lower, -highspy.kHighsInf)
     lp.col_upper_ = np.where(np.isfinite(program.col_upper), program.col_upper, highspy.kHighsInf)
@@ -70,21 +97,17 @@ def lp_ranges(program: Program, cols: np.ndarray, weights: sparse.csr_matrix) ->
     # optimal basis, still primal feasible (about 4 times faster than the default on the ℓ1 programs here).
     h.setOptionValue("presolve", "off")
     h.setOptionValue("simplex_strategy", 4)
-    active = np.flatnonzero(cols >= 0)
-    weights = weights[:, active].tocsr()
     n = len(program.col_lower)
-    low, high = np.full(weights.shape[0], -INF), np.full(weights.shape[0], INF)
     everything = np.arange(n, dtype=np.int32)
-    for i in range(weights.shape[0]):
-        row = weights[i].tocoo()
-        for sign, out in ((1.0, low), (-1.0, high)):
-            cost = np.zeros(n)
-            cost[cols[active][row.col]] = sign * row.data
-            h.changeColsCost(n, everything, cost)
-            h.run()
-            if h.getModelStatus() == highspy.HighsModelStatus.kOptimal:
-                out[i] = sign * h.getInfo().objective_function_value
-    return low, high
+
+    def minimum(cost: np.ndarray) -> float | None:
+        h.changeColsCost(n, everything, cost)
+        h.run()
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            return None
+        return float(h.getInfo().objective_function_value)
+
+    return _row_extremes(weights, cols, n, minimum)
 
 
 def ball_ranges(program: Program, cols: np.ndarray, weights: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
@@ -118,22 +141,18 @@ def ball_ranges(program: Program, cols: np.ndarray, weights: sparse.csr_matrix) 
     settings = clarabel.DefaultSettings()
     settings.verbose = False
     settings.presolve_enable = False  # keeps the problem as given, so that its cost can be updated
-    active = np.flatnonzero(cols >= 0)
-    weights = weights[:, active].tocsr()
     solver = clarabel.DefaultSolver(sparse.csc_matrix((width, width)), np.zeros(width), constraints, rhs, cones,
                                     settings)
-    low, high = np.full(weights.shape[0], -INF), np.full(weights.shape[0], INF)
-    for i in range(weights.shape[0]):
-        row = weights[i].tocoo()
-        for sign, out in ((1.0, low), (-1.0, high)):
-            cost = np.zeros(width)
-            cost[cols[active][row.col]] = sign * row.data
-            solver.update(q=cost)
-            solution = solver.solve()
-            if str(solution.status) == "Solved":
-                value = min(solution.obj_val, solution.obj_val_dual)
-                out[i] = sign * (value - LP_SLACK * (1 + abs(value)))
-    return low, high
+
+    def minimum(cost: np.ndarray) -> float | None:
+        solver.update(q=cost)
+        solution = solver.solve()
+        if str(solution.status) != "Solved":
+            return None
+        value = min(solution.obj_val, solution.obj_val_dual)
+        return float(value - LP_SLACK * (1 + abs(value)))
+
+    return _row_extremes(weights, cols, width, minimum)
 
 
 def relaxation(program: Program) -> NodeSolver:
@@ -148,10 +167,7 @@ def relaxation(program: Program) -> NodeSolver:
     assert center is not None
     size, width = len(center), len(program.col_lower)
     hessian = sparse.diags(np.r_[np.full(size, 2.0), np.zeros(width - size)]).tocsc()
-    # Σ (v_i − c_i)² = ½ vᵀ (2 I) v − 2 c·v + Σ c_i², over the first D columns.
-    linear = program.cost.copy()
-    linear[:size] -= 2 * center
-    offset = float(center @ center)
+    linear, offset = _linear_part(program)
     equal = program.row_lower == program.row_upper
     matrix = program.matrix.tocsr()
     solver = piqp.SparseSolver()
