@@ -276,6 +276,37 @@ def test_from_a_start_equals_brute_force(factory, shape, norm: str) -> None:  # 
     assert improved > 0, "no start that the solver had to improve on: the test would not see the descent"
 
 
+@pytest.mark.parametrize("norm", ["linf", "l1", "l2"])
+@pytest.mark.parametrize(("factory", "shape"), CASES, ids=["mlp", "normalize-batchnorm", "conv-maxpool"])
+def test_out_of_time_keeps_a_bracket_around_the_minimum(factory, shape, norm: str) -> None:  # type: ignore[no-untyped-def]
+    # A millisecond per sample: the questions and the minimization stop before they close, and a stopped sample
+    # must say so and keep lower bound ≤ minimum ≤ distance (never claimed exact). With a start, ℓ∞'s and ℓ1's
+    # questions time out without a dual bound; their bound is the relaxation's in the last ball.
+    model = factory()
+    inputs = torch.rand(6, *shape, generator=torch.Generator().manual_seed(3))
+    labels = model(inputs).argmax(1)
+    plain = minimal(model, inputs, labels, norm=norm, time_limit=30)
+    starts = (inputs + 1.5 * (plain.adversarial - inputs)).clamp(0, 1)
+    stopped = {"with start": 0, "without": 0}
+    positive = 0
+    for label, chosen in (("with start", starts), ("without", None)):
+        result = minimal(model, inputs, labels, norm=norm, time_limit=1e-3, starts=chosen)
+        for i in range(len(inputs)):
+            expected = brute_force(factory(), inputs[i].double().flatten().numpy(), int(labels[i]), norm, shape)
+            if math.isinf(expected):
+                continue
+            assert result.status[i] in ("optimal", "time_limit")
+            assert float(result.lower_bound[i]) <= expected + 1e-5
+            assert float(result.distance[i]) >= expected - 1e-5
+            if result.status[i] == "optimal":
+                assert result.distance[i] == pytest.approx(expected, rel=2e-3, abs=1e-4)
+            else:
+                stopped[label] += 1
+                positive += label == "with start" and float(result.lower_bound[i]) > 0
+    assert min(stopped.values()) > 0, f"no sample ran out of time ({stopped}): the check would be idle"
+    assert positive > 0, "no stopped sample kept a lower bound above 0: the relaxation's bound went unchecked"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["tinymlp-fmnist", "tinycnn-fmnist"])
 @pytest.mark.parametrize("norm", ["linf", "l1"])

@@ -13,7 +13,7 @@ from torch import nn
 
 from edgewise.exact.formulation import INF, Bounds, Program, Solution, build, compute_bounds, reachable_region
 from edgewise.exact.network import Network, check_network, network_from_module
-from edgewise.exact.solvers import SOLVERS, ball_ranges, complete, lp_ranges, solve
+from edgewise.exact.solvers import SOLVERS, ball_ranges, complete, lp_ranges, relaxed_minimum, solve
 from edgewise.validation import check_choice, check_inputs, check_logits, check_positive
 
 NORMS = ("linf", "l1", "l2")
@@ -112,6 +112,17 @@ def _within(network: Network, flat: np.ndarray, label: int, *, norm: str, radius
     return solve(program, solver=solver, time_limit=time_limit, gap=0.0, first=True), bounds
 
 
+def _relaxed_lower(network: Network, flat: np.ndarray, label: int, *, norm: str, radius: float, bounds: Bounds,
+                   targeted: bool, tolerance: float) -> float:
+    """A certified lower bound of the minimal ‖δ‖ where the questions ran out of time: the relaxation's minimum
+    of the minimization program in the ball of ``radius`` with ``bounds`` (every adversarial inside the ball is
+    feasible for it; any outside is at least ``radius`` away)."""
+    if not reachable_region(bounds, targeted=targeted, tolerance=tolerance):
+        return radius
+    program, _ = build(network, flat, norm, radius, bounds, label=label, targeted=targeted, tolerance=tolerance)
+    return min(_from_objective(relaxed_minimum(program), norm), radius)
+
+
 def _polish(network: Network, model: nn.Module, x: torch.Tensor, point: np.ndarray, label: int, *, norm: str,
             radius: float, bounds: Bounds, targeted: bool, tolerance: float,
             time_limit: float) -> tuple[tuple[torch.Tensor, float] | None, float]:
@@ -171,8 +182,11 @@ def _descend(network: Network, model: nn.Module, x: torch.Tensor, label: int, fo
         if verdict.status == "infeasible":
             return (adversarial, distance), (adversarial, distance, inner, "optimal")
         if verdict.point is None:
-            # Out of time. ℓ2's question keeps its objective Σ (x' − x)²: its dual bound is a certificate.
-            lower = _from_objective(verdict.bound, norm) if norm == "l2" else 0.0
+            # Out of time. ℓ2's question keeps its objective Σ (x' − x)²: its dual bound is a certificate; ℓ∞'s and
+            # ℓ1's feasibility questions have none, and the relaxation of the minimization in that ball gives one.
+            lower = (min(_from_objective(verdict.bound, norm), inner) if norm == "l2" else
+                     _relaxed_lower(network, flat, label, norm=norm, radius=inner, bounds=bounds, targeted=targeted,
+                                    tolerance=tolerance))
             return (adversarial, distance), (adversarial, distance, min(lower, distance), "time_limit")
         closer, reach = _polish(network, model, x, verdict.point[: x.numel()], label, norm=norm, radius=inner,
                                 bounds=bounds, targeted=targeted, tolerance=tolerance,
@@ -181,7 +195,9 @@ def _descend(network: Network, model: nn.Module, x: torch.Tensor, label: int, fo
             return (adversarial, distance), None
         if closer[1] < distance:
             adversarial, distance = closer
-    return (adversarial, distance), (adversarial, distance, 0.0, "time_limit")
+    lower = _relaxed_lower(network, flat, label, norm=norm, radius=ball, bounds=region, targeted=targeted,
+                           tolerance=tolerance)
+    return (adversarial, distance), (adversarial, distance, min(lower, distance), "time_limit")
 
 
 def _one(network: Network, model: nn.Module, x: torch.Tensor, label: int, *, norm: str, radius: float,
