@@ -23,6 +23,8 @@ ORDER = {"linf": math.inf, "l1": 1, "l2": 2}
 DEFAULT_SOLVER = {"linf": "scip", "l1": "scip", "l2": "bnb"}
 # Ray scalings x + (1 + s) δ tried, in order, when the solver's point fails re-verification by a hair.
 REPAIR = (0.0, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3)
+# The largest relative step below the closest point at which a feasibility question is asked (docs/exact.md).
+STEP_LIMIT = 0.05
 
 
 @dataclass(frozen=True)
@@ -150,13 +152,16 @@ def _descend(network: Network, model: nn.Module, x: torch.Tensor, label: int, fo
              norm: str, targeted: bool, time_limit: float, solver: str, gap: float, tolerance: float,
              tighten: bool) -> tuple[tuple[torch.Tensor, float], tuple[torch.Tensor, float, float, str] | None]:
     """From a verified adversarial at distance d, polished on its activation pattern, ask "any adversarial
-    (margin ≥ −τ) within d (1 − gap)?" until the answer is no (the gap is closed: "optimal"). A point found
-    inside is polished on its activation pattern too:
+    (margin ≥ −τ) within d (1 − s)?", s = gap first, until a "no" at radius r certifies r within the gap of d
+    ("optimal"). A point found inside is polished on its activation pattern too:
     the pattern's closest adversarial with margin +τ (verified) is the new d, and the next question is asked
     below the pattern's minimum with margin −τ, so that the bracket is the gap plus the O(τ) between the two,
-    as in the minimization. Each question is asked in a smaller ball (tighter bounds, fewer undecided ReLUs)
-    and, for ℓ∞, of a much smaller program (no rows for |x' − x| ≤ t) than the minimization; for ℓ2 it is the
-    minimization's program (its ball the quadratic constraint Σ (x' − x)² ≤ r²) stopped at its first point.
+    as in the minimization. Until the first "no", s doubles after each "yes" (up to ``STEP_LIMIT``): near the
+    minimum the solver's points come closer by ~0.01% per question. A "no" certifies its radius as a lower bound
+    (kept if time runs out), and the questions then bisect [lower bound, d] down to the gap. Each question is asked in
+    a smaller ball (tighter bounds, fewer undecided ReLUs) and, for ℓ∞, of a much smaller program (no rows for
+    |x' − x| ≤ t) than the minimization; for ℓ2 it is the minimization's program (its ball the quadratic
+    constraint Σ (x' − x)² ≤ r²) stopped at its first point.
 
     Returns the closest verified adversarial and the sample's result, or None for the result where the polish
     gives nothing closer (then the minimization decides)."""
@@ -175,19 +180,26 @@ def _descend(network: Network, model: nn.Module, x: torch.Tensor, label: int, fo
     if closer is not None and closer[1] < distance:
         adversarial, distance = closer
     reach = min(reach, distance)
+    certified, step = 0.0, gap  # the largest radius answered "no"; how far below reach the next question is
     while (remaining := time_limit - (time.perf_counter() - started)) > 0:
-        inner = reach * (1 - gap)
+        if certified >= reach * (1 - gap):
+            return (adversarial, distance), (adversarial, distance, min(certified, distance), "optimal")
+        # Once a radius is certified, the question bisects the bracket [certified, reach] (each answer halves it;
+        # asked just below reach, the points found near the minimum come closer by ~0.01% per question).
+        inner = reach * (1 - step) if certified == 0.0 else min((certified + reach) / 2, reach * (1 - gap))
         verdict, bounds = _within(network, flat, label, norm=norm, radius=inner, targeted=targeted,
                                   time_limit=remaining, solver=solver, tolerance=tolerance, tighten=tighten)
         if verdict.status == "infeasible":
-            return (adversarial, distance), (adversarial, distance, inner, "optimal")
+            certified = max(certified, inner)
+            continue
         if verdict.point is None:
             # Out of time. ℓ2's question keeps its objective Σ (x' − x)²: its dual bound is a certificate; ℓ∞'s and
             # ℓ1's feasibility questions have none, and the relaxation of the minimization in that ball gives one.
             lower = (min(_from_objective(verdict.bound, norm), inner) if norm == "l2" else
                      _relaxed_lower(network, flat, label, norm=norm, radius=inner, bounds=bounds, targeted=targeted,
                                     tolerance=tolerance))
-            return (adversarial, distance), (adversarial, distance, min(lower, distance), "time_limit")
+            return (adversarial, distance), (adversarial, distance, min(max(lower, certified), distance),
+                                             "time_limit")
         closer, reach = _polish(network, model, x, verdict.point[: x.numel()], label, norm=norm, radius=inner,
                                 bounds=bounds, targeted=targeted, tolerance=tolerance,
                                 time_limit=max(time_limit - (time.perf_counter() - started), 1.0))
@@ -195,9 +207,10 @@ def _descend(network: Network, model: nn.Module, x: torch.Tensor, label: int, fo
             return (adversarial, distance), None
         if closer[1] < distance:
             adversarial, distance = closer
+        step = min(2 * step, STEP_LIMIT)
     lower = _relaxed_lower(network, flat, label, norm=norm, radius=ball, bounds=region, targeted=targeted,
                            tolerance=tolerance)
-    return (adversarial, distance), (adversarial, distance, min(lower, distance), "time_limit")
+    return (adversarial, distance), (adversarial, distance, min(max(lower, certified), distance), "time_limit")
 
 
 def _one(network: Network, model: nn.Module, x: torch.Tensor, label: int, *, norm: str, radius: float,
