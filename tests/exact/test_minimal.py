@@ -249,19 +249,24 @@ def test_tiny_relu_network_equals_brute_force(factory, shape, norm: str, solver:
 STARTS = [(*CASES[0], "linf"), *[(*case, norm) for case in CASES[1:] for norm in ("linf", "l1", "l2")]]
 
 
+def farther_starts(factory, shape: tuple[int, ...], count: int,  # type: ignore[no-untyped-def]
+                   norm: str) -> tuple[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The network, ``count`` random inputs, their predictions, and starts 1.5 times as far as the optimum along
+    its direction (clamped to the box): starts the feasibility questions must improve on."""
+    model = factory()
+    inputs = torch.rand(count, *shape, generator=torch.Generator().manual_seed(3))
+    labels = model(inputs).argmax(1)
+    plain = minimal(model, inputs, labels, norm=norm, time_limit=30)
+    return model, inputs, labels, (inputs + 1.5 * (plain.adversarial - inputs)).clamp(0, 1)
+
+
 @pytest.mark.parametrize(("factory", "shape", "norm"), STARTS,
                          ids=["mlp-linf", "normalize-batchnorm-linf", "normalize-batchnorm-l1",
                               "normalize-batchnorm-l2", "conv-maxpool-linf", "conv-maxpool-l1", "conv-maxpool-l2"])
 def test_from_a_start_equals_brute_force(factory, shape, norm: str) -> None:  # type: ignore[no-untyped-def]
     # With a start, every norm goes through the feasibility questions "any adversarial within d (1 − gap)?" and
     # the polishing of each point found on its activation pattern: the same minima as without.
-    model = factory()
-    inputs = torch.rand(3, *shape, generator=torch.Generator().manual_seed(3))
-    labels = model(inputs).argmax(1)
-    plain = minimal(model, inputs, labels, norm=norm, time_limit=30)
-    # Starts 1.5 times as far as the optimum along its direction (kept where still adversarial): a start the
-    # feasibility questions must improve on.
-    starts = (inputs + 1.5 * (plain.adversarial - inputs)).clamp(0, 1)
+    model, inputs, labels, starts = farther_starts(factory, shape, 3, norm)
     result = minimal(model, inputs, labels, norm=norm, time_limit=30, starts=starts, upper=torch.full((3,), 2.0))
     improved = 0
     for i in range(len(inputs)):
@@ -282,11 +287,7 @@ def test_out_of_time_keeps_a_bracket_around_the_minimum(factory, shape, norm: st
     # A millisecond per sample: the questions and the minimization stop before they close, and a stopped sample
     # must say so and keep lower bound ≤ minimum ≤ distance (never claimed exact). With a start, ℓ∞'s and ℓ1's
     # questions time out without a dual bound; their bound is the relaxation's in the last ball.
-    model = factory()
-    inputs = torch.rand(6, *shape, generator=torch.Generator().manual_seed(3))
-    labels = model(inputs).argmax(1)
-    plain = minimal(model, inputs, labels, norm=norm, time_limit=30)
-    starts = (inputs + 1.5 * (plain.adversarial - inputs)).clamp(0, 1)
+    model, inputs, labels, starts = farther_starts(factory, shape, 6, norm)
     stopped = {"with start": 0, "without": 0}
     positive = 0
     for label, chosen in (("with start", starts), ("without", None)):
