@@ -286,7 +286,8 @@ def test_from_a_start_equals_brute_force(factory, shape, norm: str) -> None:  # 
 def test_out_of_time_keeps_a_bracket_around_the_minimum(factory, shape, norm: str) -> None:  # type: ignore[no-untyped-def]
     # A millisecond per sample: the questions and the minimization stop before they close, and a stopped sample
     # must say so and keep lower bound ≤ minimum ≤ distance (never claimed exact). With a start, ℓ∞'s and ℓ1's
-    # questions time out without a dual bound; their bound is the relaxation's in the last ball.
+    # question times out without a dual bound, or no time is left for the minimization after it: their bound is
+    # the relaxation's in that ball.
     model, inputs, labels, starts = farther_starts(factory, shape, 6, norm)
     stopped = {"with start": 0, "without": 0}
     positive = 0

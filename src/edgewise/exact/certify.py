@@ -23,8 +23,6 @@ ORDER = {"linf": math.inf, "l1": 1, "l2": 2}
 DEFAULT_SOLVER = {"linf": "scip", "l1": "scip", "l2": "bnb"}
 # Ray scalings x + (1 + s) δ tried, in order, when the solver's point fails re-verification by a hair.
 REPAIR = (0.0, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3)
-# The largest relative step below the closest point at which a feasibility question is asked (docs/exact.md).
-STEP_LIMIT = 0.05
 
 
 @dataclass(frozen=True)
@@ -148,30 +146,28 @@ def _polish(network: Network, model: nn.Module, x: torch.Tensor, point: np.ndarr
     return (min(verified, key=lambda v: v[1]) if verified else None), relaxed
 
 
-def _descend(network: Network, model: nn.Module, x: torch.Tensor, label: int, found: tuple[torch.Tensor, float], *,
-             norm: str, targeted: bool, time_limit: float, solver: str, gap: float, tolerance: float,
-             tighten: bool) -> tuple[tuple[torch.Tensor, float], tuple[torch.Tensor, float, float, str] | None]:
-    """From a verified adversarial at distance d, polished on its activation pattern, ask "any adversarial
-    (margin ≥ −τ) within d (1 − s)?", s = gap first, until a "no" at radius r certifies r within the gap of d
-    ("optimal"). A point found inside is polished on its activation pattern too:
-    the pattern's closest adversarial with margin +τ (verified) is the new d, and the next question is asked
-    below the pattern's minimum with margin −τ, so that the bracket is the gap plus the O(τ) between the two,
-    as in the minimization. Until the first "no", s doubles after each "yes" (up to ``STEP_LIMIT``): near the
-    minimum the solver's points come closer by ~0.01% per question. A "no" certifies its radius as a lower bound
-    (kept if time runs out), and the questions then bisect [lower bound, d] down to the gap. Each question is asked in
-    a smaller ball (tighter bounds, fewer undecided ReLUs) and, for ℓ∞, of a much smaller program (no rows for
-    |x' − x| ≤ t) than the minimization; for ℓ2 it is the minimization's program (its ball the quadratic
-    constraint Σ (x' − x)² ≤ r²) stopped at its first point.
+def _question(network: Network, model: nn.Module, x: torch.Tensor, label: int, found: tuple[torch.Tensor, float], *,
+              norm: str, targeted: bool, time_limit: float, solver: str, gap: float, tolerance: float,
+              tighten: bool) -> tuple[tuple[torch.Tensor, float], tuple[torch.Tensor, float, float, str] | None]:
+    """From a verified adversarial at distance d, polished on its activation pattern to the pattern's minimum m
+    (with margin −τ), ask once "any adversarial (margin ≥ −τ) within m (1 − gap)?": "no" certifies the polished
+    point within the gap ("optimal"); "yes" leaves the minimization to decide, from the closest point so far.
+    The question is asked in a smaller ball than the minimization (tighter bounds, fewer undecided ReLUs) and,
+    for ℓ∞, of a much smaller program (no rows for |x' − x| ≤ t); for ℓ2 it is the minimization's program (its
+    ball the quadratic constraint Σ (x' − x)² ≤ r²) stopped at its first point. More questions after a "yes"
+    (descending below each point found) are slower than the minimization: on the 10 hardest tinycnn-fmnist
+    images at ℓ∞, 60 s each, they certified 2 where one question and then the minimization certify 6
+    (docs/exact.md).
 
-    Returns the closest verified adversarial and the sample's result, or None for the result where the polish
-    gives nothing closer (then the minimization decides)."""
+    Returns the closest verified adversarial and the sample's result, or None for the result where the
+    minimization decides."""
     started = time.perf_counter()
     flat = x.detach().double().cpu().flatten().numpy()
     adversarial, distance = found
     # An attack stops a little above the minimum of its own activation pattern (FMN at 1,000 passes by 0.01-0.4%
-    # on tinymlp-pgd-fmnist): polished first, the first question is asked below that minimum, where "no" is the
-    # likely answer, instead of in the thin shell between the two, where the solver has to find a point. The
-    # pattern's program needs no tight bounds: interval arithmetic in the start's ball.
+    # on tinymlp-pgd-fmnist): polished first, the question is asked below that minimum, where "no" is the likely
+    # answer, instead of in the thin shell between the two, where the solver has to find a point. The pattern's
+    # program needs no tight bounds: interval arithmetic in the start's ball.
     ball = distance * (1 + 1e-6) + 1e-9
     region = compute_bounds(network, flat, norm, ball, label=label, targeted=targeted, tolerance=tolerance, lp=None)
     closer, reach = _polish(network, model, x, adversarial.detach().double().cpu().flatten().numpy(), label,
@@ -179,38 +175,25 @@ def _descend(network: Network, model: nn.Module, x: torch.Tensor, label: int, fo
                             time_limit=time_limit)
     if closer is not None and closer[1] < distance:
         adversarial, distance = closer
-    reach = min(reach, distance)
-    certified, step = 0.0, gap  # the largest radius answered "no"; how far below reach the next question is
-    while (remaining := time_limit - (time.perf_counter() - started)) > 0:
-        if certified >= reach * (1 - gap):
-            return (adversarial, distance), (adversarial, distance, min(certified, distance), "optimal")
-        # Once a radius is certified, the question bisects the bracket [certified, reach] (each answer halves it;
-        # asked just below reach, the points found near the minimum come closer by ~0.01% per question).
-        inner = reach * (1 - step) if certified == 0.0 else min((certified + reach) / 2, reach * (1 - gap))
-        verdict, bounds = _within(network, flat, label, norm=norm, radius=inner, targeted=targeted,
-                                  time_limit=remaining, solver=solver, tolerance=tolerance, tighten=tighten)
-        if verdict.status == "infeasible":
-            certified = max(certified, inner)
-            continue
-        if verdict.point is None:
-            # Out of time. ℓ2's question keeps its objective Σ (x' − x)²: its dual bound is a certificate; ℓ∞'s and
-            # ℓ1's feasibility questions have none, and the relaxation of the minimization in that ball gives one.
-            lower = (min(_from_objective(verdict.bound, norm), inner) if norm == "l2" else
-                     _relaxed_lower(network, flat, label, norm=norm, radius=inner, bounds=bounds, targeted=targeted,
-                                    tolerance=tolerance))
-            return (adversarial, distance), (adversarial, distance, min(max(lower, certified), distance),
-                                             "time_limit")
-        closer, reach = _polish(network, model, x, verdict.point[: x.numel()], label, norm=norm, radius=inner,
-                                bounds=bounds, targeted=targeted, tolerance=tolerance,
-                                time_limit=max(time_limit - (time.perf_counter() - started), 1.0))
-        if closer is None:
-            return (adversarial, distance), None
-        if closer[1] < distance:
-            adversarial, distance = closer
-        step = min(2 * step, STEP_LIMIT)
-    lower = _relaxed_lower(network, flat, label, norm=norm, radius=ball, bounds=region, targeted=targeted,
-                           tolerance=tolerance)
-    return (adversarial, distance), (adversarial, distance, min(max(lower, certified), distance), "time_limit")
+    inner = min(reach, distance) * (1 - gap)
+    verdict, bounds = _within(network, flat, label, norm=norm, radius=inner, targeted=targeted,
+                              time_limit=time_limit - (time.perf_counter() - started), solver=solver,
+                              tolerance=tolerance, tighten=tighten)
+    if verdict.status == "infeasible":
+        return (adversarial, distance), (adversarial, distance, min(inner, distance), "optimal")
+    if verdict.point is None:
+        # Out of time. ℓ2's question keeps its objective Σ (x' − x)²: its dual bound is a certificate; ℓ∞'s and
+        # ℓ1's feasibility questions have none, and the relaxation of the minimization in that ball gives one.
+        lower = (min(_from_objective(verdict.bound, norm), inner) if norm == "l2" else
+                 _relaxed_lower(network, flat, label, norm=norm, radius=inner, bounds=bounds, targeted=targeted,
+                                tolerance=tolerance))
+        return (adversarial, distance), (adversarial, distance, min(lower, distance), "time_limit")
+    closer, _ = _polish(network, model, x, verdict.point[: x.numel()], label, norm=norm, radius=inner,
+                        bounds=bounds, targeted=targeted, tolerance=tolerance,
+                        time_limit=max(time_limit - (time.perf_counter() - started), 1.0))
+    if closer is not None and closer[1] < distance:
+        adversarial, distance = closer
+    return (adversarial, distance), None
 
 
 def _one(network: Network, model: nn.Module, x: torch.Tensor, label: int, *, norm: str, radius: float,
@@ -223,8 +206,9 @@ def _one(network: Network, model: nn.Module, x: torch.Tensor, label: int, *, nor
     known = None if start is None else start.detach().double().cpu().flatten().numpy()
     found = None if known is None else _verified(model, x, known, label, targeted, norm)
     if found is not None and gap > 0 and found[1] > 0:
-        found, result = _descend(network, model, x, label, found, norm=norm, targeted=targeted,
-                                 time_limit=time_limit, solver=solver, gap=gap, tolerance=tolerance, tighten=tighten)
+        found, result = _question(network, model, x, label, found, norm=norm, targeted=targeted,
+                                  time_limit=time_limit, solver=solver, gap=gap, tolerance=tolerance,
+                                  tighten=tighten)
         if result is not None:
             return result
         radius, known = found[1], found[0].detach().double().cpu().flatten().numpy()
@@ -236,6 +220,10 @@ def _one(network: Network, model: nn.Module, x: torch.Tensor, label: int, *, nor
         return x, math.inf, ball, "infeasible"
     program, _ = build(network, flat, norm, ball, bounds, label=label, targeted=targeted, tolerance=tolerance)
     remaining = time_limit - (time.perf_counter() - started)
+    if remaining <= 0:
+        # No time left for the solver (it would not stop before its presolve and root): the relaxation's bound.
+        lower = min(_from_objective(relaxed_minimum(program), norm), ball)
+        return (x, math.inf, lower, "time_limit") if found is None else (*found, min(lower, found[1]), "time_limit")
     solution: Solution = solve(program, solver=solver, time_limit=remaining, gap=gap, start=known)
     if solution.status == "infeasible":
         return x, math.inf, ball, "infeasible"
