@@ -1,4 +1,4 @@
-"""The ``edgewise`` command: ``attack | benchmark | minmax | train | models`` (also ``python -m edgewise``).
+"""The ``edgewise`` command: ``attack | benchmark | minmax | exact | train | models`` (also ``python -m edgewise``).
 
 Every subcommand takes the same option names for the same concepts (``edgewise.cli.options``, docs/cli.md).
 """
