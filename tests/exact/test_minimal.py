@@ -309,6 +309,83 @@ def test_out_of_time_keeps_a_bracket_around_the_minimum(factory, shape, norm: st
     assert positive > 0, "no stopped sample kept a lower bound above 0: the relaxation's bound went unchecked"
 
 
+class FakeClock:
+    """``time.perf_counter`` for edgewise.exact's modules: advances only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize("share", [0.7, 1.5])
+def test_the_bounds_and_the_solver_share_the_time_limit(monkeypatch: pytest.MonkeyPatch, share: float) -> None:
+    # The tightened bounds of the question take `share` of the limit on a fake clock: the solver gets what they
+    # leave (nothing, and is not started, where they took it all), and the result stays a sound bracket.
+    from edgewise.exact import certify, formulation, solvers
+
+    model, inputs, labels, starts = farther_starts(tiny_mlp, (3,), 3, "linf")
+    clock = FakeClock()
+    for module in (certify, solvers):
+        monkeypatch.setattr(module, "time", clock)
+    limit = 10.0
+    tightened = formulation.compute_bounds
+
+    def slow_bounds(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if kwargs.get("lp") is not None:
+            clock.now += share * limit
+        return tightened(*args, **kwargs)
+
+    given: list[float] = []  # the time limits of the mixed-integer solves (the activation patterns' LPs aside)
+    solved = solvers.solve
+
+    def recorded(program, **kwargs):  # type: ignore[no-untyped-def]
+        if program.integer.any():
+            given.append(kwargs["time_limit"])
+        return solved(program, **kwargs)
+
+    monkeypatch.setattr(certify, "compute_bounds", slow_bounds)
+    monkeypatch.setattr(certify, "solve", recorded)
+    result = minimal(model, inputs, labels, norm="linf", time_limit=limit, starts=starts)
+    questions = 0
+    for i in range(len(inputs)):
+        expected = brute_force(tiny_mlp(), inputs[i].double().flatten().numpy(), int(labels[i]), "linf", (3,))
+        if math.isinf(expected) or float((starts[i] - inputs[i]).abs().max()) == 0:
+            continue
+        questions += 1
+        assert float(result.lower_bound[i]) <= expected + 1e-5 <= float(result.distance[i]) + 2e-5
+        if share > 1:
+            assert result.status[i] == "time_limit"
+    assert questions > 0, "no sample with a start: no question was asked"
+    # A mixed-integer solve follows one tightening at most (a second leaves no time): it gets the 3 s left, and
+    # none is started where one tightening takes the whole limit.
+    if share < 1:
+        assert given and max(given) <= (1 - share) * limit + 1e-9
+    else:
+        assert not given
+
+
+def test_ranges_past_their_deadline_keep_the_interval_bounds() -> None:
+    from functools import partial
+
+    from edgewise.exact.formulation import compute_bounds
+    from edgewise.exact.network import network_from_module
+    from edgewise.exact.solvers import lp_ranges
+
+    model = tiny_mlp()
+    network = network_from_module(model, (3,))
+    x = np.array([0.3, 0.6, 0.5])
+    label = int(model(torch.tensor(x[None], dtype=torch.float32)).argmax(1))
+    ranges = {}
+    for name, lp in (("intervals", None), ("past", partial(lp_ranges, deadline=-math.inf)),
+                     ("tightened", lp_ranges)):
+        bounds = compute_bounds(network, x, "linf", 0.4, label=label, targeted=False, tolerance=1e-5, lp=lp)
+        ranges[name] = np.concatenate([np.concatenate(layer) for layer in bounds.layers] + list(bounds.margin))
+    assert np.array_equal(ranges["past"], ranges["intervals"])
+    assert not np.allclose(ranges["tightened"], ranges["intervals"]), "the LPs tighten nothing: the check is idle"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["tinymlp-fmnist", "tinycnn-fmnist"])
 @pytest.mark.parametrize("norm", ["linf", "l1"])

@@ -6,6 +6,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -85,14 +86,14 @@ def _verified(model: nn.Module, x: torch.Tensor, point: np.ndarray, label: int, 
     return None
 
 
-def _tightening(norm: str, tighten: bool) -> Callable[[Program, np.ndarray, np.ndarray],
-                                                       tuple[np.ndarray, np.ndarray]] | None:
+def _tightening(norm: str, tighten: bool, deadline: float) -> Callable[[Program, np.ndarray, np.ndarray],
+                                                                        tuple[np.ndarray, np.ndarray]] | None:
     """The bound tightening: LPs for ℓ∞ and ℓ1; for ℓ2 second-order cone programs, since the LPs can hold only
     the ball's bounding box (on tinymlp-fmnist they took 9-11 s per ball and fixed no ReLU that the intervals
-    left undecided)."""
+    left undecided). Units not reached by ``deadline`` (``time.perf_counter()``) keep their interval bounds."""
     if not tighten:
         return None
-    return ball_ranges if norm == "l2" else lp_ranges
+    return partial(ball_ranges if norm == "l2" else lp_ranges, deadline=deadline)
 
 
 def _from_objective(value: float, norm: str) -> float:
@@ -102,14 +103,20 @@ def _from_objective(value: float, norm: str) -> float:
 def _within(network: Network, flat: np.ndarray, label: int, *, norm: str, radius: float, targeted: bool,
             time_limit: float, solver: str, tolerance: float, tighten: bool) -> tuple[Solution, Bounds]:
     """Is there an adversarial (margin ≥ −τ) within ``radius``? A feasibility program, its bounds computed in
-    that ball: "infeasible" certifies ``radius`` as a lower bound; a point is an adversarial inside it."""
+    that ball: "infeasible" certifies ``radius`` as a lower bound; a point is an adversarial inside it. The
+    bounds and the solver share ``time_limit``; where the bounds spend it, no solver is started: no point, and
+    the relaxation's bound (the solver's own first bound; for ℓ2 a lower bound of Σ (x' − x)²)."""
+    deadline = time.perf_counter() + time_limit
     bounds = compute_bounds(network, flat, norm, radius, label=label, targeted=targeted, tolerance=tolerance,
-                            lp=_tightening(norm, tighten))
+                            lp=_tightening(norm, tighten, deadline))
     if not reachable_region(bounds, targeted=targeted, tolerance=tolerance):
         return Solution("infeasible", None, INF, INF), bounds
     program, _ = build(network, flat, norm, radius, bounds, label=label, targeted=targeted, tolerance=tolerance,
                        feasibility=True)
-    return solve(program, solver=solver, time_limit=time_limit, gap=0.0, first=True), bounds
+    remaining = deadline - time.perf_counter()
+    if remaining <= 0:
+        return Solution("time_limit", None, INF, relaxed_minimum(program)), bounds
+    return solve(program, solver=solver, time_limit=remaining, gap=0.0, first=True), bounds
 
 
 def _relaxed_lower(network: Network, flat: np.ndarray, label: int, *, norm: str, radius: float, bounds: Bounds,
@@ -215,7 +222,7 @@ def _one(network: Network, model: nn.Module, x: torch.Tensor, label: int, *, nor
     # A small slack keeps the attack's own point (at distance exactly `upper`) inside the searched ball.
     ball = radius * (1 + 1e-6) + 1e-9 if math.isfinite(radius) else math.inf
     bounds = compute_bounds(network, flat, norm, ball, label=label, targeted=targeted, tolerance=tolerance,
-                            lp=_tightening(norm, tighten))
+                            lp=_tightening(norm, tighten, started + time_limit))
     if not reachable_region(bounds, targeted=targeted, tolerance=tolerance):
         return x, math.inf, ball, "infeasible"
     program, _ = build(network, flat, norm, ball, bounds, label=label, targeted=targeted, tolerance=tolerance)

@@ -9,6 +9,7 @@ docs/exact.md records which one is faster here.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -33,15 +34,19 @@ def _linear_part(program: Program) -> tuple[np.ndarray, float]:
 
 
 def _row_extremes(weights: sparse.csr_matrix, cols: np.ndarray, width: int,
-                  minimum: Callable[[np.ndarray], float | None]) -> tuple[np.ndarray, np.ndarray]:
+                  minimum: Callable[[np.ndarray], float | None], deadline: float) -> tuple[np.ndarray, np.ndarray]:
     """Min and max of each row of ``weights`` (over ``cols``, -1 = constant 0), ``minimum(cost)`` giving the
-    minimum of cost·v over a program's ``width`` columns (None where not solved: that end stays infinite)."""
+    minimum of cost·v over a program's ``width`` columns (None where not solved: that end stays infinite).
+    No program is started after ``deadline`` (a ``time.perf_counter()`` value): the rows left keep infinite
+    ends, i.e. the caller's interval bounds."""
     active = np.flatnonzero(cols >= 0)
     weights = weights[:, active].tocsr()
     low, high = np.full(weights.shape[0], -INF), np.full(weights.shape[0], INF)
     for i in range(weights.shape[0]):
         row = weights[i].tocoo()
         for sign, out in ((1.0, low), (-1.0, high)):
+            if time.perf_counter() > deadline:
+                return low, high
             cost = np.zeros(width)
             cost[cols[active][row.col]] = sign * row.data
             value = minimum(cost)
@@ -88,8 +93,10 @@ def _highs(program: Program, *, relax: bool) -> Any:
     return h
 
 
-def lp_ranges(program: Program, cols: np.ndarray, weights: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
-    """Min and max of each row of ``weights`` (over ``cols``, -1 = constant 0) on the LP relaxation (HiGHS)."""
+def lp_ranges(program: Program, cols: np.ndarray, weights: sparse.csr_matrix, *,
+              deadline: float = math.inf) -> tuple[np.ndarray, np.ndarray]:
+    """Min and max of each row of ``weights`` (over ``cols``, -1 = constant 0) on the LP relaxation (HiGHS);
+    rows not reached by ``deadline`` (``time.perf_counter()``) keep infinite ends."""
     import highspy
 
     h = _highs(program, relax=True)
@@ -107,22 +114,23 @@ def lp_ranges(program: Program, cols: np.ndarray, weights: sparse.csr_matrix) ->
             return None
         return float(h.getInfo().objective_function_value)
 
-    return _row_extremes(weights, cols, n, minimum)
+    return _row_extremes(weights, cols, n, minimum, deadline)
 
 
-def ball_ranges(program: Program, cols: np.ndarray, weights: sparse.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+def ball_ranges(program: Program, cols: np.ndarray, weights: sparse.csr_matrix, *,
+                deadline: float = math.inf) -> tuple[np.ndarray, np.ndarray]:
     """Min and max of each row of ``weights`` (over ``cols``, -1 = constant 0) on the LP relaxation of
     ``program`` intersected with its ℓ2 ball ‖x' − center‖₂ ≤ radius: second-order cone programs (Clarabel, an
     interior-point conic solver, one problem whose cost is updated row by row). The LPs of ``lp_ranges`` can
     hold only the ball's bounding box, which fixes no ReLU; the cone halves the undecided second-layer ReLUs of
     tinymlp-fmnist in the attack's ball (docs/exact.md). Without a ball: ``lp_ranges``. A row whose program is
-    not solved keeps (-inf, inf), i.e. its interval bounds; values are the smaller of the primal and dual
-    objectives, lowered by a relative 10⁻⁶, so that they stay bounds."""
+    not solved, or not reached by ``deadline``, keeps (-inf, inf), i.e. its interval bounds; values are the
+    smaller of the primal and dual objectives, lowered by a relative 10⁻⁶, so that they stay bounds."""
     import clarabel
 
     center = program.center
     if center is None or not math.isfinite(program.radius):
-        return lp_ranges(replace(program, center=None), cols, weights)  # no ball: the LP relaxation's ranges
+        return lp_ranges(replace(program, center=None), cols, weights, deadline=deadline)  # no ball: the LP's
     width, size = len(program.col_lower), len(center)
     matrix = program.matrix.tocsr()
     equal = program.row_lower == program.row_upper
@@ -152,7 +160,7 @@ def ball_ranges(program: Program, cols: np.ndarray, weights: sparse.csr_matrix) 
         value = min(solution.obj_val, solution.obj_val_dual)
         return float(value - LP_SLACK * (1 + abs(value)))
 
-    return _row_extremes(weights, cols, width, minimum)
+    return _row_extremes(weights, cols, width, minimum, deadline)
 
 
 def relaxation(program: Program) -> NodeSolver:
