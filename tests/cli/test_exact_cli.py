@@ -60,3 +60,90 @@ def test_benchmark_exact_writes_the_ratios(tmp_path: Path) -> None:
     summary = json.loads((out / "exact-tinymlp-pgd-fmnist.json").read_text())
     assert summary["n"] == 1 and summary["norm"] == "linf" and set(summary["attacks"]) == {"fmn-linf 10"}
     assert (out / "exact" / "tinymlp-pgd-fmnist" / "attack_vs_exact.png").is_file()
+
+
+def test_benchmark_exact_never_hands_back_another_images_result(tmp_path: Path) -> None:
+    # Two runs into one folder, the second on the next image (the record leaves --n/--offset out: a larger --n
+    # solves only the missing samples). Each solved sample is kept under its dataset index with its input's
+    # digest, so the second run solves image 1 instead of reusing image 0's result.
+    import torch
+
+    from edgewise.data import sample
+    from edgewise.eval.provenance import fingerprint_tensor
+
+    out = tmp_path / "bench"
+    argv = ["benchmark", "--model", "tinymlp-pgd-fmnist", "--attack", "fmn-linf", "--distance", "linf",
+            "--steps", "10", "--n", "1", "--exact", "--exact-time-limit", "3", "--out", str(out), "--no-progress"]
+    assert main([*argv, "--offset", "0"]) == 0
+    assert main([*argv, "--offset", "1"]) == 0
+    inputs, _ = sample()
+    solved = out / "exact" / "tinymlp-pgd-fmnist" / "exact" / "samples"
+    assert sorted(p.name for p in solved.iterdir()) == ["0.pt", "1.pt"]
+    for index in (0, 1):
+        stored = torch.load(solved / f"{index}.pt", weights_only=True)
+        assert stored["input_sha256"] == fingerprint_tensor(inputs[index])
+
+
+def test_run_exact_solves_again_a_sample_whose_input_changed(tmp_path: Path) -> None:
+    import torch
+    from torch import nn
+
+    from edgewise.exact.run import run_exact
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 3)).eval()
+    first, second = torch.rand(1, 3), torch.rand(1, 3)
+    labels = model(torch.cat([first, second])).argmax(1)
+    one = run_exact(model, first, labels[:1], norm="linf", time_limit=5, folder=tmp_path, progress=False)
+    # The same position (no indices), another input: solved for that input, not handed the first one's.
+    two = run_exact(model, second, labels[1:], norm="linf", time_limit=5, folder=tmp_path, progress=False)
+    fresh = run_exact(model, second, labels[1:], norm="linf", time_limit=5, folder=tmp_path / "fresh",
+                      progress=False)
+    assert torch.equal(two.adversarial, fresh.adversarial) and torch.equal(two.distance, fresh.distance)
+    assert not torch.equal(one.adversarial, two.adversarial)
+
+
+MODULES = '''
+from torch import nn
+
+
+def tanh_mlp(num_classes: int = 10) -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 8), nn.Tanh(), nn.Linear(8, num_classes))
+'''
+
+
+def test_exact_refuses_a_model_or_data_it_cannot_use_before_any_attack(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import numpy as np
+
+    (tmp_path / "models.py").write_text(MODULES)
+    images = np.random.default_rng(0).random((4, 1, 28, 28)).astype(np.float32)
+    np.savez(tmp_path / "five.npz", x=images, y=np.arange(4) % 5, classes=np.array(list("abcde")))
+    np.savez(tmp_path / "rgb.npz", x=np.repeat(images, 3, axis=1), y=np.arange(4))
+    cases = [
+        (["--model", f"{tmp_path / 'models.py'}:tanh_mlp"], "Tanh"),
+        (["--data", str(tmp_path / "five.npz")], "classes"),
+        (["--data", str(tmp_path / "rgb.npz")], "cannot take"),
+    ]
+    for extra, match in cases:
+        out = tmp_path / f"out-{len(match)}"
+        argv = ["exact", "--model", "tinymlp-fmnist", "--n", "2", "--steps", "5", "--attack", "fmn-linf",
+                "--time-limit", "2", "--out", str(out), "--no-progress", *extra]
+        assert main(argv) == 2
+        error = capsys.readouterr().err.strip()
+        assert len(error.splitlines()) == 1 and match in error, error
+        assert not (out / "attacks").exists(), "the attacks ran before the refusal"
+
+
+def test_exact_skips_a_missing_library_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "foolbox", None)
+    out = tmp_path / "exact"
+    argv = ["exact", "--model", "tinymlp-pgd-fmnist", "--n", "1", "--steps", "5", "--attack",
+            "fmn-linf,foolbox:fmn-linf", "--time-limit", "2", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert captured.err.count("skipping foolbox:fmn-linf: foolbox is not installed") == 1
+    assert set(json.loads((out / "results.json").read_text())["summary"]["attacks"]) == {"fmn-linf"}

@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from edgewise.cli import csv
 from edgewise.cli.options import (
     add_data,
@@ -83,7 +85,7 @@ def attack_specs(names: list[str], *, distance: str, baselines: bool) -> list[At
         try:
             specs.append(resolve(name, distance=distance))
         except MissingLibraryError as error:
-            print(f"edgewise benchmark: skipping {name}: {error}", file=sys.stderr)
+            print(f"edgewise: skipping {name}: {error}", file=sys.stderr)
     if not specs:
         raise ValueError("--attacks: nothing to run (every requested attack was skipped)")
     return specs
@@ -136,14 +138,15 @@ def run(args: argparse.Namespace) -> int:
     env["total_seconds"] = time.perf_counter() - started
     written = write_report(report, out, arguments={**arguments, "provenance": provenance}, env=env)
     if args.exact:
-        written += exact_reports(report, models, data, out, args)
+        written += exact_reports(report, models, data, indices, out, args)
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
 
 
-def exact_reports(report: dict[str, Any], models: dict[str, Any], data: dict[str, Any], out: Path,
-                  args: argparse.Namespace) -> list[Path]:
-    """--exact: per model, the certified distances and every (attack, steps) cell's ratio to them."""
+def exact_reports(report: dict[str, Any], models: dict[str, Any], data: dict[str, Any], indices: torch.Tensor,
+                  out: Path, args: argparse.Namespace) -> list[Path]:
+    """--exact: per model, the certified distances and every (attack, steps) cell's ratio to them (solved samples
+    kept per dataset index under ``out/exact/MODEL``)."""
     from edgewise.cli.exact import print_summary
     from edgewise.eval.report import write_text_atomic
     from edgewise.exact.run import certify_against
@@ -154,7 +157,8 @@ def exact_reports(report: dict[str, Any], models: dict[str, Any], data: dict[str
         folder = out / "exact" / name
         inputs, labels = data[name]
         _, summary = certify_against(model, inputs, labels, curves, norm=args.distance,
-                                     time_limit=args.exact_time_limit, folder=folder, progress=not args.no_progress,
+                                     time_limit=args.exact_time_limit, folder=folder, indices=indices,
+                                     progress=not args.no_progress,
                                      title=f"{name} {args.distance}")
         path = out / f"exact-{name}.json"
         write_text_atomic(path, json.dumps(summary, indent=1).replace("Infinity", "null") + "\n")

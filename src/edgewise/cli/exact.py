@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from edgewise.cli import csv
-from edgewise.cli.options import claim_out
+from edgewise.cli.benchmark import attack_specs
+from edgewise.cli.options import claim_out, for_model
+from edgewise.data import check_compatible, select, stack
 from edgewise.data import load as load_data
-from edgewise.data import select, stack
-from edgewise.eval.benchmark import resolve
 from edgewise.eval.provenance import describe_attack, fingerprint_model
 from edgewise.eval.report import environment, write_text_atomic
 from edgewise.exact import NORMS
+from edgewise.exact.network import check_network, network_from_module
 from edgewise.exact.run import ATTACKS, attack_distances, certify_against
 from edgewise.models import identity
 from edgewise.models import load as load_model
@@ -60,11 +61,16 @@ def run(args: argparse.Namespace) -> int:
     if args.steps < 1 or args.batch_size < 1:
         raise ValueError(f"--steps and --batch-size must be >= 1, got {args.steps} and {args.batch_size}")
     names = args.attacks if args.attacks is not None else list(ATTACKS[args.distance])
-    attacks = {name: resolve(name, distance=args.distance).build(args.steps) for name in names}
+    # A baseline whose library is missing is skipped with one line, as in `edgewise benchmark`.
+    specs = attack_specs(names, distance=args.distance, baselines=False)
+    attacks = {spec.name: spec.build(args.steps) for spec in specs}
     model = load_model(args.model, weights=args.weights)
-    dataset = load_data(args.data, split=args.split)
+    dataset = for_model(load_data(args.data, split=args.split), args.model)
+    check_compatible(model, dataset)
     indices = select(dataset, n=args.n, offset=args.offset)
     inputs, labels = stack(dataset, indices)
+    # Before any attack runs: a network the mixed-integer program cannot express is refused in one line.
+    check_network(network_from_module(model, tuple(inputs.shape[1:])), model, inputs[:2])
     out = Path(args.out)
     # What produced the solved samples saved under --out (the samples themselves are not in the record: a larger
     # --n solves only the missing ones); another model, data, norm, solver setting or attack is refused.

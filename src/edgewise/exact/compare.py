@@ -12,7 +12,7 @@ WITHIN = 0.01
 
 
 def compare(exact: torch.Tensor, lower_bound: torch.Tensor, status: Sequence[str],
-            attacks: Mapping[str, torch.Tensor]) -> dict[str, dict[str, Any]]:
+            attacks: Mapping[str, torch.Tensor], *, indices: torch.Tensor | None = None) -> dict[str, dict[str, Any]]:
     """Per attack, statistics of ``attack distance / certified lower bound`` over the samples certified optimal.
 
     The exact minimum lies in [lower_bound, exact] (a bracket of the solver's gap and the margin τ, see
@@ -20,14 +20,18 @@ def compare(exact: torch.Tensor, lower_bound: torch.Tensor, status: Sequence[str
     attack. Samples count where the status is "optimal" and the exact distance is finite and > 0 (clean errors,
     at 0, carry no ratio); an attack's failure (+inf) counts as ratio +inf. Returns per attack: ``n``, ``median``,
     ``mean`` (+inf if any failure), ``p95``, ``within_1pct`` (fraction with ratio ≤ 1.01), ``failures``, and
-    ``below_lower_bound``: samples (any status) where the attack's verified distance is below the certified
-    lower bound by more than 10⁻⁶ relative, which would be a bug of the solver or of the bounds.
+    ``below_lower_bound``: samples (any status; their ``indices``, by default their positions) where the
+    attack's verified distance is below the certified lower bound by more than 10⁻⁶ relative, which would be a
+    bug of the solver or of the bounds.
     """
     exact = exact.detach().double().cpu()
     lower_bound = lower_bound.detach().double().cpu()
     if exact.shape != lower_bound.shape or len(status) != len(exact):
         raise ValueError(f"exact, lower_bound and status must have one entry per sample, got {tuple(exact.shape)}, "
                          f"{tuple(lower_bound.shape)} and {len(status)}")
+    names = torch.arange(len(exact)) if indices is None else torch.as_tensor(indices).cpu()
+    if names.shape != exact.shape:
+        raise ValueError(f"indices must have one entry per sample ({len(exact)}), got shape {tuple(names.shape)}")
     certified = torch.tensor([s == "optimal" for s in status], dtype=torch.bool)
     usable = certified & torch.isfinite(exact) & (lower_bound > 0)
     report: dict[str, dict[str, Any]] = {}
@@ -46,7 +50,7 @@ def compare(exact: torch.Tensor, lower_bound: torch.Tensor, status: Sequence[str
             (float("inf") if len(ratio) else None),
             "within_1pct": float((ratio <= 1 + WITHIN).double().mean()) if len(ratio) else None,
             "failures": int((~torch.isfinite(ratio)).sum()),
-            "below_lower_bound": [int(i) for i in torch.nonzero(below).flatten()],
+            "below_lower_bound": [int(i) for i in names[below]],
         }
     return report
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from edgewise.eval.provenance import check_record, fingerprint_model
+from edgewise.eval.provenance import check_record, fingerprint_model, fingerprint_tensor
 from edgewise.eval.run import Attack, _save_atomic, run_attack
 from edgewise.exact.certify import ExactResult, minimal
 from edgewise.exact.compare import compare, plot_comparison
@@ -30,8 +30,9 @@ def run_exact(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, n
               targeted: bool = False, progress: bool = True, starts: torch.Tensor | None = None,
               **options: Any) -> ExactResult:
     """:func:`minimal` sample by sample; sample ``indices[i]`` (default i) is saved as ``folder/samples/I.pt``
-    and loaded instead of solved again when it was solved with the same ``upper`` radius. ``starts`` and
-    ``options`` go to :func:`minimal`.
+    and loaded instead of solved again when it was solved for the same input (sha256), label and ``upper``
+    radius (another input under the same name, e.g. another --offset without indices, is solved again).
+    ``starts`` and ``options`` go to :func:`minimal`.
 
     ``folder/record.json`` holds the run's model fingerprint, norm, time limit and options; another run in the
     same folder is a ValueError naming the first difference.
@@ -46,9 +47,10 @@ def run_exact(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, n
     for i in tqdm(range(len(inputs)), desc=f"exact {norm}", disable=not progress, leave=False):
         path = folder / "samples" / f"{int(indices[i])}.pt"
         radius = float(radii[i])
+        key = {"upper": radius, "input_sha256": fingerprint_tensor(inputs[i]), "label": int(labels[i])}
         if path.is_file():
             stored = torch.load(path, weights_only=True)
-            if stored["upper"] == radius:
+            if all(stored.get(name) == value for name, value in key.items()):
                 parts.append(stored)
                 continue
         one = minimal(model, inputs[i : i + 1], labels[i : i + 1], norm=norm, time_limit=time_limit,
@@ -56,7 +58,7 @@ def run_exact(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, n
                       **options)
         stored = {"adversarial": one.adversarial[0], "distance": float(one.distance[0]),
                   "lower_bound": float(one.lower_bound[0]), "status": one.status[0],
-                  "seconds": float(one.seconds[0]), "upper": radius}
+                  "seconds": float(one.seconds[0]), **key}
         _save_atomic(stored, path)
         parts.append(stored)
     return ExactResult(
@@ -111,6 +113,6 @@ def certify_against(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor
         "certified": int(certified.sum()),
         "median_seconds": float(result.seconds[correct].median()) if bool(correct.any()) else None,
         "max_relative_bracket": float(bracket[certified].max()) if bool(certified.any()) else None,
-        "attacks": compare(result.distance, result.lower_bound, result.status, distances),
+        "attacks": compare(result.distance, result.lower_bound, result.status, distances, indices=indices),
     }
     return result, summary
