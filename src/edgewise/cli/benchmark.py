@@ -72,7 +72,8 @@ def register(commands: Any) -> None:
     parser.add_argument("--exact", action="store_true",
                         help="also certify the minimal distances (edgewise.exact, small ReLU networks) inside the "
                              "attacks' best radius and report each attack's ratio to them (exact-MODEL.json, .png)")
-    parser.add_argument("--exact-time-limit", type=float, default=60.0, help="solver seconds per sample")
+    parser.add_argument("--exact-time-limit", type=float, default=60.0,
+                        help="seconds per sample, bound tightening and solver together")
     parser.set_defaults(run=run, attack_default=["ddn", "fmn-l2"])
 
 

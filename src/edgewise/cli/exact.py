@@ -38,7 +38,8 @@ def register(commands: Any) -> None:
     parser.add_argument("--n", type=int, default=10, help="number of samples (from --offset on)")
     parser.add_argument("--offset", type=int, default=0, help="dataset index of the first sample")
     parser.add_argument("--distance", default="linf", choices=NORMS, help="the norm minimized")
-    parser.add_argument("--time-limit", type=float, default=120.0, help="solver seconds per sample")
+    parser.add_argument("--time-limit", type=float, default=120.0,
+                        help="seconds per sample, bound tightening and solver together")
     parser.add_argument("--gap", type=float, default=1e-4,
                         help="relative optimality gap at which a sample counts as solved (0.01: certifies that "
                              "the best attack is within 1%% of the minimum, much faster)")
