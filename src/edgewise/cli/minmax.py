@@ -11,6 +11,7 @@ import argparse
 import inspect
 import json
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -102,14 +103,22 @@ def _concatenate(parts: Sequence[MinMaxResult]) -> MinMaxResult:
                         clean_fooled=torch.cat([p.clean_fooled for p in parts]))
 
 
+def eps_key(eps: float) -> str:
+    """ε as the text that keys its batches and results: the shortest that reads back as the same float (so
+    distinct budgets never share a key, unlike ``:g``), without a trailing ``.0`` (``1``, ``0.05``)."""
+    text = repr(float(eps))
+    return text.removesuffix(".0")
+
+
 def run_batched(attack: Attack, target: Any, inputs: torch.Tensor, labels: torch.Tensor, *, batch_size: int,
                 indices: torch.Tensor | None = None, seed: int = 0, resume_dir: Path | None = None,
-                progress: bool = False) -> MinMaxResult:
+                record: dict[str, Any] | None = None, progress: bool = False) -> MinMaxResult:
     """``attack(target, x, y)`` over consecutive batches, results concatenated in order.
 
     An attack taking ``generator`` gets one seeded with ``seed`` and the batch's first dataset index (so a batch's
     result does not depend on the batches before it). With ``resume_dir`` each finished batch is saved there with
-    its samples' dataset ``indices`` and reused when the same batch (same indices) is asked for again."""
+    its samples' dataset ``indices`` and ``record`` (what else the batch depends on, e.g. its ε) and reused when a
+    batch with the same indices and record is asked for again; a stored batch that differs is recomputed."""
     indices = torch.arange(len(inputs)) if indices is None else indices
     takes_generator = "generator" in inspect.signature(attack).parameters
     parts = []
@@ -119,7 +128,8 @@ def run_batched(attack: Attack, target: Any, inputs: torch.Tensor, labels: torch
         path = resume_dir / f"batch-{int(members[0]):08d}-{batch_size}.pt" if resume_dir is not None else None
         if path is not None and path.is_file():
             saved = torch.load(path, weights_only=True)
-            if torch.equal(saved.pop("indices"), members):
+            # Batches written before the record was kept have none: recomputed, as their ε key was lossy.
+            if saved.pop("record", None) == record and torch.equal(saved.pop("indices"), members):
                 parts.append(MinMaxResult(**saved))
                 continue
         extra = {"generator": torch.Generator(inputs.device).manual_seed(seed * 1_000_003 + int(members[0]))} \
@@ -128,7 +138,7 @@ def run_batched(attack: Attack, target: Any, inputs: torch.Tensor, labels: torch
         part = MinMaxResult(**{k: v.detach().cpu() for k, v in vars(part).items()})
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            save_atomic({**vars(part), "indices": members}, path)
+            save_atomic({**vars(part), "indices": members, "record": record}, path)
         parts.append(part)
     return _concatenate(parts)
 
@@ -158,7 +168,7 @@ def compare(kind: str, targets: dict[str, Any], inputs: torch.Tensor, labels: to
     Returns (summary, results by strategy, domain names). ``ensemble``: the ensemble of all targets;
     ``universal`` / ``transform``: exactly one target. ``options``: extra keyword arguments of the attack.
     ``indices`` (dataset indices of ``inputs``), ``seed``, ``resume_dir`` and ``progress``: as in ``run_batched``
-    (one sub-folder per strategy).
+    (one sub-folder per strategy, each batch recorded with its ε and strategy).
     """
     options = dict(options or {})
     if steps is not None:
@@ -185,7 +195,7 @@ def compare(kind: str, targets: dict[str, Any], inputs: torch.Tensor, labels: to
         start = time.perf_counter()
         results[strategy] = run_batched(bound, target, inputs, labels, batch_size=batch_size, indices=indices,
                                         seed=seed, resume_dir=resume_dir / strategy if resume_dir else None,
-                                        progress=progress)
+                                        record={"eps": float(eps), "strategy": strategy}, progress=progress)
         seconds[strategy] = time.perf_counter() - start
     summary = summarize(results, domains)
     for strategy in STRATEGIES:
@@ -219,6 +229,14 @@ def check_targets(targets: dict[str, nn.Module], dataset: ImageDataset) -> None:
             raise ValueError(f"--model {key}: {error}") from error
 
 
+def check_distinct_eps(values: Sequence[float]) -> None:
+    """``--eps``: each budget once (two equal ones would write the same batches and results key)."""
+    repeated = sorted(eps for eps, count in Counter(map(float, values)).items() if count > 1)
+    if repeated:
+        raise ValueError(f"--eps must be distinct budgets, got {', '.join(map(eps_key, repeated))} more than once "
+                         f"in {list(values)}")
+
+
 def run(args: argparse.Namespace) -> int:
     check_applicable(args)
     keys = models_of(args)
@@ -226,6 +244,7 @@ def run(args: argparse.Namespace) -> int:
     check_positive("--batch-size", args.batch_size)
     check_positive("--group-size", args.group_size)
     check_eps(args.eps, strict=True)
+    check_distinct_eps(args.eps)
     for eps in args.eps:  # every hyper-parameter is checked before any batch runs (one error line, no bar)
         check_minmax_options(norm=args.distance, eps=eps, steps=args.steps or 1, strategy="minmax", loss="cw",
                              kappa=50.0, step_size=args.step_size, weight_step=args.weight_step, gamma=args.gamma)
@@ -251,8 +270,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out or f"results/minmax-{args.kind}-{args.distance}")
     arguments = {k: v for k, v in vars(args).items() if k not in ("run", "given", "model_default")}
     arguments["model"] = keys
-    # Batches are kept per model set, ε, strategy and dataset indices (a larger --n or another ε reuses the
-    # finished ones); the record holds what every batch depends on.
+    # Batches are kept per model set, ε (its exact value: eps_key), strategy and dataset indices (a larger --n or
+    # another ε reuses the finished ones); the record holds what every batch depends on.
     record = {"models": dict(zip(keys, identities, strict=True)), "data": dataset.identity,
               **{k: arguments[k] for k in ("kind", "distance", "steps", "step_size", "weight_step", "gamma",
                                             "group_size", "transforms", "random", "seed", "batch_size")}}
@@ -268,15 +287,16 @@ def run(args: argparse.Namespace) -> int:
         label = ",".join(targets)
         folder = ",".join(safe_name(key) for key in targets)
         for eps in args.eps:
+            key = eps_key(eps)
             summary, results, domains = compare(
                 args.kind, targets, inputs, labels, norm=args.distance, eps=eps, steps=args.steps,
                 batch_size=args.batch_size, options=options, seed=args.seed, indices=indices,
-                resume_dir=out / "batches" / folder / f"eps-{eps:g}", progress=not args.no_progress)
-            title = f"{args.kind} {args.distance} eps={eps:g} on {label} (n={inputs.shape[0]})"
+                resume_dir=out / "batches" / folder / f"eps-{key}", progress=not args.no_progress)
+            title = f"{args.kind} {args.distance} eps={key} on {label} (n={inputs.shape[0]})"
             print(format_table(title, summary, domains, kind=args.kind) + "\n", flush=True)
-            report.setdefault(label, {})[f"{eps:g}"] = {"domains": domains, **summary}
+            report.setdefault(label, {})[key] = {"domains": domains, **summary}
             several = len(runs) > 1 or len(args.eps) > 1
-            name = f"{label} eps={eps:g} " if several else ""
+            name = f"{label} eps={key} " if several else ""
             plots.extend((f"{name}{s}", results[s]) for s in STRATEGIES)
             for strategy, result in results.items():
                 for g in range(result.weights.shape[0]):

@@ -1,5 +1,6 @@
 """An ``.npz`` with arrays ``x`` (N×C×H×W or N×H×W×C, or N×H×W for gray; uint8 0-255 or float in [0, 1])
-and ``y`` (N int labels), optionally ``classes`` (N_classes names).
+and ``y`` (N int labels), optionally ``classes`` (N_classes names). A uint8 ``x`` holding only 0 and 1 (a mask
+saved as uint8) is read as 0 and 1/255, with a warning.
 
 ``x`` of an uncompressed ``.npz`` (``numpy.savez``) is read one image at a time at its offset inside the zip
 member, so streaming any number of images does not grow memory (``np.load(mmap_mode=...)`` does not map
@@ -10,6 +11,7 @@ whole into memory. The layout: N×C×H×W when dimension 1 is 1 or 3 (channels),
 from __future__ import annotations
 
 import struct
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -94,6 +96,11 @@ class NpzImages(ImageDataset):
         num_classes = check_labels(self.labels, shape[0], classes, f"--data {str(path)!r}")
         if self.dtype != np.uint8:
             self._check_range(shape[0])
+        elif self._binary(shape[0]):
+            # stacklevel 3: the line calling edgewise.data.load
+            warnings.warn(f"--data {str(path)!r}: uint8 x holds only 0 and 1; uint8 images are read as 0-255, "
+                          "so these are 0 and 1/255: store 0 and 255, or floats in [0, 1]", UserWarning,
+                          stacklevel=3)
         super().__init__(files=[path], root=path.parent, count=shape[0], num_classes=num_classes, classes=classes,
                          **kwargs)
 
@@ -110,6 +117,12 @@ class NpzImages(ImageDataset):
             raise DataFileError(f"--data {str(self.path)!r}: float x must be in [0, 1], got min {low:.4g} max "
                                 f"{high:.4g}; store unnormalized images and give the normalization with "
                                 "--mean/--std (the model then sees (x - mean) / std)")
+
+    def _binary(self, count: int) -> bool:
+        """Whether uint8 x holds only 0 and 1 (a mask, likely not meant as 0-255); stops at the first chunk
+        holding a larger value, so real images cost one chunk."""
+        chunk = max(1, (64 << 20) // self.item_bytes)
+        return all(int(self._read(start, min(count, start + chunk)).max()) <= 1 for start in range(0, count, chunk))
 
     def _read(self, start: int, stop: int) -> np.ndarray[Any, Any]:
         if self.array is not None:
