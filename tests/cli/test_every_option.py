@@ -136,7 +136,7 @@ def test_benchmark_every_option(files: dict[str, str], tmp_path: Path, monkeypat
     certified: list[Any] = []  # --exact reaches exact_reports (the solver itself is tested in tests/exact)
     monkeypatch.setattr(benchmark_cli, "exact_reports", lambda *args: certified.append(args) or [])
     assert main(argv) == 0
-    assert len(certified) == 1 and certified[0][4].exact_time_limit == 5.0
+    assert len(certified) == 1 and certified[0][5].exact_time_limit == 5.0
     printed = capsys.readouterr().out.splitlines()  # what was evaluated, first
     assert printed[0].startswith(f"model   {files['model']} (python") and "mean [0.3] std [0.4]" in printed[0]
     assert printed[1].startswith(f"data    {files['idx']} (split train, input 1x12x12, 10 classes")
