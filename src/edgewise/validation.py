@@ -34,8 +34,12 @@ def check_inputs(inputs: Any, labels: Any) -> None:
         raise ValueError(f"labels must be >= 0, got min {int(labels.min())}")
 
 
-def check_logits(logits: Any, labels: torch.Tensor) -> int:
-    """The model's output must be (B, C) logits with C > max(labels); returns C."""
+def check_logits(logits: Any, labels: torch.Tensor, *, indices: torch.Tensor | None = None) -> int:
+    """The model's output must be finite (B, C) logits with C > max(labels); returns C.
+
+    A NaN/inf row has no prediction (its argmax is an arbitrary class, 0 for an all-NaN row) and no usable
+    gradient: counted, it would be "misclassified at distance 0". ``indices``: the rows' dataset indices, named
+    in that error instead of the batch rows."""
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2 or logits.shape[0] != labels.shape[0]:
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise ValueError(f"model must return logits of shape ({labels.shape[0]}, classes), got {shape}")
@@ -43,6 +47,12 @@ def check_logits(logits: Any, labels: torch.Tensor) -> int:
     if int(labels.max()) >= classes:
         raise ValueError(f"labels must be in [0, {classes - 1}] for a model with {classes} classes, "
                          f"got max {int(labels.max())}")
+    bad = torch.nonzero(~torch.isfinite(logits.detach()).all(1)).flatten().cpu()
+    if len(bad):
+        named = ("dataset indices", indices.cpu()[bad]) if indices is not None else ("batch rows", bad)
+        shown = ", ".join(map(str, named[1][:5].tolist())) + (", ..." if len(bad) > 5 else "")
+        raise ValueError(f"model must return finite logits, got NaN or inf for {len(bad)} of {len(logits)} "
+                         f"inputs ({named[0]} {shown})")
     return int(classes)
 
 

@@ -133,9 +133,9 @@ def test_library_entry_points_give_a_result_or_a_clear_error(name: str, steps: i
                                                              batch_size: Any, levels: int | None, seed: Any) -> None:
     try:
         attack = bind_attack(name, steps=steps, distance=distance, options=options, targeted=targeted)
-        labels = LABELS
-        result = run_attack(MODEL, INPUTS, labels, attack, batch_size=batch_size, targeted=targeted, levels=levels,
-                            seed=seed, progress=False, checks=False)
+        targets = (LABELS + 1) % 3 if targeted else None
+        result = run_attack(MODEL, INPUTS, LABELS, attack, batch_size=batch_size, targeted=targeted, targets=targets,
+                            levels=levels, seed=seed, progress=False, checks=False)
     except (ValueError, TypeError) as error:
         message = str(error)
         assert message and "\n" not in message.strip(), message

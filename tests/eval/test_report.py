@@ -48,9 +48,9 @@ def test_results_json_and_samples_jsonl(tmp_path: Path) -> None:
     report.write_results(tmp_path, result, {"n": 3}, {}, {})
     assert "provenance" not in json.loads((tmp_path / "results.json").read_text())
     rows = [json.loads(line) for line in (tmp_path / "samples.jsonl").read_text().splitlines()]
-    assert rows[1] == {"index": 101, "label": 1, "clean_prediction": 1, "clean_correct": True, "success": False,
-                       "adversarial_prediction": 2, "verified": True, "non_finite": False, "stalled": True,
-                       "distances": {"l2": None}, "forwards": 10.0, "backwards": 5.0,
+    assert rows[1] == {"index": 101, "label": 1, "target": None, "clean_prediction": 1, "clean_correct": True,
+                       "success": False, "adversarial_prediction": 2, "verified": True, "non_finite": False,
+                       "stalled": True, "distances": {"l2": None}, "forwards": 10.0, "backwards": 5.0,
                        "first_adversarial_forward": 0, "seconds": 0.5}
     assert [row["distances"]["l2"] for row in rows] == [0.5, None, 0.25]
 

@@ -175,7 +175,7 @@ def zoo_batch() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
 def test_targeted_reaches_the_attack(zoo_batch, attack) -> None:
     model, inputs, labels = zoo_batch
     targets = (labels + 1) % 10
-    result = run_attack(model, inputs, targets, attack, targeted=True, progress=False, checks=False)
+    result = run_attack(model, inputs, labels, attack, targeted=True, targets=targets, progress=False, checks=False)
     with torch.no_grad():
         predicted = model(result.adversarial).argmax(1)
     # Success means the prediction IS the target: checked here on the returned images, independently of the
@@ -200,9 +200,10 @@ def test_targeted_refuses_what_cannot_be_targeted(linear_oracle) -> None:
         seen.append(targeted)
         return inputs.clone()
 
-    run_attack(o.model, o.inputs, o.labels, spy, targeted=True, progress=False, checks=False)
-    run_attack(o.model, o.inputs, o.labels, functools.partial(spy, targeted=True), targeted=True, progress=False,
-               checks=False)
+    targets = 1 - o.labels
+    run_attack(o.model, o.inputs, o.labels, spy, targeted=True, targets=targets, progress=False, checks=False)
+    run_attack(o.model, o.inputs, o.labels, functools.partial(spy, targeted=True), targeted=True, targets=targets,
+               progress=False, checks=False)
     run_attack(o.model, o.inputs, o.labels, spy, progress=False, checks=False)
     assert seen == [True, True, False]
 
@@ -251,9 +252,10 @@ def test_resume_refuses_a_folder_of_another_run(tmp_path: Path, linear_oracle) -
         with pytest.raises(ValueError, match=f"^resume_dir {re.escape(str(tmp_path))} was written by a run with "
                                              f"{re.escape(message)}"):
             run_attack(model, o.inputs, o.labels, chosen, resume_dir=tmp_path, **arguments)
-    # Targets instead of labels: the members' labels differ, and so does targeted.
+    # A targeted run of the same samples: targeted differs (and the members' targets).
     with pytest.raises(ValueError, match="targeted=False, this run has targeted=True"):
-        run_attack(o.model, o.inputs, 1 - o.labels, attack, targeted=True, resume_dir=tmp_path, **options)
+        run_attack(o.model, o.inputs, o.labels, attack, targeted=True, targets=1 - o.labels, resume_dir=tmp_path,
+                   **options)
     # A batch file of another run put into this folder is refused too (each batch carries its record).
     other = tmp_path / "other"
     run_attack(o.model, o.inputs, o.labels, functools.partial(ddn, steps=6, levels=None), resume_dir=other,

@@ -63,10 +63,12 @@ def test_train_mode_and_randomness_are_reported(linear_oracle) -> None:
     assert not o.model.training
 
 
-def test_non_finite_outputs_are_reported(linear_oracle) -> None:
+def test_non_finite_outputs_cannot_be_evaluated(linear_oracle) -> None:
+    # A NaN row has no prediction (argmax 0): it would count as misclassified at distance 0, so it is refused.
     o = linear_oracle
     model = nn.Sequential(o.model, nn.Threshold(0.0, float("nan"))).eval()
-    assert "non_finite_output" in checks(model, o.inputs, o.labels)
+    with pytest.raises(ValueError, match=r"^model must return finite logits, got NaN or inf for 8 of 8 inputs"):
+        checks(model, o.inputs, o.labels)
 
 
 def test_checks_leave_the_model_alone(linear_oracle) -> None:

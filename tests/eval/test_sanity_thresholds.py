@@ -133,9 +133,10 @@ def test_non_determinism_beyond_the_tolerance_and_its_count() -> None:
 
 
 def test_non_finite_outputs_are_counted() -> None:
-    found = findings(Rows([1, 5], "nan").eval())
-    assert set(found) == {"non_finite_output"}  # NaN in both forwards is not randomness
-    assert "for 2 of 8 clean inputs" in found["non_finite_output"]
+    # Not a warning: clean inputs with NaN logits cannot be evaluated (a NaN row would be misclassified at 0).
+    with pytest.raises(ValueError, match=r"^model must return finite logits, got NaN or inf for 2 of 8 inputs "
+                                         r"\(batch rows 1, 5\)$"):
+        findings(Rows([1, 5], "nan").eval())
 
 
 def test_train_mode_names_at_most_three_modules() -> None:

@@ -16,7 +16,6 @@ from edgewise.attacks import ATTACKS, distance_keyword
 from edgewise.attacks.base import check_levels
 from edgewise.cli import csv
 from edgewise.cli.options import (
-    Targets,
     add_data,
     add_models,
     add_run,
@@ -31,6 +30,7 @@ from edgewise.cli.options import (
     model_line,
     remove_outputs,
     safe_name,
+    targets_of,
 )
 from edgewise.data import check_compatible, stack
 from edgewise.distances import get as get_distance
@@ -60,7 +60,8 @@ def register(commands: Any) -> None:
                         "only (default: the attack's own); the report measures this distance")
     parser.add_argument("--attack-options", default="{}", help="JSON object of extra keyword arguments")
     parser.add_argument("--targeted", action="store_true",
-                        help="labels become targets (y + 1) mod classes, and the attack is told it is targeted")
+                        help="attack each sample toward the target (y + 1) mod classes, and tell the attack it is "
+                             "targeted (clean accuracy stays measured against the labels y)")
     parser.add_argument("--levels", type=int, default=None,
                         help="quantize returned examples to this many levels before verification (256: 8 bits; "
                              "default: none)")
@@ -79,9 +80,19 @@ def register(commands: Any) -> None:
     parser.set_defaults(run=run)
 
 
+def bind_once(kwargs: dict[str, Any], keyword: str, value: Any, flag: str) -> None:
+    """Bind ``keyword`` to ``flag``'s ``value``; ``--attack-options`` giving it another value is an error (one
+    of the two would be dropped while the record shows both)."""
+    if keyword in kwargs and kwargs[keyword] != value:
+        raise ValueError(f"--attack-options sets {keyword}={kwargs[keyword]!r}, which conflicts with {flag} "
+                         f"{value}: give it once")
+    kwargs[keyword] = value
+
+
 def bind_attack(name: str, *, steps: int | None, distance: str | None, options: dict[str, Any],
                 targeted: bool = False) -> functools.partial[torch.Tensor]:
-    """The attack ``name`` with its hyper-parameters bound; unknown names or options are errors.
+    """The attack ``name`` with its hyper-parameters bound; unknown names or options are errors, and so is an
+    option that ``steps`` or ``distance`` also sets to another value.
 
     ``targeted`` is bound too (an attack that cannot run targeted is refused), so the attack always knows
     whether the labels it gets are targets."""
@@ -93,7 +104,7 @@ def bind_attack(name: str, *, steps: int | None, distance: str | None, options: 
     if "targeted" in kwargs:
         raise ValueError("--attack-options must not set 'targeted': give --targeted")
     if steps is not None:
-        kwargs["steps"] = steps
+        bind_once(kwargs, "steps", steps, "--steps")
     if distance is not None:
         keyword = distance_keyword(function)
         if keyword is None:
@@ -101,7 +112,7 @@ def bind_attack(name: str, *, steps: int | None, distance: str | None, options: 
         allowed = list(NORMS) if keyword == "norm" else distance_names()
         if distance not in allowed:
             raise ValueError(f"--distance must be one of {allowed} for attack {name!r}, got {distance!r}")
-        kwargs[keyword] = distance
+        bind_once(kwargs, keyword, distance, "--distance")
     if "targeted" in parameters:
         kwargs["targeted"] = targeted
     elif targeted:
@@ -185,7 +196,8 @@ def parse_options(text: str) -> dict[str, Any]:
 def evaluated_lines(provenance: dict[str, Any]) -> list[str]:
     """The top of the printed report: what was evaluated (model, data, attack), from the run's record."""
     return [model_line(provenance["model"]), data_line(provenance["data"]),
-            f"attack  {provenance['attack_name']}{' targeted' if provenance['targeted'] else ''}, distance "
+            f"attack  {provenance['attack_name']}"
+            f"{' targeted, targets ' + provenance['targets'] if provenance['targeted'] else ''}, distance "
             f"{provenance['distance']}, levels {provenance['levels']}, seed {provenance['seed']}"]
 
 
@@ -207,8 +219,7 @@ def run(args: argparse.Namespace) -> int:
     seen = for_model(dataset, args.model)
     outputs = check_compatible(model, seen, device=process.device)
     check_distance(distance, stack(seen, indices[:1])[0])
-    if args.targeted:
-        seen = Targets(seen, outputs)
+    targets = targets_of(dataset, indices, outputs) if args.targeted else None
     out = Path(args.out or f"results/{safe_name(args.model)}-{args.attack}")
     measured = tuple(dict.fromkeys((*DISTANCES, distance)))
     # The samples are not in the record: run_attack checks each batch's members (a larger --n computes only the
@@ -216,6 +227,7 @@ def run(args: argparse.Namespace) -> int:
     record = {
         "model": {**model_record, "outputs": outputs}, "data": seen.identity,
         "attack_name": args.attack, "attack": describe_attack(attack), "targeted": args.targeted,
+        "targets": f"(y + 1) mod {outputs}" if args.targeted else None,
         "distance": distance, "distances": list(measured), "levels": args.levels, "seed": args.seed,
         "batch_size": args.batch_size, "trace": args.trace,  # a trace covers every batch: traced runs apart
     }
@@ -231,7 +243,8 @@ def run(args: argparse.Namespace) -> int:
         findings = check_evaluation(model, first.to(process.device), labels.to(process.device))
     positions = shard_positions(len(indices), args.batch_size, process)
     shard = run_attack(model, seen, None, traced, batch_size=args.batch_size, targeted=args.targeted,
-                       levels=args.levels, seed=args.seed, indices=indices[positions], distances=measured,
+                       targets=None if targets is None else targets[positions], levels=args.levels, seed=args.seed,
+                       indices=indices[positions], distances=measured,
                        resume_dir=out / "batches", progress=not args.no_progress and process.rank == 0,
                        checks=False, keep_adversarial=EXAMPLES)
     gathered = gather(shard, out / "shards", process, positions=positions, indices=indices)
@@ -247,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
     summary["sanity"] = [vars(finding) for finding in findings] if args.checks else None
     write_results(out, result, summary, arguments, environment(str(process.device), args.seed), provenance)
     title = f"{Path(args.model).name}: {args.attack}"
-    plot_curves(out / "robust_accuracy.png", {args.attack: result.distances[distance]}, distance=distance,
+    plot_curves(out / "robust_accuracy.png", {args.attack: result.robust_distances(distance)}, distance=distance,
                 title=title)
     classes = dataset.classes or [str(c) for c in range(outputs)]
     plot_examples(out / "examples.png", seen, result, classes=classes, distance=distance, count=EXAMPLES)

@@ -189,20 +189,11 @@ class RepeatedChannels(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
         return image.expand(self.channels, -1, -1), label
 
 
-class Targets(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):
-    """A dataset whose labels are the targets of a targeted attack: (y + 1) mod ``classes``."""
-
-    def __init__(self, dataset: Any, classes: int) -> None:
-        self.dataset, self.classes_count = dataset, classes
-        self.spec, self.classes, self.num_classes = dataset.spec, dataset.classes, dataset.num_classes
-        self.shape, self.identity = dataset.shape, {**dataset.identity, "labels": f"(y + 1) mod {classes}"}
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image, label = self.dataset[index]
-        return image, (label + 1) % self.classes_count
+def targets_of(dataset: ImageDataset, indices: torch.Tensor, classes: int) -> torch.Tensor:
+    """The targets of ``--targeted`` for the samples ``indices``: (y + 1) mod ``classes`` (the labels are read
+    without decoding the images)."""
+    labels = torch.tensor([dataset.label(index) for index in indices.tolist()], dtype=torch.long)
+    return (labels + 1) % classes
 
 
 def for_model(dataset: ImageDataset, spec: str) -> Any:

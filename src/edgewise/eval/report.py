@@ -46,11 +46,14 @@ def _number(value: float) -> float | None:
 
 
 def sample_records(result: AttackResult) -> list[dict[str, Any]]:
-    """One typed record per sample, in order."""
+    """One typed record per sample, in order: ``label`` is the true label, ``target`` the class a targeted run
+    attacked toward (null when untargeted)."""
     rows = []
     for i in range(len(result)):
+        target = int(result.targets[i])
         rows.append({
             "index": int(result.indices[i]), "label": int(result.labels[i]),
+            "target": None if target < 0 else target,
             "clean_prediction": int(result.clean_prediction[i]), "clean_correct": bool(result.clean_correct[i]),
             "success": bool(result.success[i]), "adversarial_prediction": int(result.adversarial_prediction[i]),
             "verified": bool(result.verified[i]), "non_finite": bool(result.non_finite[i]),

@@ -16,8 +16,11 @@ DISTANCES = ("l0", "l1", "l2", "linf")
 class AttackResult:
     """Per-sample outcome of :func:`edgewise.eval.run_attack` (all tensors on the CPU, length N).
 
-    ``success``: a verified adversarial exists (samples misclassified without attack count, at distance 0).
-    ``distances[name]``: distance of the returned adversarial, 0 for clean errors, inf where no success.
+    ``labels``: the true labels; ``clean_correct``: the clean prediction is the label. ``targets``: the class
+    each sample was attacked toward in a targeted run, -1 in an untargeted one. ``success``: a verified
+    adversarial exists (samples adversarial without attack count, at distance 0: misclassified ones, or in a
+    targeted run those already predicted as their target). ``distances[name]``: distance of the returned
+    adversarial, 0 for samples adversarial without attack, inf where no success.
     ``forwards`` / ``backwards``: model passes per sample spent by the attack. ``first_adversarial``: 1-based
     index of the first forward at which the sample was adversarial (0 = never). ``seconds``: wall time per
     sample (the batch's time divided by its size).
@@ -53,10 +56,13 @@ class AttackResult:
     stalled: torch.Tensor
     indices: torch.Tensor
     kept: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.bool))
+    targets: torch.Tensor = field(default_factory=lambda: torch.empty(0, dtype=torch.long))
 
     def __post_init__(self) -> None:
         if self.kept.numel() == 0 and len(self) > 0:  # not given: every image is held (files written before)
             self.kept = torch.ones(len(self), dtype=torch.bool)
+        if self.targets.numel() == 0 and len(self) > 0:  # not given: untargeted (files written before)
+            self.targets = torch.full((len(self),), -1, dtype=torch.long)
         # A field of another length would pair values with the wrong samples when reordered or joined.
         per_sample = {name: getattr(self, name) for name in AttackResult.__dataclass_fields__
                       if name not in ("adversarial", "distances")}
@@ -83,10 +89,19 @@ class AttackResult:
             raise ValueError("wanted must be a boolean mask of the samples' length, within kept")
         return replace(self, adversarial=self.adversarial[self._rows()[wanted]], kept=wanted.clone())
 
+    def robust_distances(self, distance: str) -> torch.Tensor:
+        """Each sample's ``distance`` as robust accuracy counts it: 0 where the clean input is misclassified.
+
+        A misclassified sample is robust at no budget; in a targeted run its distance to the target is finite or
+        inf, and counted as it is it would make robust accuracy exceed clean accuracy."""
+        values = self.distances[distance]
+        return torch.where(self.clean_correct, values, torch.zeros_like(values))
+
     def summary(self, *, distance: str = "l2", eps: tuple[float, ...] = ()) -> dict[str, Any]:
         """The numbers of the ALMA paper's tables, for ``distance``; robust accuracy at each of ``eps``."""
         values = self.distances[distance]
         attacked = self.clean_correct
+        robust = self.robust_distances(distance)
         return {
             "n": len(self),
             "clean_accuracy": float(self.clean_correct.double().mean()),
@@ -96,11 +111,12 @@ class AttackResult:
             "median_distance": metrics.median_distance(values),
             "median_distance_on_correct": metrics.median_distance(values[attacked]) if attacked.any() else None,
             "mean_distance": metrics.mean_distance(values, self.success),
-            "robust_accuracy": {str(e): metrics.robust_accuracy(values, e) for e in eps},
+            "robust_accuracy": {str(e): metrics.robust_accuracy(robust, e) for e in eps},
             "forwards_per_sample": float(self.forwards.double().mean()),
             "backwards_per_sample": float(self.backwards.double().mean()),
             "failed_verification": int((~self.verified).sum()),
-            "no_adversarial": int((attacked & ~self.success & (self.forwards > 0)).sum()),
+            # Every sample without success needed an attack (targeted: misclassified ones too).
+            "no_adversarial": int((~self.success & (self.forwards > 0)).sum()),
             "non_finite": int(self.non_finite.sum()),
             "stalled": int(self.stalled.sum()),
             "seconds": float(self.seconds.double().sum()),

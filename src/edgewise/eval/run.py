@@ -29,7 +29,7 @@ from edgewise.eval.result import DISTANCES, AttackResult
 from edgewise.eval.sanity import SAMPLES, check_evaluation
 from edgewise.losses import is_adversarial
 from edgewise.models.wrappers import CountingModel
-from edgewise.validation import check_inputs, check_logits, check_positive
+from edgewise.validation import check_inputs, check_logits, check_positive, describe
 
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -83,37 +83,60 @@ def verify(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, adversa
            targeted: bool = False, levels: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Re-verify what an attack returned: returns ``(checked inputs, prediction, is_adversarial)``.
 
-    A returned example counts only if it is a tensor of the inputs' shape, finite, inside [0, 1], and (after
-    quantization to ``levels`` when given) the recomputed prediction is adversarial. A sample that fails any
-    check falls back to its original input and counts as not adversarial.
+    ``labels``: what the attack was given (the targets when ``targeted``). A returned example counts only if it
+    is a tensor of the inputs' shape, finite, inside [0, 1], and (after quantization to ``levels`` when given)
+    the model's logits there are finite and its prediction is adversarial. A sample that fails any check falls
+    back to its original input and counts as not adversarial.
     """
     if not isinstance(adversarial, torch.Tensor) or adversarial.shape != inputs.shape:
         got = tuple(adversarial.shape) if isinstance(adversarial, torch.Tensor) else type(adversarial).__name__
         raise ValueError(f"attack must return a tensor of shape {tuple(inputs.shape)}, got {got}")
     candidate = quantize(adversarial.detach().to(inputs.dtype), levels)
     flat = candidate.flatten(1)
-    valid = torch.isfinite(flat).all(1) & (flat >= 0).all(1) & (flat <= 1).all(1)
-    candidate = torch.where(valid.view(-1, *[1] * (inputs.dim() - 1)), candidate, inputs)
-    prediction = model(candidate).argmax(1)
+    shape = (-1, *[1] * (inputs.dim() - 1))
+    inside = torch.isfinite(flat).all(1) & (flat >= 0).all(1) & (flat <= 1).all(1)
+    candidate = torch.where(inside.view(shape), candidate, inputs)
+    logits = model(candidate)
+    # A NaN row's argmax is an arbitrary class (0 when all NaN): no prediction there, so nothing verified.
+    valid = inside & torch.isfinite(logits).all(1)
+    prediction = logits.argmax(1)
     adversarial_now = (prediction == labels) if targeted else (prediction != labels)
-    return candidate, prediction, adversarial_now & valid
+    return torch.where(valid.view(shape), candidate, inputs), prediction, adversarial_now & valid
 
 
-def _attack_batch(model: nn.Module, attack: Attack, inputs: torch.Tensor, labels: torch.Tensor, *,
-                  targeted: bool, levels: int | None, generator: torch.Generator | None,
+def _check_batch_targets(targets: torch.Tensor, labels: torch.Tensor, classes: int,
+                         indices: torch.Tensor) -> None:
+    """A batch's targets: classes of the model, each other than its sample's label (reached without attack)."""
+    if int(targets.max()) >= classes:
+        raise ValueError(f"targets must be in [0, {classes - 1}] for a model with {classes} classes, got max "
+                         f"{int(targets.max())}")
+    same = torch.nonzero(targets == labels).flatten().cpu()
+    if len(same):
+        raise ValueError(f"targets must differ from the labels, got the label as target at dataset indices "
+                         f"{indices[same][:5].tolist()}")
+
+
+def _attack_batch(model: nn.Module, attack: Attack, inputs: torch.Tensor, labels: torch.Tensor,
+                  targets: torch.Tensor | None, *, levels: int | None, generator: torch.Generator | None,
                   distance_names: Sequence[str], keywords: dict[str, Any], indices: torch.Tensor) -> AttackResult:
+    """One batch: ``labels`` are the true labels (clean accuracy), ``targets`` (None: untargeted) the classes the
+    attack is told to reach."""
     with torch.no_grad():
         logits = model(inputs)
-    check_logits(logits, labels)
+    classes = check_logits(logits, labels, indices=indices)
+    targeted = targets is not None
+    if targets is not None:
+        _check_batch_targets(targets, labels, classes, indices)
+    goal = labels if targets is None else targets
     clean_prediction = logits.argmax(1)
-    already = is_adversarial(logits, labels, targeted=targeted)
-    counting = CountingModel(model, labels=labels, targeted=targeted, inputs=inputs)
+    already = is_adversarial(logits, goal, targeted=targeted)
+    counting = CountingModel(model, labels=goal, targeted=targeted, inputs=inputs)
     started = time.perf_counter()
     if generator is not None:
         keywords = {**keywords, "generator": generator}
-    returned = attack(counting, inputs, labels, **keywords)
+    returned = attack(counting, inputs, goal, **keywords)
     seconds = time.perf_counter() - started
-    candidate, prediction, found = verify(model, inputs, labels, returned, targeted=targeted, levels=levels)
+    candidate, prediction, found = verify(model, inputs, goal, returned, targeted=targeted, levels=levels)
     # Samples adversarial without attack count at distance 0 (ALMA paper, sec. 5) and keep their input;
     # samples without a verified adversarial keep their input too.
     success = already | found
@@ -129,15 +152,15 @@ def _attack_batch(model: nn.Module, attack: Attack, inputs: torch.Tensor, labels
     batch = inputs.shape[0]
     return AttackResult(
         adversarial=adversarial.cpu(), labels=labels.cpu(), clean_prediction=clean_prediction.cpu(),
-        adversarial_prediction=prediction.cpu(), clean_correct=(~already).cpu(), success=success.cpu(),
-        verified=(found | already | ~changed).cpu(),
+        adversarial_prediction=prediction.cpu(), clean_correct=(clean_prediction == labels).cpu(),
+        success=success.cpu(), verified=(found | already | ~changed).cpu(),
         distances={k: v.cpu() for k, v in distances.items()},
         forwards=torch.full((batch,), counting.forwards / batch, dtype=torch.float64),
         backwards=torch.full((batch,), counting.backwards / batch, dtype=torch.float64),
         first_adversarial=counting.first_adversarial.cpu(),
         seconds=torch.full((batch,), seconds / batch, dtype=torch.float64),
         non_finite=(counting.non_finite | ~returned_finite).cpu(), stalled=(~already & ~decreased).cpu(),
-        indices=indices,
+        indices=indices, targets=(torch.full_like(labels, -1) if targets is None else targets).cpu(),
     )
 
 
@@ -250,17 +273,41 @@ def _resumed(path: Path, record: dict[str, Any], members: dict[str, Any], label:
     return AttackResult(**stored["result"]) if stored["batch"] == members else None
 
 
+def _targets(targets: Any, targeted: bool, count: int) -> torch.Tensor | None:
+    """``targets``: with ``targeted``, one integer class >= 0 per evaluated sample (CPU copy); otherwise None."""
+    if not targeted:
+        if targets is not None:
+            raise ValueError("targets are given but targeted=False: pass targeted=True to attack toward them")
+        return None
+    if targets is None:
+        raise ValueError("targeted=True needs targets, one class per sample to reach (labels are the true labels, "
+                         "against which clean accuracy is measured)")
+    if not isinstance(targets, torch.Tensor) or targets.is_floating_point() or targets.dtype == torch.bool:
+        raise TypeError(f"targets must be an integer tensor, got {describe(targets)}")
+    if targets.shape != (count,):
+        raise ValueError(f"targets must have shape ({count},), one per evaluated sample, got {tuple(targets.shape)}")
+    if int(targets.min()) < 0:
+        raise ValueError(f"targets must be >= 0, got min {int(targets.min())}")
+    return targets.long().cpu()
+
+
 def run_attack(model: nn.Module, inputs: torch.Tensor | Dataset, labels: torch.Tensor | None, attack: Attack, *,
-               batch_size: int = 256, targeted: bool = False, levels: int | None = None,
-               distances: Sequence[str] = DISTANCES, seed: int = 0, indices: torch.Tensor | None = None,
+               batch_size: int = 256, targeted: bool = False, targets: torch.Tensor | None = None,
+               levels: int | None = None, distances: Sequence[str] = DISTANCES, seed: int = 0,
+               indices: torch.Tensor | None = None,
                resume_dir: str | Path | None = None, progress: bool = True, checks: bool = True,
                keep_adversarial: bool | int | None = None) -> AttackResult:
     """Attack the samples batch by batch and return re-verified per-sample results.
 
-    ``inputs``/``labels``: a tensor of images in [0, 1] with their labels (targets when ``targeted``), whose
-    dataset indices are ``indices`` (default 0..N-1); or a map-style dataset (``ds[i] -> (image, int label)``)
-    with ``labels=None``, of which ``indices`` picks the samples (default all). A dataset is loaded one batch at
-    a time onto the model's device, so memory does not grow with the number of samples.
+    ``inputs``/``labels``: a tensor of images in [0, 1] with their true labels, whose dataset indices are
+    ``indices`` (default 0..N-1); or a map-style dataset (``ds[i] -> (image, int label)``) with ``labels=None``,
+    of which ``indices`` picks the samples (default all). A dataset is loaded one batch at a time onto the
+    model's device, so memory does not grow with the number of samples.
+
+    ``targeted=True`` needs ``targets``: an integer tensor of one class per evaluated sample, in the samples'
+    order (each other than its label). The attack gets the targets in place of the labels and succeeds where
+    the prediction is the target; clean accuracy and ``clean_correct`` are measured against the true labels, and
+    a sample already predicted as its target counts as adversarial at distance 0. The result records both.
 
     ``keep_adversarial``: which adversarial images the result holds (``AttackResult.kept``): True every one,
     False none, an int k the first k samples the attack broke (clean-correct and successful, in order); default
@@ -272,11 +319,12 @@ def run_attack(model: nn.Module, inputs: torch.Tensor | Dataset, labels: torch.T
     on which batches ran before. With ``resume_dir`` every finished batch is written there atomically (write
     then rename) with what produced it: this run's record (model fingerprint, attack description with all its
     options, targeted, levels, seed, batch size, distances, edgewise version; also in ``run.json``) and the
-    digests of the batch's indices, labels and inputs. A later call reuses a batch whose record and members are
-    its own, recomputes a batch whose members changed (a larger run: only what is missing is computed) or that
-    lacks images it keeps, and refuses a folder of another run with a ``ValueError`` naming the field. With
-    ``checks`` the sanity checks of :mod:`edgewise.eval.sanity` run first on the first samples (a
-    :class:`~edgewise.eval.sanity.SanityWarning` per finding).
+    digests of the batch's indices, labels, inputs and (targeted) targets. A later call reuses a batch whose
+    record and members are its own, recomputes a batch whose members changed (a larger run: only what is missing
+    is computed) or that lacks images it keeps, and refuses a folder of another run with a ``ValueError`` naming
+    the field. With ``checks`` the sanity checks of :mod:`edgewise.eval.sanity` run first on the first samples
+    (a :class:`~edgewise.eval.sanity.SanityWarning` per finding). Clean inputs on which the model returns NaN/inf
+    logits are a ``ValueError`` naming their dataset indices (a NaN row has no prediction).
 
     Sample i's result does not depend on the other batches. It can depend on its batch's members (floating-point
     reductions over a batch; an attack's random draws of shape (B, ...)), so a sharded run keeps whole batches
@@ -295,6 +343,7 @@ def run_attack(model: nn.Module, inputs: torch.Tensor | Dataset, labels: torch.T
     if not isinstance(keep, bool) and not (isinstance(keep, int) and keep >= 0):
         raise ValueError(f"keep_adversarial must be a bool, an int >= 0 or None, got {keep_adversarial!r}")
     bound = targeted_keywords(attack, targeted)
+    goals = _targets(targets, targeted, len(chosen))
     device = inputs.device if isinstance(inputs, torch.Tensor) else _device(model)
 
     def batch(start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -319,10 +368,13 @@ def run_attack(model: nn.Module, inputs: torch.Tensor | Dataset, labels: torch.T
                       leave=False):
         first = int(chosen[start])
         x, y = batch(start, start + batch_size)
+        t = None if goals is None else goals[start:start + batch_size].to(y.device)
         members = path = part = None
         if folder is not None:
             members = {"indices": fingerprint_tensor(chosen[start:start + batch_size]),
                        "labels": fingerprint_tensor(y.long()), "inputs": fingerprint_tensor(x)}
+            if t is not None:
+                members["targets"] = fingerprint_tensor(t)
             path = folder / f"batch-{first:08d}-{batch_size}.pt"
             part = _resumed(path, record, members, label)
             if part is not None and bool((_wanted(part, keep, held) & ~part.kept).any()):
@@ -331,7 +383,7 @@ def run_attack(model: nn.Module, inputs: torch.Tensor | Dataset, labels: torch.T
             generator = None
             if uses_generator:
                 generator = torch.Generator(x.device).manual_seed(seed * 1_000_003 + first)
-            part = _attack_batch(model, attack, x, y, targeted=targeted, levels=levels, generator=generator,
+            part = _attack_batch(model, attack, x, y, t, levels=levels, generator=generator,
                                  distance_names=distances, keywords=bound,
                                  indices=chosen[start:start + batch_size].clone())
             part = part.retain(_wanted(part, keep, held))
@@ -341,6 +393,6 @@ def run_attack(model: nn.Module, inputs: torch.Tensor | Dataset, labels: torch.T
             part = part.retain(_wanted(part, keep, held))
         held += int(part.kept.sum())
         parts.append(part)
-        del x, y
+        del x, y, t
         _release_freed_memory()
     return AttackResult.concatenate(parts)

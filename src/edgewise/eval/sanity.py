@@ -11,7 +11,6 @@ model's classes, inputs the model cannot take. Properties that make the numbers 
 - ``train_mode``: the model is in train mode (dropout, batch statistics): call ``model.eval()``.
 - ``non_deterministic``: two forwards of the same inputs differ (randomized model): an attack against one
   draw says little about the next; evaluate the expectation (EOT) instead.
-- ``non_finite_output``: the model returns NaN or inf for some clean inputs.
 - ``masked_gradients``: the gradient of the logit margin w.r.t. the input is zero or non-finite for most
   inputs (non-differentiable operations such as quantization, saturated outputs): gradient-based attacks
   are blind there; try a gradient-free or adaptive attack (BPDA).
@@ -68,13 +67,6 @@ def _train_mode(model: Any) -> Finding | None:
     shown = ", ".join(training[:3]) + (", ..." if len(training) > 3 else "")
     return Finding("train_mode", f"the model is in train mode ({len(training)} module(s): {shown}); "
                                  "call model.eval() before evaluating it")
-
-
-def _non_finite(logits: torch.Tensor) -> Finding | None:
-    bad = int((~torch.isfinite(logits).all(1)).sum())
-    if bad == 0:
-        return None
-    return Finding("non_finite_output", f"the model returned NaN or inf for {bad} of {len(logits)} clean inputs")
 
 
 def _probabilities(logits: torch.Tensor) -> Finding | None:
@@ -137,7 +129,7 @@ def check_evaluation(model: Any, inputs: Any, labels: Any, *, samples: int = SAM
         first = _forward(model, x)
         check_logits(first, y)
         second = _forward(model, x)
-    found += [_non_finite(first), _probabilities(first), _non_deterministic(first, second),
+    found += [_probabilities(first), _non_deterministic(first, second),
               _masked_gradients(model, x, y)]
     findings = [finding for finding in found if finding is not None]
     for finding in findings:
