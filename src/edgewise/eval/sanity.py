@@ -11,6 +11,9 @@ model's classes, inputs the model cannot take. Properties that make the numbers 
 - ``train_mode``: the model is in train mode (dropout, batch statistics): call ``model.eval()``.
 - ``non_deterministic``: two forwards of the same inputs differ (randomized model): an attack against one
   draw says little about the next; evaluate the expectation (EOT) instead.
+- ``batch_dependent``: an input's output changes with the other inputs of its batch (BatchNorm with batch
+  statistics, e.g. an exported program or ONNX file saved in train mode, whose modules report nothing): every
+  attack and its verification see another model for each batch. Checked only for a deterministic model.
 - ``masked_gradients``: the gradient of the logit margin w.r.t. the input is zero or non-finite for most
   inputs (non-differentiable operations such as quantization, saturated outputs): gradient-based attacks
   are blind there; try a gradient-free or adaptive attack (BPDA).
@@ -29,11 +32,14 @@ from edgewise.losses import logit_margin
 from edgewise.validation import check_inputs, check_logits, check_positive
 
 SAMPLES = 64
-"""At most this many inputs (the first ones) are used by the checks: they cost 3 forwards and 1 backward."""
+"""At most this many inputs (the first ones) are used by the checks: they cost 4 forwards and 1 backward."""
 MASKED_FRACTION = 0.5
 """``masked_gradients`` is reported when more than this fraction of the checked inputs have a masked gradient."""
 PROBABILITY_TOLERANCE = 1e-3
 DETERMINISM_TOLERANCE = 1e-5
+BATCH_TOLERANCE = 1e-3
+"""``batch_dependent``: relative to the largest |logit|; another batch size may take another kernel, whose float
+rounding differs by far less, while batch statistics move logits by a good fraction of their scale."""
 
 
 class SanityWarning(UserWarning):
@@ -88,6 +94,23 @@ def _non_deterministic(first: torch.Tensor, second: torch.Tensor) -> Finding | N
                                         "transforms); attacks and their verification see different models")
 
 
+def _batch_dependent(model: Any, inputs: torch.Tensor, whole: torch.Tensor) -> Finding | None:
+    """The outputs of the batch's two halves run on their own, against ``whole``, the outputs of the full batch
+    (halves of at least 2 inputs: BatchNorm in train mode refuses a batch of one)."""
+    if len(inputs) < 4:
+        return None
+    half = len(inputs) // 2
+    apart = torch.cat([_forward(model, inputs[:half]), _forward(model, inputs[half:])])
+    scale = float(whole.abs().max())
+    same = torch.isclose(apart, whole, rtol=BATCH_TOLERANCE, atol=BATCH_TOLERANCE * scale, equal_nan=True)
+    if bool(same.all()):
+        return None
+    differ = int((~same.all(1)).sum())
+    return Finding("batch_dependent", f"the outputs of {differ} of {len(inputs)} inputs change when their batch "
+                                      "is split in two: the model uses batch statistics (BatchNorm saved or "
+                                      "exported in train mode); export or save it after model.eval()")
+
+
 def _masked_gradients(model: Any, inputs: torch.Tensor, labels: torch.Tensor) -> Finding | None:
     """Gradient of the logit margin (not the cross-entropy, whose gradient underflows on confident samples)."""
     inputs = inputs.detach().clone().requires_grad_(True)
@@ -129,8 +152,10 @@ def check_evaluation(model: Any, inputs: Any, labels: Any, *, samples: int = SAM
         first = _forward(model, x)
         check_logits(first, y)
         second = _forward(model, x)
-    found += [_probabilities(first), _non_deterministic(first, second),
-              _masked_gradients(model, x, y)]
+        randomized = _non_deterministic(first, second)
+        found += [_probabilities(first), randomized,
+                  None if randomized is not None else _batch_dependent(model, x, first)]
+    found.append(_masked_gradients(model, x, y))
     findings = [finding for finding in found if finding is not None]
     for finding in findings:
         warnings.warn(f"{finding.check}: {finding.message}", SanityWarning, stacklevel=2)
