@@ -20,7 +20,8 @@ spends the full budget on every member instead, costing the sum of its parts):
    ``"line"`` bisects the segment from the input to the best point (:func:`line_search`); ``"prune"`` (ℓ0)
    saturates the best point's changed elements and undoes them one per forward, least important first, where
    the point stays adversarial (:func:`prune`); ``"swap"`` (ℓ0) trades two of its changed elements for one new
-   one where the point stays adversarial, guided by the gradient (:func:`swap_search`); ``"local"`` shrinks
+   one where the point stays adversarial, guided by the gradient, a new backward only where the point moved
+   (:func:`swap_search`); ``"local"`` shrinks
    random blocks of the best point's perturbation, one proposal per forward, kept where the point stays
    adversarial (:func:`local_search`, decision-based);
 2. the per-sample best point over the stages.
@@ -177,48 +178,77 @@ def prune(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, best: to
 
 def swap_search(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, best: torch.Tensor, *,
                 passes: int, targeted: bool) -> torch.Tensor:
-    """ℓ0 local search from adversarial points ``best``, in rounds of four passes per sample. A forward and backward
+    """ℓ0 local search from adversarial points ``best``, at most ``passes`` passes per sample. A forward and backward
     at the current point give its logit margin L (< 0: adversarial) and ∂L/∂x, and with them the first-order
     change of L for undoing a changed element i, gᵢ (xᵢ − x'ᵢ), and for saturating an unchanged element k, to the
-    end of the box that lowers L, g_k (e_k − x_k). The two cheapest changed elements i₁, i₂ and the best unchanged
-    k not tried before make two proposals, one forward each: undo i₁ and i₂ and set k (one changed element
-    fewer), kept where adversarial; else undo i₁ and set k (as many), kept where adversarial with a lower L (a
-    wider margin for the next rounds). A k that neither proposal kept is not proposed again until the point moves.
-    Every kept proposal lowers (changed elements, L) in lexicographic order, so the search never cycles.
-    Returns the points (``best`` where nothing was kept)."""
+    end of the box that lowers L, g_k (e_k − x_k). In rounds of two forwards, the two cheapest changed elements
+    i₁, i₂ and the best unchanged k not tried before make two proposals: undo i₁ and i₂ and set k (one changed
+    element fewer), kept where adversarial; else undo i₁ and set k (as many), kept where adversarial with a
+    lower L (a wider margin for the next rounds). A k that neither proposal kept is not proposed again until the
+    point moves; until it moves its gradient still holds, so the next round proposes the next k without another
+    backward. Every kept proposal lowers (changed elements, L) in lexicographic order, so the search never
+    cycles. Returns the points (``best`` where nothing was kept)."""
     original = inputs.flatten(1)
     current = best.detach().flatten(1).clone()
     tried = torch.zeros_like(current, dtype=torch.bool)
-    rows = torch.arange(len(current), device=current.device)
-    for _ in range(passes // 4):
-        point = current.view_as(inputs).clone().requires_grad_(True)
-        margin = logit_margin(model(point), labels, targeted=targeted)
-        (gradient,) = torch.autograd.grad(margin.sum(), point)
-        margin, slope = margin.detach(), gradient.flatten(1)
-        changed = current != original
-        undo_cost = torch.where(changed, slope * (original - current), math.inf)
-        extreme = torch.where(slope > 0, 0.0, 1.0).to(current.dtype)
-        set_gain = torch.where(changed | tried, math.inf, slope * (extreme - original))
-        k = set_gain.argmin(1)
-        first, second = undo_cost.topk(2, dim=1, largest=False).indices.unbind(1)
-        count = changed.sum(1)
-        usable = torch.isfinite(set_gain[rows, k]) & (count >= 1)
-        as_many = current.clone()
-        as_many[rows, first] = original[rows, first]
-        as_many[rows, k] = extreme[rows, k]
+    remaining = torch.full((len(current),), passes, device=current.device)
+    stale = torch.ones_like(remaining, dtype=torch.bool)  # no gradient at the current point yet
+    margin = torch.zeros(len(current), dtype=current.dtype, device=current.device)
+    slope = torch.zeros_like(current)
+    while True:
+        rows = (stale & (remaining >= 4)).nonzero().squeeze(1)  # a gradient, then at least one round
+        if len(rows):
+            point = current[rows].view(-1, *inputs.shape[1:]).clone().requires_grad_(True)
+            margins = logit_margin(model(point), labels[rows], targeted=targeted)
+            (gradient,) = torch.autograd.grad(margins.sum(), point)
+            margin[rows], slope[rows] = margins.detach(), gradient.flatten(1)
+            stale[rows], remaining[rows] = False, remaining[rows] - 2
+        rows = (~stale & (remaining >= 2)).nonzero().squeeze(1)
+        if not len(rows):
+            return current.view_as(inputs)
+        current[rows], moved, tried_k = _swap_round(model, original[rows], labels[rows], current[rows], tried[rows],
+                                                    margin[rows], slope[rows], shape=inputs.shape[1:],
+                                                    targeted=targeted)
+        remaining[rows] = torch.where(tried_k < 0, 0, remaining[rows] - 2)  # nothing left to try: stop
+        stale[rows[moved]] = True
+        tried[rows[moved]] = False
+        waiting = rows[~moved & (tried_k >= 0)]
+        tried[waiting, tried_k[~moved & (tried_k >= 0)]] = True
+
+
+def _swap_round(model: nn.Module, original: torch.Tensor, labels: torch.Tensor, current: torch.Tensor,
+                tried: torch.Tensor, margin: torch.Tensor, slope: torch.Tensor, *, shape: torch.Size,
+                targeted: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One round of :func:`swap_search` on flat rows. Returns the rows' points (a kept proposal or ``current``),
+    which rows moved and the k proposed per row (−1 where no k is left: those rows are not queried)."""
+    current = current.clone()
+    changed = current != original
+    undo_cost = torch.where(changed, slope * (original - current), math.inf)
+    extreme = torch.where(slope > 0, 0.0, 1.0).to(current.dtype)
+    set_gain = torch.where(changed | tried, math.inf, slope * (extreme - original))
+    index = torch.arange(len(current), device=current.device)
+    k = set_gain.argmin(1)
+    count = changed.sum(1)
+    usable = torch.isfinite(set_gain[index, k]) & (count >= 1)
+    moved = torch.zeros_like(usable)
+    if bool(usable.any()):
+        rows, k_rows = index[usable], k[usable]
+        first, second = undo_cost[rows].topk(2, dim=1, largest=False).indices.unbind(1)
+        as_many = current[rows].clone()
+        as_many[index[:len(rows)], first] = original[rows, first]
+        as_many[index[:len(rows)], k_rows] = extreme[rows, k_rows]
         fewer = as_many.clone()
-        fewer[rows, second] = original[rows, second]
+        fewer[index[:len(rows)], second] = original[rows, second]
         with torch.no_grad():
-            logits_fewer = model(fewer.view_as(inputs))
-            logits_same = model(as_many.view_as(inputs))
-        take_fewer = usable & (count >= 2) & is_adversarial(logits_fewer, labels, targeted=targeted)
-        take_same = (usable & ~take_fewer & is_adversarial(logits_same, labels, targeted=targeted)
-                     & (logit_margin(logits_same, labels, targeted=targeted) < margin))
-        current = torch.where(take_fewer.unsqueeze(1), fewer, torch.where(take_same.unsqueeze(1), as_many, current))
-        moved = take_fewer | take_same
-        tried[moved] = False
-        tried[rows, k] |= usable & ~moved
-    return current.view_as(inputs)
+            logits_fewer = model(fewer.view(-1, *shape))
+            logits_same = model(as_many.view(-1, *shape))
+        take_fewer = (count[rows] >= 2) & is_adversarial(logits_fewer, labels[rows], targeted=targeted)
+        take_same = (~take_fewer & is_adversarial(logits_same, labels[rows], targeted=targeted)
+                     & (logit_margin(logits_same, labels[rows], targeted=targeted) < margin[rows]))
+        current[rows] = torch.where(take_fewer.unsqueeze(1), fewer,
+                                    torch.where(take_same.unsqueeze(1), as_many, current[rows]))
+        moved[rows] = take_fewer | take_same
+    return current, moved, torch.where(usable, k, -1)
 
 
 def line_search(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, best: torch.Tensor, *, passes: int,
