@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from edgewise.data import sample
 from edgewise.data.fashion_mnist import CLASSES
 from edgewise.eval import report
 
+Rows = Callable[[Path], list[dict[str, Any]]]
+ErrorLine = Callable[[], str]
 QUIET = ["--no-progress"]
 MODELS = '''
 import torch
@@ -50,16 +53,6 @@ def models(tmp_path: Path) -> Path:
     return path
 
 
-def rows(out: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
-
-
-def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    return err
-
-
 def build(path: Path, name: str) -> torch.nn.Module:
     spec = importlib.util.spec_from_file_location("audit_models", path)
     assert spec is not None and spec.loader is not None
@@ -71,7 +64,7 @@ def build(path: Path, name: str) -> torch.nn.Module:
 
 @pytest.mark.usefixtures("single_thread")
 def test_targeted_clean_accuracy_is_against_the_true_labels(models: Path, tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+                                                            monkeypatch: pytest.MonkeyPatch, rows: Rows) -> None:
     # Before: clean accuracy 94% for this random model ("not already predicted as the target"), `label` held the
     # target and the true label was recorded nowhere.
     figures: list[Figure] = []
@@ -118,13 +111,12 @@ def test_targeted_clean_accuracy_is_against_the_true_labels(models: Path, tmp_pa
     (["--attack", "alma", "--distance", "l1", "--attack-options", '{"distance": "l2"}'],
      "--attack-options sets distance='l2', which conflicts with --distance l1: give it once"),
 ])
-def test_attack_options_conflicting_with_steps_or_distance_are_refused(argv: list[str], message: str,
-                                                                       tmp_path: Path,
-                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_attack_options_conflicting_with_steps_or_distance_are_refused(argv: list[str], message: str, tmp_path: Path,
+                                                                       one_error_line: ErrorLine) -> None:
     # Before: the attack ran with --steps / --distance while results.json recorded the dropped values.
     out = tmp_path / "x"
     assert main(["attack", *argv, "--n", "2", "--out", str(out), *QUIET]) == 2
-    assert one_error_line(capsys) == f"edgewise: error: {message}"
+    assert one_error_line() == f"edgewise: error: {message}"
     assert not out.exists()
 
 
@@ -136,14 +128,14 @@ def test_attack_options_equal_to_steps_and_distance_pass(tmp_path: Path) -> None
     assert keywords["steps"] == 2 and keywords["norm"] == "linf"
 
 
-@pytest.mark.parametrize(("checks", "where"), [([], "batch rows 0, 1, 2, 4, 5, ..."),
-                                                (["--no-checks"], "dataset indices 0, 1, 2, 4, 5, ...")])
-def test_nan_logits_are_an_error_not_broken_samples(models: Path, tmp_path: Path, checks: list[str], where: str,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("checks", [[], ["--no-checks"]])
+def test_nan_logits_are_an_error_not_broken_samples(models: Path, tmp_path: Path, checks: list[str],
+                                                    one_error_line: ErrorLine) -> None:
     # Before: clean accuracy 0%, success 100%, every sample verified (the argmax of a NaN row is 0).
     out = tmp_path / "nan"
-    assert main(["attack", "--model", f"{models}:NaNMostly", "--n", "8", "--steps", "2", "--out", str(out),
-                 *checks, *QUIET]) == 2
-    assert one_error_line(capsys) == ("edgewise: error: model must return finite logits, got NaN or inf for 6 of 8 "
-                                      f"inputs ({where})")
+    # The error names the dataset indices (from --offset 10 on), with the sanity checks on or off.
+    assert main(["attack", "--model", f"{models}:NaNMostly", "--n", "8", "--offset", "10", "--steps", "2",
+                 "--out", str(out), *checks, *QUIET]) == 2
+    assert one_error_line() == ("edgewise: error: model must return finite logits, got NaN or inf for 6 of 8 "
+                                      "inputs (dataset indices 10, 11, 12, 14, 15, ...)")
     assert not (out / "results.json").exists()

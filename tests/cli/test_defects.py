@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +20,13 @@ from edgewise.data import sample
 from edgewise.distances import get as get_distance
 from edgewise.models import load_model
 
+Rows = Callable[[Path], list[dict[str, Any]]]
+ErrorLine = Callable[[], str]
 QUIET = ["--no-progress"]
 
 
-def rows(out: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
-
-
-def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    return err
-
-
 @pytest.mark.parametrize(("name", "function", "steps"), [("ddn", ddn, 10), ("alma", alma, 15)])
-def test_targeted_reaches_the_attack(tmp_path: Path, name: str, function: Any, steps: int) -> None:
+def test_targeted_reaches_the_attack(tmp_path: Path, name: str, function: Any, steps: int, rows: Rows) -> None:
     # Before: --targeted changed the labels only, the attack ran untargeted, success 0% and median inf.
     out = tmp_path / name
     assert main(["attack", "--attack", name, "--targeted", "--steps", str(steps), "--n", "4", "--out", str(out),
@@ -52,13 +45,13 @@ def test_targeted_reaches_the_attack(tmp_path: Path, name: str, function: Any, s
             assert row["distances"]["l2"] == pytest.approx(float(l2[row["index"]]), rel=1e-5)
 
 
-def test_an_attack_that_cannot_run_targeted_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_attack_that_cannot_run_targeted_is_refused(one_error_line: ErrorLine) -> None:
     assert main(["attack", "--attack", "ddn", "--attack-options", '{"targeted": true}', "--n", "2"]) == 2
-    assert "give --targeted" in one_error_line(capsys)
+    assert "give --targeted" in one_error_line()
 
 
-def test_a_reused_out_never_hands_back_another_runs_results(tmp_path: Path,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_reused_out_never_hands_back_another_runs_results(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                            one_error_line: ErrorLine) -> None:
     # Before: a benchmark run with --n 4 and then --n 8 in the same --out printed n = 8 in the header and a table
     # computed on the 4 samples of the first run's batch.
     out = tmp_path / "report"
@@ -74,9 +67,9 @@ def test_a_reused_out_never_hands_back_another_runs_results(tmp_path: Path,
     assert main(attack) == 0
     capsys.readouterr()
     assert main([*attack, "--attack", "fmn"]) == 2
-    assert "attack_name='ddn', this run has attack_name='fmn'" in one_error_line(capsys)
+    assert "attack_name='ddn', this run has attack_name='fmn'" in one_error_line()
     assert main([*attack, "--seed", "3"]) == 2
-    assert "seed=0, this run has seed=3" in one_error_line(capsys)
+    assert "seed=0, this run has seed=3" in one_error_line()
 
 
 def test_summary_only_options_reuse_finished_batches(tmp_path: Path) -> None:
@@ -89,7 +82,7 @@ def test_summary_only_options_reuse_finished_batches(tmp_path: Path) -> None:
     assert set(json.loads((out / "results.json").read_text())["summary"]["robust_accuracy"]) == {"0.1", "2.0"}
 
 
-def test_attack_larger_n_computes_only_the_missing_samples(tmp_path: Path) -> None:
+def test_attack_larger_n_computes_only_the_missing_samples(tmp_path: Path, rows: Rows) -> None:
     def batches(out: Path) -> dict[Path, int]:
         return {p: p.stat().st_mtime_ns for p in (out / "batches").glob("batch-*.pt")}
 
@@ -106,14 +99,14 @@ def test_attack_larger_n_computes_only_the_missing_samples(tmp_path: Path) -> No
     assert json.loads((out / "results.json").read_text())["summary"]["n"] == 6
 
 
-def test_other_commands_folders_are_refused_and_stale_files_removed(tmp_path: Path,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_other_commands_folders_are_refused_and_stale_files_removed(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                    one_error_line: ErrorLine) -> None:
     out = tmp_path / "x"
     attack = ["attack", "--steps", "2", "--n", "3", "--out", str(out), *QUIET]
     assert main(attack) == 0
     capsys.readouterr()
     assert main(["minmax", "--model", "A", "--steps", "1", "--n", "2", "--out", str(out), *QUIET]) == 2
-    assert "command='attack', this run has command='minmax'" in one_error_line(capsys)
+    assert "command='attack', this run has command='minmax'" in one_error_line()
     for stale in ("trace.png", "trace.json", "examples.png"):  # as a previous run (or version) left them
         (out / stale).write_text("old")
     assert main([*attack, "--eps", "0.2"]) == 0
@@ -131,13 +124,13 @@ def test_other_commands_folders_are_refused_and_stale_files_removed(tmp_path: Pa
     (foreign / "notes.txt").write_text("mine")
     capsys.readouterr()
     assert main(["attack", "--steps", "2", "--n", "3", "--out", str(foreign), *QUIET]) == 2
-    assert "not written by edgewise" in one_error_line(capsys)
+    assert "not written by edgewise" in one_error_line()
     assert (foreign / "notes.txt").read_text() == "mine"
     traced = tmp_path / "traced"
     assert main(["attack", "--steps", "2", "--n", "3", "--trace", "--out", str(traced), *QUIET]) == 0
     capsys.readouterr()
     assert main(["attack", "--steps", "2", "--n", "3", "--out", str(traced), *QUIET]) == 2
-    assert "trace=True, this run has trace=False" in one_error_line(capsys)
+    assert "trace=True, this run has trace=False" in one_error_line()
 
 
 NO_EFFECT = {
@@ -153,10 +146,10 @@ def test_every_rule_has_a_case() -> None:
 
 @pytest.mark.parametrize("option", sorted(NO_EFFECT))
 def test_an_option_without_effect_is_an_error_naming_both(option: str, tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+                                                          one_error_line: ErrorLine) -> None:
     rule = next(rule for rule in RULES if rule.option == option)
     assert main([*NO_EFFECT[option], "--out", str(tmp_path / "o")]) == 2
-    error = one_error_line(capsys)
+    error = one_error_line()
     assert f"{option} has no effect with {rule.depends}" in error
     assert not (tmp_path / "o").exists()
 
@@ -170,12 +163,11 @@ def test_an_option_without_effect_is_an_error_naming_both(option: str, tmp_path:
     (["minmax", "--indices", "1,2", "--offset", "1"], ("--indices", "--offset")),
 ])
 def test_options_without_effect_in_the_specs_are_errors_naming_both(argv: list[str], both: tuple[str, str],
-                                                                     tmp_path: Path,
-                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+                                                                    tmp_path: Path, one_error_line: ErrorLine) -> None:
     # Before: a data folder given while the data stayed the default (--data-root with --data sample) was ignored;
     # the specs now check what applies to them (edgewise.models.load, edgewise.data.load / select).
     assert main([*argv, "--out", str(tmp_path / "o"), *QUIET]) == 2
-    error = one_error_line(capsys)
+    error = one_error_line()
     assert all(name in error for name in both), error
     assert not (tmp_path / "o").exists()
 
@@ -188,34 +180,32 @@ def test_options_without_effect_in_the_specs_are_errors_naming_both(argv: list[s
     (["minmax", "--device", "cuda:99"], "device"),
     (["minmax", "--transforms", "identity,twirl", "--kind", "transform", "--model", "A"], "--transforms must be"),
 ])
-def test_minmax_errors_are_one_line(argv: list[str], match: str, capsys: pytest.CaptureFixture[str],
-                                    tmp_path: Path) -> None:
+def test_minmax_errors_are_one_line(argv: list[str], match: str, tmp_path: Path, one_error_line: ErrorLine) -> None:
     # Before: --group-size 0 raised ZeroDivisionError; --n was not checked; there was no --device.
     assert main([*argv, "--steps", "1", "--out", str(tmp_path / "o"), *QUIET]) == 2
-    assert re.search(match, one_error_line(capsys))
+    assert re.search(match, one_error_line())
 
 
 def test_lpips_without_weights_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
+                                           one_error_line: ErrorLine) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-hub"))
     assert main(["attack", "--attack", "alma", "--distance", "lpips", "--n", "2", "--steps", "2",
                  "--out", str(tmp_path / "o"), *QUIET]) == 2
-    assert "--distance lpips: LPIPS net='alex' needs torchvision's ImageNet weights" in one_error_line(capsys)
+    assert "--distance lpips: LPIPS net='alex' needs torchvision's ImageNet weights" in one_error_line()
 
 
-def test_ensemble_of_models_with_other_input_shapes_is_one_line(tmp_path: Path,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_ensemble_of_models_with_other_input_shapes_is_one_line(tmp_path: Path, one_error_line: ErrorLine) -> None:
     wide = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10))
     with pytest.raises(ValueError, match=r"--model wide: --model cannot take --data 'sample''s inputs of shape"):
         minmax.check_targets({"A": load_model("mlp-fmnist"), "wide": wide}, load_dataset("sample"))
     torch.jit.save(torch.jit.script(wide), tmp_path / "wide.ts")
     assert main(["minmax", "--model", f"A,{tmp_path / 'wide.ts'}", "--steps", "1", "--n", "2",
                  "--out", str(tmp_path / "o"), *QUIET]) == 2
-    assert "cannot take --data 'sample''s inputs of shape (1, 28, 28)" in one_error_line(capsys)
+    assert "cannot take --data 'sample''s inputs of shape (1, 28, 28)" in one_error_line()
 
 
 def test_minmax_shows_progress_and_resumes_after_ctrl_c(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+                                                        capsys: pytest.CaptureFixture[str], rows: Rows) -> None:
     # Before: no progress bar, no resume, and a Ctrl-C message promising a resume that did not exist.
     arguments = ["minmax", "--model", "A,C", "--distance", "l2", "--eps", "1", "--steps", "2", "--n", "6",
                  "--batch-size", "2"]
@@ -253,8 +243,8 @@ def test_minmax_larger_n_computes_only_the_missing_batches(tmp_path: Path) -> No
     assert len(now) == len(finished) + 2 and all(now[p] == stamp for p, stamp in finished.items())
 
 
-def test_the_report_and_grid_carry_the_distance_the_attack_minimized(tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_report_and_grid_carry_the_distance_the_attack_minimized(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                     rows: Rows) -> None:
     # Before: the report, samples.jsonl and the example grid measured l2 whatever ALMA minimized (CIEDE2000 here).
     from edgewise.eval import report
 

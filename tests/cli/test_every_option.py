@@ -15,6 +15,7 @@ import torch
 from edgewise.attacks import ATTACKS
 from edgewise.cli import benchmark as benchmark_cli
 from edgewise.cli import build_parser, main
+from edgewise.cli import exact as exact_cli
 from edgewise.cli import minmax as minmax_cli
 from edgewise.data import sample
 from edgewise.data.idx import write_idx
@@ -151,6 +152,48 @@ def test_benchmark_every_option(files: dict[str, str], tmp_path: Path, monkeypat
     assert sorted(row["steps"] for row in rows) == [2, 3] and all(row["n"] == 3 for row in rows)
     assert sorted({call["steps"] for call in calls}) == [2, 3]
     assert all(call["norm"] == "linf" and len(call["args"][1]) <= 2 for call in calls)
+
+
+def test_exact_every_option(files: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                            capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("pyscipopt")
+    calls: list[dict[str, Any]] = []
+    recording(monkeypatch, ATTACKS, "fmn", calls)
+    solved: list[dict[str, Any]] = []
+    recording(monkeypatch, exact_cli, "certify_against", solved)
+    out = tmp_path / "exact"
+    argv = ["exact", *spec_options(files), "--attack", "fmn-linf", "--distance", "linf", "--steps", "3",
+            "--time-limit", "3", "--gap", "0.01", "--n", "3", "--offset", "1", "--batch-size", "2", "--seed", "4",
+            "--device", "cpu:0", "--out", str(out), "--no-progress"]
+    assert {a for a in argv if a.startswith("--")} | {"--indices"} == options_of("exact")
+    assert main(argv) == 0
+    printed = capsys.readouterr().out.splitlines()  # what was evaluated, first
+    assert printed[0].startswith(f"model   {files['model']} (python") and "mean [0.3] std [0.4]" in printed[0]
+    assert printed[1].startswith(f"data    {files['idx']} (split train, input 1x12x12, 10 classes")
+    results = json.loads((out / "results.json").read_text())
+    provenance = results["provenance"]
+    check_spec_provenance(provenance, files)
+    assert (provenance["seed"], provenance["batch_size"], provenance["distance"]) == (4, 2, "linf")
+    assert (provenance["time_limit"], provenance["gap"]) == (3.0, 0.01) and set(provenance["attacks"]) == {"fmn-linf"}
+    assert results["environment"]["device"] == "cpu:0"
+    assert [json.loads(line)["index"] for line in (out / "samples.jsonl").read_text().splitlines()] == [1, 2, 3]
+    assert [len(call["args"][1]) for call in calls] == [2, 1]  # --batch-size 2 over --n 3
+    assert all(call["steps"] == 3 and call["norm"] == "linf" and call["args"][1].shape[1:] == (1, 12, 12)
+               for call in calls)
+    assert calls[0]["generator"].initial_seed() == 4 * 1_000_003 + 1  # --seed, the batch's first index (--offset)
+    assert len(solved) == 1 and (solved[0]["time_limit"], solved[0]["gap"]) == (3.0, 0.01)
+    assert solved[0]["indices"].tolist() == [1, 2, 3]
+
+
+def test_exact_indices_replace_its_default_n(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("pyscipopt")
+    out = tmp_path / "indices"
+    argv = ["exact", "--model", "tinymlp-pgd-fmnist", "--attack", "fmn-linf", "--steps", "5", "--time-limit", "2",
+            "--indices", "7,3", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    assert [json.loads(line)["index"] for line in (out / "samples.jsonl").read_text().splitlines()] == [7, 3]
+    assert main([*argv, "--n", "2"]) == 2  # an explicit --n with --indices is refused
+    assert "--indices cannot be combined with --n/--offset" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("kind", ["universal", "transform"])

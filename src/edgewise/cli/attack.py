@@ -240,7 +240,8 @@ def run(args: argparse.Namespace) -> int:
     findings = []
     if args.checks and process.rank == 0:
         first, labels = stack(seen, indices[: args.batch_size])
-        findings = check_evaluation(model, first.to(process.device), labels.to(process.device))
+        findings = check_evaluation(model, first.to(process.device), labels.to(process.device),
+                                    indices=indices[: args.batch_size])
     positions = shard_positions(len(indices), args.batch_size, process)
     shard = run_attack(model, seen, None, traced, batch_size=args.batch_size, targeted=args.targeted,
                        targets=None if targets is None else targets[positions], levels=args.levels, seed=args.seed,

@@ -138,9 +138,9 @@ def safe_name(spec: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(spec).name or spec)
 
 
-def add_data(parser: argparse.ArgumentParser) -> None:
-    """``--data`` with ``--split``, ``--resize``, ``--center-crop``, and the samples ``--n`` / ``--offset`` /
-    ``--indices``."""
+def add_data(parser: argparse.ArgumentParser, *, n: int | None = None) -> None:
+    """``--data`` with ``--split``, ``--resize``, ``--center-crop``, and the samples ``--n`` (default ``n``, None:
+    all) / ``--offset`` / ``--indices``."""
     parser.add_argument("--data", default="sample", help=f"the data: {DATA_SPEC}")
     parser.add_argument("--split", default=None, choices=("train", "test"),
                         help="the split of a CIFAR or IDX folder (default: test)")
@@ -148,8 +148,9 @@ def add_data(parser: argparse.ArgumentParser) -> None:
                         help="resize each image: the shorter side, or HEIGHT,WIDTH (default: none)")
     parser.add_argument("--center-crop", type=csv(int), default=None,
                         help="center-crop each image (after --resize): SIZE or HEIGHT,WIDTH (default: none)")
-    parser.add_argument("--n", "--samples", dest="n", type=int, default=None,
-                        help="number of samples, from --offset on in the data's order (default: all); under "
+    parser.add_argument("--n", "--samples", dest="n", type=int, default=n,
+                        help="number of samples, from --offset on in the data's order (default: "
+                             f"{'all' if n is None else n}); under "
                              "torchrun write --samples (torchrun reads --n as an abbreviation of its own options)")
     parser.add_argument("--offset", type=int, default=0, help="dataset index of the first sample")
     parser.add_argument("--indices", type=csv(int), default=None,
@@ -168,7 +169,9 @@ def load_data(args: argparse.Namespace) -> tuple[ImageDataset, torch.Tensor]:
     ``--n`` / ``--offset`` / ``--indices``."""
     dataset = load_dataset(args.data, split=args.split, resize=_size(args.resize),
                            center_crop=_size(args.center_crop))
-    return dataset, select(dataset, n=args.n, offset=args.offset, indices=args.indices)
+    # A command's own default --n (exact: 10) gives way to --indices; an explicit --n with --indices is refused.
+    n = None if args.indices is not None and "n" not in getattr(args, "given", ()) else args.n
+    return dataset, select(dataset, n=n, offset=args.offset, indices=args.indices)
 
 
 class RepeatedChannels(torch.utils.data.Dataset[tuple[torch.Tensor, int]]):

@@ -352,7 +352,7 @@ def run_attack(model: nn.Module, inputs: torch.Tensor | Dataset, labels: torch.T
         return _load(inputs, chosen[start:stop], device)
 
     if checks:
-        check_evaluation(model, *batch(0, SAMPLES))
+        check_evaluation(model, *batch(0, SAMPLES), indices=chosen[:SAMPLES])
     folder = Path(resume_dir) if resume_dir is not None else None
     record: dict[str, Any] = {}
     label = f"resume_dir {folder}"

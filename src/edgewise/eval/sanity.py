@@ -135,12 +135,14 @@ def _masked_gradients(model: Any, inputs: torch.Tensor, labels: torch.Tensor) ->
                                        "blocks the gradient, a decision-based search otherwise)")
 
 
-def check_evaluation(model: Any, inputs: Any, labels: Any, *, samples: int = SAMPLES) -> list[Finding]:
+def check_evaluation(model: Any, inputs: Any, labels: Any, *, samples: int = SAMPLES,
+                     indices: torch.Tensor | None = None) -> list[Finding]:
     """Check that ``model``, ``inputs`` and ``labels`` can be evaluated and that the numbers will mean something.
 
     Uses the first ``samples`` inputs. Raises ``ValueError``/``TypeError`` for inputs or labels that cannot be
     evaluated; issues one :class:`SanityWarning` per failed check and returns the findings (empty: all passed).
     The model's mode, parameters and gradients are left untouched (gradients are taken w.r.t. the inputs only).
+    ``indices``: the inputs' dataset indices, named in an error about some of them instead of their rows.
     """
     if not isinstance(model, nn.Module) and not callable(model):
         raise TypeError(f"model must be a torch.nn.Module or a callable, got {type(model).__name__}")
@@ -150,7 +152,7 @@ def check_evaluation(model: Any, inputs: Any, labels: Any, *, samples: int = SAM
     found = [_train_mode(model)]
     with torch.no_grad():
         first = _forward(model, x)
-        check_logits(first, y)
+        check_logits(first, y, indices=None if indices is None else indices[:samples])
         second = _forward(model, x)
         randomized = _non_deterministic(first, second)
         found += [_probabilities(first), randomized,
