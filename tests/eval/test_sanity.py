@@ -80,6 +80,17 @@ def test_checks_leave_the_model_alone(linear_oracle) -> None:
     assert all(torch.equal(before[k], v) for k, v in o.model.state_dict().items())
 
 
+def test_checks_of_a_model_in_train_mode_leave_its_batchnorm_statistics_alone(linear_oracle) -> None:
+    # Before: the checks' forwards in train mode updated BatchNorm's running statistics, so the model
+    # evaluated after them was not the one given.
+    o = linear_oracle
+    model = nn.Sequential(nn.BatchNorm2d(1), o.model).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert "train_mode" in checks(model, o.inputs, o.labels)
+    assert model[0].training and int(before["0.num_batches_tracked"]) == 0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
 @pytest.mark.parametrize(
     ("inputs", "labels", "error", "match"),
     [

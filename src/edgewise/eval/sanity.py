@@ -21,7 +21,9 @@ model's classes, inputs the model cannot take. Properties that make the numbers 
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +64,19 @@ def _forward(model: Any, inputs: torch.Tensor) -> torch.Tensor:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"inputs of shape {tuple(inputs.shape)} do not fit the model: {first_line}") from error
     return output
+
+
+@contextlib.contextmanager
+def _buffers_kept(model: Any) -> Iterator[None]:
+    """Put the model's buffers back after the checks: in train mode each forward would update BatchNorm's
+    running statistics, and the model evaluated afterwards would no longer be the one given."""
+    kept = [(buffer, buffer.detach().clone()) for buffer in model.buffers()] if isinstance(model, nn.Module) else []
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, value in kept:
+                buffer.copy_(value)
 
 
 def _train_mode(model: Any) -> Finding | None:
@@ -141,7 +156,7 @@ def check_evaluation(model: Any, inputs: Any, labels: Any, *, samples: int = SAM
 
     Uses the first ``samples`` inputs. Raises ``ValueError``/``TypeError`` for inputs or labels that cannot be
     evaluated; issues one :class:`SanityWarning` per failed check and returns the findings (empty: all passed).
-    The model's mode, parameters and gradients are left untouched (gradients are taken w.r.t. the inputs only).
+    The model's mode, parameters, buffers and gradients are left untouched (gradients are taken w.r.t. the inputs only).
     ``indices``: the inputs' dataset indices, named in an error about some of them instead of their rows.
     """
     if not isinstance(model, nn.Module) and not callable(model):
@@ -150,14 +165,15 @@ def check_evaluation(model: Any, inputs: Any, labels: Any, *, samples: int = SAM
     check_positive("samples", samples, integer=True)
     x, y = inputs[:samples], labels[:samples]
     found = [_train_mode(model)]
-    with torch.no_grad():
-        first = _forward(model, x)
-        check_logits(first, y, indices=None if indices is None else indices[:samples])
-        second = _forward(model, x)
-        randomized = _non_deterministic(first, second)
-        found += [_probabilities(first), randomized,
-                  None if randomized is not None else _batch_dependent(model, x, first)]
-    found.append(_masked_gradients(model, x, y))
+    with _buffers_kept(model):
+        with torch.no_grad():
+            first = _forward(model, x)
+            check_logits(first, y, indices=None if indices is None else indices[:samples])
+            second = _forward(model, x)
+            randomized = _non_deterministic(first, second)
+            found += [_probabilities(first), randomized,
+                      None if randomized is not None else _batch_dependent(model, x, first)]
+        found.append(_masked_gradients(model, x, y))
     findings = [finding for finding in found if finding is not None]
     for finding in findings:
         warnings.warn(f"{finding.check}: {finding.message}", SanityWarning, stacklevel=2)
