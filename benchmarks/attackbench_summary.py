@@ -180,7 +180,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--replacements", default="quantized,lenet-quantized,lenet,lenet-kwta,more,tiny,rs,lenetv2",
                         help="comma list R: runs named NORM-qQ-nN-R replace their models' rows ('' for none)")
-    parser.add_argument("--additions", default="fab-auto,swap-auto,local-auto",
+    parser.add_argument("--additions", default="fab-auto,swap-auto,local-auto,lazy-swap-auto",
                         help="comma list A: runs named NORM-qQ-nN-A add their attacks to (or replace them in) "
                              "their models' rows")
     args = parser.parse_args()
