@@ -147,3 +147,24 @@ def test_exact_skips_a_missing_library_with_one_line(tmp_path: Path, capsys: pyt
     captured = capsys.readouterr()
     assert captured.err.count("skipping foolbox:fmn-linf: foolbox is not installed") == 1
     assert set(json.loads((out / "results.json").read_text())["summary"]["attacks"]) == {"fmn-linf"}
+
+
+@pytest.mark.parametrize("norm", ["linf", "l1", "l2"])
+def test_the_default_attacks_resolve_and_minimize_the_norm(norm: str) -> None:
+    # `edgewise exact` without --attack runs these: resolve refuses a misspelt name or one of another norm, and
+    # auto (the strongest, the tightest upper bound) comes first.
+    from edgewise.cli.benchmark import attack_specs
+    from edgewise.exact.run import ATTACKS
+
+    specs = attack_specs(list(ATTACKS[norm]), distance=norm, baselines=False)
+    assert [spec.name for spec in specs] == list(ATTACKS[norm]) and specs[0].name == "auto"
+
+
+def test_no_attack_left_is_one_line(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "foolbox", None)
+    assert main(["exact", "--attack", "foolbox:fmn-linf", "--n", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("edgewise: error: --attack: nothing to run (every requested attack was skipped: its library "
+                       "is missing)")

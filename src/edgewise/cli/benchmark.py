@@ -88,7 +88,7 @@ def attack_specs(names: list[str], *, distance: str, baselines: bool) -> list[At
         except MissingLibraryError as error:
             print(f"edgewise: skipping {name}: {error}", file=sys.stderr)
     if not specs:
-        raise ValueError("--attacks: nothing to run (every requested attack was skipped)")
+        raise ValueError("--attack: nothing to run (every requested attack was skipped: its library is missing)")
     return specs
 
 

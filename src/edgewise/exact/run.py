@@ -16,13 +16,15 @@ from edgewise.exact.certify import ExactResult, minimal
 from edgewise.exact.compare import compare, plot_comparison
 
 ATTACKS = {
-    "linf": ("fmn-linf", "cw-linf", "pgd_minimal-linf", "apgd_minimal-linf", "adv-lib:fmn-linf", "foolbox:fmn-linf"),
-    "l1": ("alma-l1", "fmn-l1", "cw-l1", "pgd_minimal-l1", "apgd_minimal-l1", "adv-lib:alma-l1", "adv-lib:fmn-l1",
-           "foolbox:fmn-l1"),
-    "l2": ("ddn", "alma-l2", "fmn-l2", "cw-l2", "pgd_minimal-l2", "apgd_minimal-l2", "adv-lib:ddn", "adv-lib:alma-l2",
-           "adv-lib:fmn-l2"),
+    "linf": ("auto", "fmn-linf", "cw-linf", "pgd_minimal-linf", "apgd_minimal-linf", "adv-lib:fmn-linf",
+             "foolbox:fmn-linf"),
+    "l1": ("auto", "alma-l1", "fmn-l1", "cw-l1", "pgd_minimal-l1", "apgd_minimal-l1", "adv-lib:alma-l1",
+           "adv-lib:fmn-l1", "foolbox:fmn-l1"),
+    "l2": ("auto", "ddn", "alma-l2", "fmn-l2", "cw-l2", "pgd_minimal-l2", "apgd_minimal-l2", "adv-lib:ddn",
+           "adv-lib:alma-l2", "adv-lib:fmn-l2"),
 }
-"""The attacks whose distances are compared with the exact ones, per norm (edgewise's and other libraries')."""
+"""The attacks whose distances are compared with the exact ones, per norm (edgewise's portfolio ``auto`` with a
+budget of two passes per step, its single attacks and other libraries')."""
 
 
 def run_exact(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, norm: str, time_limit: float,
