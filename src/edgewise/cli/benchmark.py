@@ -37,9 +37,9 @@ from edgewise.cli.options import (
     for_model,
     load_data,
     load_models,
+    model_folders,
     models_of,
     remove_outputs,
-    safe_name,
 )
 from edgewise.data import check_compatible, stack
 from edgewise.eval.baselines import BASELINES, MissingLibraryError
@@ -108,9 +108,7 @@ def run(args: argparse.Namespace) -> int:
     dataset, indices = load_data(args)
     device = check_device(args.device)
     loaded, identities = load_models(specs, args, device=device)
-    names = [safe_name(spec) for spec in specs]
-    if len(set(names)) != len(names):
-        raise ValueError(f"--model: {specs} give the same name twice ({names}); give each model once")
+    names = model_folders(specs)
     models, data = {}, {}
     for name, spec, model in zip(names, specs, loaded, strict=True):
         seen = for_model(dataset, spec)

@@ -138,6 +138,17 @@ def safe_name(spec: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(spec).name or spec)
 
 
+def model_folders(names: list[str]) -> list[str]:
+    """One folder name (``safe_name``) per model whose results are kept apart under --out; two models whose names
+    give the same folder (``a/net.py:build`` and ``b/net.py:build``) are refused, as the second would be handed
+    the first's finished work."""
+    folders = [safe_name(name) for name in names]
+    if len(set(folders)) != len(folders):
+        raise ValueError(f"--model: {names} give the same folder name twice ({folders}); give each model once, "
+                         "or copy one model's file under another name")
+    return folders
+
+
 def add_data(parser: argparse.ArgumentParser, *, n: int | None = None) -> None:
     """``--data`` with ``--split``, ``--resize``, ``--center-crop``, and the samples ``--n`` (default ``n``, None:
     all) / ``--offset`` / ``--indices``."""

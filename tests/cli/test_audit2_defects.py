@@ -1,0 +1,65 @@
+"""Defects found by the second CLI audit (minmax, train, benchmark); each test failed before its fix."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edgewise.cli import main
+
+QUIET = ["--no-progress"]
+Rows = Callable[[Path], list[dict[str, Any]]]
+ErrorLine = Callable[[], str]
+
+NET_PY = """
+from torch import nn
+
+
+def build(hidden=8):
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+"""
+
+
+def net(folder: Path, hidden: int, seed: int) -> tuple[str, str]:
+    """``folder/net.py:build`` and a state dict of it with ``hidden`` units (seeded weights)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "net.py").write_text(NET_PY)
+    namespace: dict[str, Any] = {}
+    exec(NET_PY, namespace)
+    torch.manual_seed(seed)
+    torch.save(namespace["build"](hidden=hidden).state_dict(), folder / f"net-{hidden}.pt")
+    return f"{folder / 'net.py'}:build", str(folder / f"net-{hidden}.pt")
+
+
+def test_an_ensemble_of_one_spec_built_twice_keeps_both_models(tmp_path: Path, rows: Rows) -> None:
+    # Before: the models were keyed by their spec, so --model X,X with two --model-args kept only the second: an
+    # "ensemble" of one model (weights of length 1) under the name of two.
+    spec, five = net(tmp_path, 5, 0)
+    _, six = net(tmp_path, 6, 1)
+    out = tmp_path / "o"
+    assert main(["minmax", "--model", f"{spec},{spec}", "--model-args", '{"hidden": 5}', "--model-args",
+                 '{"hidden": 6}', "--weights", five, "--weights", six, "--distance", "l2", "--eps", "1",
+                 "--steps", "1", "--n", "4", "--out", str(out), *QUIET]) == 0
+    names = [f"{spec}#1", f"{spec}#2"]
+    results = json.loads((out / "results.json").read_text())
+    assert results["results"][",".join(names)]["1"]["domains"] == names
+    assert list(results["models"]) == names
+    assert [m["model_args"] for m in json.loads((out / "run.json").read_text())["models"].values()] == [
+        {"hidden": 5}, {"hidden": 6}]
+    assert all(len(row["weights"]) == 2 for row in rows(out))
+
+
+def test_per_model_runs_never_share_a_batch_folder(tmp_path: Path, one_error_line: ErrorLine) -> None:
+    # Before: a/net.py:build and b/net.py:build both kept their batches under batches/net.py_build, so the second
+    # model (another network) was handed the first one's results.
+    first, _ = net(tmp_path / "a", 8, 0)
+    second, _ = net(tmp_path / "b", 3, 1)
+    out = tmp_path / "o"
+    assert main(["minmax", "--kind", "universal", "--group-size", "2", "--model", f"{first},{second}",
+                 "--distance", "l2", "--eps", "1", "--steps", "1", "--n", "4", "--out", str(out), *QUIET]) == 2
+    assert "give the same folder name twice" in one_error_line()
+    assert not out.exists()  # refused before anything ran or was written
