@@ -63,3 +63,13 @@ def test_per_model_runs_never_share_a_batch_folder(tmp_path: Path, one_error_lin
                  "--distance", "l2", "--eps", "1", "--steps", "1", "--n", "4", "--out", str(out), *QUIET]) == 2
     assert "give the same folder name twice" in one_error_line()
     assert not out.exists()  # refused before anything ran or was written
+
+
+def test_a_fractional_l0_budget_is_refused(tmp_path: Path, one_error_line: ErrorLine) -> None:
+    # Before: the l0 projection keeps floor(eps) input values, so --eps 0.5 ran with no perturbation at all and
+    # reported the clean accuracy as "eps=0.5" (and --eps 1,1.5 printed two budgets computed as one).
+    assert main(["minmax", "--model", "A", "--distance", "l0", "--eps", "1,0.5", "--steps", "1", "--n", "2",
+                 "--out", str(tmp_path / "o"), *QUIET]) == 2
+    error = one_error_line()
+    assert "eps must be a whole number with norm 'l0'" in error and "got 0.5" in error
+    assert not (tmp_path / "o").exists()  # refused before any batch ran
