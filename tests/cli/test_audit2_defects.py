@@ -73,3 +73,21 @@ def test_a_fractional_l0_budget_is_refused(tmp_path: Path, one_error_line: Error
     error = one_error_line()
     assert "eps must be a whole number with norm 'l0'" in error and "got 0.5" in error
     assert not (tmp_path / "o").exists()  # refused before any batch ran
+
+
+def test_train_refuses_to_resume_another_runs_checkpoint(tmp_path: Path, one_error_line: ErrorLine) -> None:
+    # Before: `train --lr 0.001` in the --out of a `--lr 0.1` run continued its checkpoint (weights and optimizer,
+    # so lr 0.1 throughout) and wrote lr 0.001 into NAME.json.
+    from edgewise.data import load, stack
+    from edgewise.data.idx import write_idx
+
+    inputs, labels = stack(load("sample"), range(16))
+    for prefix in ("train", "t10k"):
+        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", (inputs[:, 0] * 255).round().to(torch.uint8))
+        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", labels.to(torch.uint8))
+    argv = ["train", "--architecture", "tinymlp", "--data", str(tmp_path), "--batch-size", "8", "--name", "m",
+            "--out", str(tmp_path / "run"), *QUIET]
+    assert main([*argv, "--epochs", "1", "--lr", "0.1"]) == 0
+    assert main([*argv, "--epochs", "2", "--lr", "0.001"]) == 2
+    assert "holds a checkpoint of a run with lr=0.1, this run has lr=0.001" in one_error_line()
+    assert json.loads((tmp_path / "run" / "m.json").read_text())["recipe"]["lr"] == 0.1
