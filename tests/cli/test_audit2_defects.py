@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 
 from edgewise.cli import main
@@ -91,3 +92,14 @@ def test_train_refuses_to_resume_another_runs_checkpoint(tmp_path: Path, one_err
     assert main([*argv, "--epochs", "2", "--lr", "0.001"]) == 2
     assert "holds a checkpoint of a run with lr=0.1, this run has lr=0.001" in one_error_line()
     assert json.loads((tmp_path / "run" / "m.json").read_text())["recipe"]["lr"] == 0.1
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf"])
+def test_a_bad_exact_time_limit_is_refused_before_any_attack(value: str, tmp_path: Path,
+                                                             one_error_line: ErrorLine) -> None:
+    # Before: every attack cell ran first, then the solver refused "time_limit must be > 0" (not naming the
+    # option); without --exact the option was silently ignored (now a RULES case, tests/cli/test_defects.py).
+    assert main(["benchmark", "--model", "tinymlp-fmnist", "--attack", "ddn", "--steps", "1", "--n", "2", "--exact",
+                 f"--exact-time-limit={value}", "--out", str(tmp_path / "o"), *QUIET]) == 2
+    assert f"--exact-time-limit must be a finite number of seconds > 0, got {float(value)}" in one_error_line()
+    assert not (tmp_path / "o").exists()

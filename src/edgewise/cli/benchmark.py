@@ -31,6 +31,7 @@ from edgewise.cli.options import (
     add_run,
     check_applicable,
     check_positive,
+    check_seconds,
     claim_out,
     data_identity,
     evaluated,
@@ -104,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     if any(s < 1 for s in args.steps):
         raise ValueError(f"--steps must be positive, got {args.steps}")
     check_positive("--batch-size", args.batch_size)
+    check_seconds("--exact-time-limit", args.exact_time_limit)
     attacks = attack_specs(args.attack or args.attack_default, distance=args.distance, baselines=args.baselines)
     dataset, indices = load_data(args)
     device = check_device(args.device)

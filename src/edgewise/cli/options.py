@@ -9,6 +9,7 @@ The same concept has the same option everywhere (docs/cli.md): ``--model`` (seve
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ RULES: tuple[Rule, ...] = (
     Rule("--group-size", "--kind", lambda a: a.kind == "universal", "with --kind universal"),
     Rule("--transforms", "--kind", lambda a: a.kind == "transform", "with --kind transform"),
     Rule("--random", "--kind", lambda a: a.kind == "transform", "with --kind transform"),
+    Rule("--exact-time-limit", "--exact", lambda a: a.exact, "with --exact"),
 )
 
 
@@ -55,8 +57,8 @@ def check_applicable(args: argparse.Namespace, rules: tuple[Rule, ...] = RULES) 
     for rule in rules:
         if dest(rule.option) in given and hasattr(args, dest(rule.depends)) and not rule.applies(args):
             value = getattr(args, dest(rule.depends))
-            shown = "(not given)" if value is None else ",".join(map(str, value)) if isinstance(value, list) \
-                else str(value)
+            shown = "(not given)" if value is None or value is False else \
+                ",".join(map(str, value)) if isinstance(value, list) else str(value)
             raise ValueError(f"{rule.option} has no effect with {rule.depends} {shown}; it applies only {rule.when}")
 
 
@@ -237,6 +239,12 @@ def check_positive(name: str, value: int | None) -> None:
     """An integer option that must be >= 1 (None: not given, its default applies)."""
     if value is not None and value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+def check_seconds(name: str, value: float) -> None:
+    """A time limit in seconds: finite and > 0 (the solver refuses anything else, but only after the attacks)."""
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be a finite number of seconds > 0, got {value}")
 
 
 def check_eps(values: list[Any] | None, *, strict: bool = False) -> None:
