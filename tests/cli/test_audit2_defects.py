@@ -103,3 +103,11 @@ def test_a_bad_exact_time_limit_is_refused_before_any_attack(value: str, tmp_pat
                  f"--exact-time-limit={value}", "--out", str(tmp_path / "o"), *QUIET]) == 2
     assert f"--exact-time-limit must be a finite number of seconds > 0, got {float(value)}" in one_error_line()
     assert not (tmp_path / "o").exists()
+
+
+def test_a_repeated_transform_is_refused(tmp_path: Path, one_error_line: ErrorLine) -> None:
+    # Before: the domains were keyed by name, so --transforms hflip,hflip --random (two random draws) printed and
+    # recorded the second draw's accuracy in both columns (12.50 | 12.50 where samples.jsonl had 0% for the first).
+    assert main(["minmax", "--kind", "transform", "--model", "A", "--transforms", "hflip,identity,hflip", "--random",
+                 "--steps", "1", "--n", "2", "--out", str(tmp_path / "o"), *QUIET]) == 2
+    assert "--transforms must name each transformation once, got hflip more than once" in one_error_line()

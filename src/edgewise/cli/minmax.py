@@ -284,6 +284,12 @@ def run(args: argparse.Namespace) -> int:
         unknown = sorted(set(args.transforms) - set(TRANSFORM_NAMES))
         if unknown or not args.transforms:
             raise ValueError(f"--transforms must be a comma list of {list(TRANSFORM_NAMES)}, got {args.transforms}")
+        repeated = sorted(name for name, count in Counter(args.transforms).items() if count > 1)
+        if repeated:
+            # The domains are keyed by name: a repeated one (another random draw with --random) would print and
+            # record the last one's accuracy and weights in both columns.
+            raise ValueError(f"--transforms must name each transformation once, got {', '.join(repeated)} more than "
+                             f"once in {args.transforms}")
         options.update(transforms=list(args.transforms), random=args.random)
     inputs, labels = inputs.to(device), labels.to(device)
     out = Path(args.out or f"results/minmax-{args.kind}-{args.distance}")
