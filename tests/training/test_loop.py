@@ -125,3 +125,17 @@ def test_more_epochs_continue_a_checkpoint_and_fewer_are_refused(tmp_path: Path)
         assert torch.equal(expected, actual), name
     with pytest.raises(ValueError, match="holds a checkpoint of 2 finished epochs, this run has --epochs 1"):
         train(config, train_set, test_set, out=tmp_path / "a", name="m", progress=False)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"train_samples": 100}, "train_samples must be at most the 64 training images, got 100"),
+    ({"batch_size": 128}, "batch_size must be at most the 64 training images, got 128"),
+])
+def test_more_samples_or_a_larger_batch_than_the_training_set_is_refused(tmp_path: Path, options: dict[str, Any],
+                                                                        message: str) -> None:
+    # Before: --train-samples 100 on 64 images trained on the 64 and recorded 100; a batch larger than the set
+    # ran no batch and raised ZeroDivisionError from the epoch's metrics.
+    config = TrainConfig(**{**vars(TrainConfig(architecture="mlp", epochs=1, batch_size=16)), **options})
+    with pytest.raises(ValueError, match=message):
+        train(config, synthetic(0, 64), synthetic(1, 16), out=tmp_path, name="m", progress=False)
+    assert not tmp_path.joinpath("checkpoint.pt").exists()

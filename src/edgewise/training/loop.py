@@ -139,6 +139,13 @@ def train(config: TrainConfig, train_set: tuple[torch.Tensor, torch.Tensor],
     rank, world = _world()
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} must be divisible by the number of processes {world}")
+    available = len(train_set[0])
+    if config.train_samples is not None and config.train_samples > available:
+        # The subset would silently be the whole set while NAME.json records the larger count.
+        raise ValueError(f"train_samples must be at most the {available} training images, got {config.train_samples}")
+    if min(available, config.train_samples or available) < config.batch_size:
+        # Full batches only (drop_last): no batch at all, and the epoch's metrics divided by zero.
+        raise ValueError(f"batch_size must be at most the {available} training images, got {config.batch_size}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with torch.random.fork_rng():
