@@ -111,3 +111,18 @@ def test_a_repeated_transform_is_refused(tmp_path: Path, one_error_line: ErrorLi
     assert main(["minmax", "--kind", "transform", "--model", "A", "--transforms", "hflip,identity,hflip", "--random",
                  "--steps", "1", "--n", "2", "--out", str(tmp_path / "o"), *QUIET]) == 2
     assert "--transforms must name each transformation once, got hflip more than once" in one_error_line()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--attack", "ddn", "--steps", "2,3,2"], "--steps 2,3,2 give ddn the same steps 2 more than once"),
+    (["--attack", "cw-l2", "--budget", "40", "--steps", "10,11"],
+     "--steps 10,11 give cw-l2 the same steps 1 (steps per round of its 9 rounds under budget 40) more than once"),
+])
+def test_benchmark_refuses_steps_that_repeat_a_cell(argv: list[str], message: str, tmp_path: Path,
+                                                    one_error_line: ErrorLine) -> None:
+    # Before: --steps 2,2 ran one cell, loaded it again and reported it twice: the summary of one model said
+    # "models": 2 (and the geometric means were over the duplicate).
+    assert main(["benchmark", "--model", "tinymlp-fmnist", *argv, "--n", "2", "--out", str(tmp_path / "o"),
+                 *QUIET]) == 2
+    assert message in one_error_line()
+    assert not (tmp_path / "o").exists()

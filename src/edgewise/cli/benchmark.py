@@ -44,7 +44,7 @@ from edgewise.cli.options import (
 )
 from edgewise.data import check_compatible, stack
 from edgewise.eval.baselines import BASELINES, MissingLibraryError
-from edgewise.eval.benchmark import BEST, AttackSpec, benchmark, resolve, write_report
+from edgewise.eval.benchmark import BEST, AttackSpec, benchmark, check_steps, resolve, write_report
 from edgewise.eval.report import environment
 from edgewise.validation import check_device
 
@@ -107,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
     check_positive("--batch-size", args.batch_size)
     check_seconds("--exact-time-limit", args.exact_time_limit)
     attacks = attack_specs(args.attack or args.attack_default, distance=args.distance, baselines=args.baselines)
+    check_steps(attacks, args.steps, args.budget)
     dataset, indices = load_data(args)
     device = check_device(args.device)
     loaded, identities = load_models(specs, args, device=device)
