@@ -126,3 +126,19 @@ def test_benchmark_refuses_steps_that_repeat_a_cell(argv: list[str], message: st
                  *QUIET]) == 2
     assert message in one_error_line()
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--model", "tinymlp-fmnist", "--distance", "l0", "--attack", "fmn-l0"],
+     "--exact certifies --distance linf, l1, l2, got --distance l0"),
+    (["--model", "lenet-kwta-fmnist", "--attack", "ddn"], "--exact: --model lenet-kwta-fmnist: model: edgewise.exact "
+                                                          "supports networks of"),
+])
+def test_benchmark_exact_refuses_what_it_cannot_certify_before_any_attack(argv: list[str], message: str,
+                                                                          tmp_path: Path,
+                                                                          one_error_line: ErrorLine) -> None:
+    # Before: every attack cell ran (kept under --out/cells), then the solver refused ("norm must be one of ...").
+    assert main(["benchmark", *argv, "--steps", "1", "--n", "2", "--exact", "--out", str(tmp_path / "o"),
+                 *QUIET]) == 2
+    assert message in one_error_line()
+    assert not (tmp_path / "o").exists()

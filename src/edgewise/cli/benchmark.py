@@ -119,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         inputs, labels = stack(seen, indices)
         models[name] = model
         data[name] = (inputs.contiguous().to(device), labels.to(device))
+    if args.exact:
+        check_exact(models, data, args.distance)
     out = Path(args.out or "report")
     arguments = {k: v for k, v in vars(args).items() if k not in ("run", "given", "model_default", "attack_default")}
     arguments["model"] = specs
@@ -143,6 +145,23 @@ def run(args: argparse.Namespace) -> int:
         written += exact_reports(report, models, data, indices, out, args)
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
+
+
+def check_exact(models: dict[str, Any], data: dict[str, Any], distance: str) -> None:
+    """--exact, before any attack runs (as ``edgewise exact`` does): the norm must be one the solver certifies and
+    each model a network the mixed-integer program expresses; otherwise every cell ran before the solver
+    refused, in words not naming the option."""
+    from edgewise.exact import NORMS
+    from edgewise.exact.network import check_network, network_from_module
+
+    if distance not in NORMS:
+        raise ValueError(f"--exact certifies --distance {', '.join(NORMS)}, got --distance {distance}")
+    for name, model in models.items():
+        inputs = data[name][0]
+        try:
+            check_network(network_from_module(model, tuple(inputs.shape[1:])), model, inputs[:2])
+        except ValueError as error:
+            raise ValueError(f"--exact: --model {name}: {error}") from error
 
 
 def exact_reports(report: dict[str, Any], models: dict[str, Any], data: dict[str, Any], indices: torch.Tensor,
