@@ -301,7 +301,9 @@ def run(args: argparse.Namespace) -> int:
               **{k: arguments[k] for k in ("kind", "distance", "steps", "step_size", "weight_step", "gamma",
                                             "group_size", "transforms", "random", "seed", "batch_size")}}
     provenance = claim_out(out, "minmax", record)
-    print(evaluated(identities, data_identity(dataset, indices)), flush=True)
+    # The samples attacked (universal: the whole groups of --n), as printed; --n in "arguments" is what was asked.
+    provenance["data"] = data_identity(dataset, indices)
+    print(evaluated(identities, provenance["data"]), flush=True)
     remove_outputs(out, OUTPUTS)
     report: dict[str, Any] = {}
     records: list[dict[str, Any]] = []
