@@ -137,6 +137,8 @@ NO_EFFECT = {
     "--group-size": ["minmax", "--kind", "ensemble", "--group-size", "2"],
     "--transforms": ["minmax", "--kind", "universal", "--transforms", "identity"],
     "--random": ["minmax", "--kind", "ensemble", "--random"],
+    "--exact-time-limit": ["benchmark", "--model", "tinymlp-fmnist", "--attack", "ddn", "--steps", "1", "--n", "2",
+                           "--exact-time-limit", "5"],
 }
 
 

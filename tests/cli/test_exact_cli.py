@@ -40,7 +40,7 @@ def test_exact_writes_the_comparison_and_resumes(tmp_path: Path, capsys: pytest.
     ("argv", "match"),
     [
         (["exact", "--distance", "l0"], "--distance: invalid choice"),
-        (["exact", "--time-limit", "0"], "--time-limit must be > 0"),
+        (["exact", "--time-limit", "0"], "--time-limit must be a finite number of seconds > 0"),
         (["exact", "--attack", "nope"], "is not in the registry"),
         (["exact", "--distance", "l1", "--attack", "fmn-linf"], "minimizes 'linf'"),
     ],

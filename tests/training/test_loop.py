@@ -96,3 +96,46 @@ def test_train_cli_rejects_bad_recipe_options(capsys: pytest.CaptureFixture[str]
     assert "takes no option(s) ['bogus']" in capsys.readouterr().err
     assert main(["train", "--recipe", "pgd", "--architecture", "smallcnn", "--model", "mlp-fmnist"]) == 2
     assert "--model must be a zoo model with architecture 'smallcnn'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("change", [{"lr": 0.01}, {"seed": 5}, {"train_samples": 32}, {"data": 2},
+                                    {"recipe": "pgd", "recipe_options": {"eps": 0.1, "steps": 1}}])
+def test_a_checkpoint_of_other_options_is_never_resumed(tmp_path: Path, change: dict[str, Any]) -> None:
+    # Before: the checkpoint was loaded whatever the options: a second run with another --lr (or seed, recipe,
+    # data) continued the first run's weights and optimizer state (its lr too) and recorded its own options.
+    train_set, test_set = synthetic(0, 64), synthetic(1, 16)
+    config = TrainConfig(architecture="mlp", epochs=1, batch_size=16, lr=0.05, seed=4)
+    train(config, train_set, test_set, out=tmp_path, name="m", progress=False)
+    options = {k: v for k, v in change.items() if k != "data"}
+    other = TrainConfig(**{**vars(config), "epochs": 2, **options})
+    data = synthetic(change["data"], 64) if "data" in change else train_set
+    key = "train_set_sha256" if "data" in change else next(iter(options))
+    with pytest.raises(ValueError, match=f"holds a checkpoint of a run with {key}="):
+        train(other, data, test_set, out=tmp_path, name="m", progress=False)
+
+
+def test_more_epochs_continue_a_checkpoint_and_fewer_are_refused(tmp_path: Path) -> None:
+    train_set, test_set = synthetic(0, 64), synthetic(1, 16)
+    config = TrainConfig(architecture="mlp", epochs=1, batch_size=16, lr=0.05, seed=4)
+    train(config, train_set, test_set, out=tmp_path / "a", name="m", progress=False)
+    longer = TrainConfig(**{**vars(config), "epochs": 2})
+    resumed = train(longer, train_set, test_set, out=tmp_path / "a", name="m", progress=False)
+    fresh = train(longer, train_set, test_set, out=tmp_path / "b", name="m", progress=False)
+    for (name, expected), actual in zip(fresh.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(expected, actual), name
+    with pytest.raises(ValueError, match="holds a checkpoint of 2 finished epochs, this run has --epochs 1"):
+        train(config, train_set, test_set, out=tmp_path / "a", name="m", progress=False)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"train_samples": 100}, "train_samples must be at most the 64 training images, got 100"),
+    ({"batch_size": 128}, "batch_size must be at most the 64 training images, got 128"),
+])
+def test_more_samples_or_a_larger_batch_than_the_training_set_is_refused(tmp_path: Path, options: dict[str, Any],
+                                                                        message: str) -> None:
+    # Before: --train-samples 100 on 64 images trained on the 64 and recorded 100; a batch larger than the set
+    # ran no batch and raised ZeroDivisionError from the epoch's metrics.
+    config = TrainConfig(**{**vars(TrainConfig(architecture="mlp", epochs=1, batch_size=16)), **options})
+    with pytest.raises(ValueError, match=message):
+        train(config, synthetic(0, 64), synthetic(1, 16), out=tmp_path, name="m", progress=False)
+    assert not tmp_path.joinpath("checkpoint.pt").exists()

@@ -31,19 +31,20 @@ from edgewise.cli.options import (
     add_run,
     check_applicable,
     check_positive,
+    check_seconds,
     claim_out,
     data_identity,
     evaluated,
     for_model,
     load_data,
     load_models,
+    model_folders,
     models_of,
     remove_outputs,
-    safe_name,
 )
 from edgewise.data import check_compatible, stack
 from edgewise.eval.baselines import BASELINES, MissingLibraryError
-from edgewise.eval.benchmark import BEST, AttackSpec, benchmark, resolve, write_report
+from edgewise.eval.benchmark import BEST, AttackSpec, benchmark, check_steps, resolve, write_report
 from edgewise.eval.report import environment
 from edgewise.validation import check_device
 
@@ -104,13 +105,13 @@ def run(args: argparse.Namespace) -> int:
     if any(s < 1 for s in args.steps):
         raise ValueError(f"--steps must be positive, got {args.steps}")
     check_positive("--batch-size", args.batch_size)
+    check_seconds("--exact-time-limit", args.exact_time_limit)
     attacks = attack_specs(args.attack or args.attack_default, distance=args.distance, baselines=args.baselines)
+    check_steps(attacks, args.steps, args.budget)
     dataset, indices = load_data(args)
     device = check_device(args.device)
     loaded, identities = load_models(specs, args, device=device)
-    names = [safe_name(spec) for spec in specs]
-    if len(set(names)) != len(names):
-        raise ValueError(f"--model: {specs} give the same name twice ({names}); give each model once")
+    names = model_folders(specs)
     models, data = {}, {}
     for name, spec, model in zip(names, specs, loaded, strict=True):
         seen = for_model(dataset, spec)
@@ -118,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         inputs, labels = stack(seen, indices)
         models[name] = model
         data[name] = (inputs.contiguous().to(device), labels.to(device))
+    if args.exact:
+        check_exact(models, data, args.distance)
     out = Path(args.out or "report")
     arguments = {k: v for k, v in vars(args).items() if k not in ("run", "given", "model_default", "attack_default")}
     arguments["model"] = specs
@@ -142,6 +145,23 @@ def run(args: argparse.Namespace) -> int:
         written += exact_reports(report, models, data, indices, out, args)
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
+
+
+def check_exact(models: dict[str, Any], data: dict[str, Any], distance: str) -> None:
+    """--exact, before any attack runs (as ``edgewise exact`` does): the norm must be one the solver certifies and
+    each model a network the mixed-integer program expresses; otherwise every cell ran before the solver
+    refused, in words not naming the option."""
+    from edgewise.exact import NORMS
+    from edgewise.exact.network import check_network, network_from_module
+
+    if distance not in NORMS:
+        raise ValueError(f"--exact certifies --distance {', '.join(NORMS)}, got --distance {distance}")
+    for name, model in models.items():
+        inputs = data[name][0]
+        try:
+            check_network(network_from_module(model, tuple(inputs.shape[1:])), model, inputs[:2])
+        except ValueError as error:
+            raise ValueError(f"--exact: --model {name}: {error}") from error
 
 
 def exact_reports(report: dict[str, Any], models: dict[str, Any], data: dict[str, Any], indices: torch.Tensor,

@@ -24,6 +24,7 @@ from edgewise.cli.options import (
     add_models,
     add_run,
     check_positive,
+    check_seconds,
     claim_out,
     data_identity,
     evaluated,
@@ -64,8 +65,7 @@ def register(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     if not 0 <= args.gap < 1:
         raise ValueError(f"--gap must be in [0, 1), got {args.gap}")
-    if not args.time_limit > 0:
-        raise ValueError(f"--time-limit must be > 0 seconds, got {args.time_limit}")
+    check_seconds("--time-limit", args.time_limit)
     check_positive("--steps", args.steps)
     check_positive("--batch-size", args.batch_size)
     names = args.attacks if args.attacks is not None else list(ATTACKS[args.distance])

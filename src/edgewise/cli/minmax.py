@@ -46,6 +46,7 @@ from edgewise.cli.options import (
     evaluated,
     load_data,
     load_models,
+    model_folders,
     models_of,
     remove_outputs,
     safe_name,
@@ -229,6 +230,20 @@ def check_targets(targets: dict[str, nn.Module], dataset: ImageDataset) -> None:
             raise ValueError(f"--model {key}: {error}") from error
 
 
+def domain_names(keys: Sequence[str]) -> list[str]:
+    """One name per ``--model``, the domain (and results key) of that model: a spec given more than once (each
+    built with its own --weights/--model-args) is numbered by occurrence, ``net.py:build#1``, ``net.py:build#2``
+    (keyed by the bare spec, the ensemble kept only the last one)."""
+    counts, seen = Counter(keys), Counter[str]()
+    names = []
+    for key in keys:
+        seen[key] += 1
+        names.append(f"{key}#{seen[key]}" if counts[key] > 1 else key)
+    if len(set(names)) != len(names):
+        raise ValueError(f"--model: {list(keys)} name the same model twice ({names}); give each model once")
+    return names
+
+
 def check_distinct_eps(values: Sequence[float]) -> None:
     """``--eps``: each budget once (two equal ones would write the same batches and results key)."""
     repeated = sorted(eps for eps, count in Counter(map(float, values)).items() if count > 1)
@@ -240,6 +255,10 @@ def check_distinct_eps(values: Sequence[float]) -> None:
 def run(args: argparse.Namespace) -> int:
     check_applicable(args)
     keys = models_of(args)
+    names = domain_names(keys)
+    runs = [list(names)] if args.kind == "ensemble" else [[name] for name in names]
+    # Each run's batches have their own folder (an ensemble's joins its members'; one run, no clash possible).
+    folders = [",".join(map(safe_name, names))] if args.kind == "ensemble" else model_folders(names)
     check_positive("--steps", args.steps)
     check_positive("--batch-size", args.batch_size)
     check_positive("--group-size", args.group_size)
@@ -251,7 +270,7 @@ def run(args: argparse.Namespace) -> int:
     dataset, indices = load_data(args)
     device = check_device(args.device)
     models, identities = load_models([model_name(key) for key in keys], args, device=device)
-    loaded = dict(zip(keys, models, strict=True))
+    loaded = dict(zip(names, models, strict=True))
     check_targets(loaded, dataset)
     inputs, labels = stack(dataset, indices)
     options: dict[str, Any] = {"step_size": args.step_size, "weight_step": args.weight_step, "gamma": args.gamma}
@@ -265,6 +284,12 @@ def run(args: argparse.Namespace) -> int:
         unknown = sorted(set(args.transforms) - set(TRANSFORM_NAMES))
         if unknown or not args.transforms:
             raise ValueError(f"--transforms must be a comma list of {list(TRANSFORM_NAMES)}, got {args.transforms}")
+        repeated = sorted(name for name, count in Counter(args.transforms).items() if count > 1)
+        if repeated:
+            # The domains are keyed by name: a repeated one (another random draw with --random) would print and
+            # record the last one's accuracy and weights in both columns.
+            raise ValueError(f"--transforms must name each transformation once, got {', '.join(repeated)} more than "
+                             f"once in {args.transforms}")
         options.update(transforms=list(args.transforms), random=args.random)
     inputs, labels = inputs.to(device), labels.to(device)
     out = Path(args.out or f"results/minmax-{args.kind}-{args.distance}")
@@ -272,20 +297,20 @@ def run(args: argparse.Namespace) -> int:
     arguments["model"] = keys
     # Batches are kept per model set, ε (its exact value: eps_key), strategy and dataset indices (a larger --n or
     # another ε reuses the finished ones); the record holds what every batch depends on.
-    record = {"models": dict(zip(keys, identities, strict=True)), "data": dataset.identity,
+    record = {"models": dict(zip(names, identities, strict=True)), "data": dataset.identity,
               **{k: arguments[k] for k in ("kind", "distance", "steps", "step_size", "weight_step", "gamma",
                                             "group_size", "transforms", "random", "seed", "batch_size")}}
     provenance = claim_out(out, "minmax", record)
-    print(evaluated(identities, data_identity(dataset, indices)), flush=True)
+    # The samples attacked (universal: the whole groups of --n), as printed; --n in "arguments" is what was asked.
+    provenance["data"] = data_identity(dataset, indices)
+    print(evaluated(identities, provenance["data"]), flush=True)
     remove_outputs(out, OUTPUTS)
-    runs = [list(keys)] if args.kind == "ensemble" else [[key] for key in keys]
     report: dict[str, Any] = {}
     records: list[dict[str, Any]] = []
     plots: list[tuple[str, MinMaxResult]] = []
-    for members in runs:
-        targets = {key: loaded[key] for key in members}
+    for members, folder in zip(runs, folders, strict=True):
+        targets = {name: loaded[name] for name in members}
         label = ",".join(targets)
-        folder = ",".join(safe_name(key) for key in targets)
         for eps in args.eps:
             key = eps_key(eps)
             summary, results, domains = compare(
@@ -305,7 +330,8 @@ def run(args: argparse.Namespace) -> int:
                                     "clean_fooled": result.clean_fooled[g].tolist()})
     plot_weights([p for p in plots if p[0].endswith("minmax")], domains, out / "weights.png",
                  title=f"learned domain weights w: {args.kind} {args.distance}")
-    results_json = {"arguments": arguments, "provenance": provenance, "models": {key: model_name(key) for key in keys},
+    zoo_names = {name: model_name(key) for name, key in zip(names, keys, strict=True)}
+    results_json = {"arguments": arguments, "provenance": provenance, "models": zoo_names,
                     "environment": environment(str(device), args.seed), "results": report}
     write_text_atomic(out / "results.json", json.dumps(results_json, indent=1))
     write_text_atomic(out / "samples.jsonl", "".join(json.dumps(r) + "\n" for r in records))

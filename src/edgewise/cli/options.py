@@ -9,6 +9,7 @@ The same concept has the same option everywhere (docs/cli.md): ``--model`` (seve
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ RULES: tuple[Rule, ...] = (
     Rule("--group-size", "--kind", lambda a: a.kind == "universal", "with --kind universal"),
     Rule("--transforms", "--kind", lambda a: a.kind == "transform", "with --kind transform"),
     Rule("--random", "--kind", lambda a: a.kind == "transform", "with --kind transform"),
+    Rule("--exact-time-limit", "--exact", lambda a: a.exact, "with --exact"),
 )
 
 
@@ -55,8 +57,8 @@ def check_applicable(args: argparse.Namespace, rules: tuple[Rule, ...] = RULES) 
     for rule in rules:
         if dest(rule.option) in given and hasattr(args, dest(rule.depends)) and not rule.applies(args):
             value = getattr(args, dest(rule.depends))
-            shown = "(not given)" if value is None else ",".join(map(str, value)) if isinstance(value, list) \
-                else str(value)
+            shown = "(not given)" if value is None or value is False else \
+                ",".join(map(str, value)) if isinstance(value, list) else str(value)
             raise ValueError(f"{rule.option} has no effect with {rule.depends} {shown}; it applies only {rule.when}")
 
 
@@ -136,6 +138,17 @@ def load_models(specs: list[str], args: argparse.Namespace, *,
 def safe_name(spec: str) -> str:
     """A model or data spec as one folder name: its file name (a spec may be a path), other characters as _."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(spec).name or spec)
+
+
+def model_folders(names: list[str]) -> list[str]:
+    """One folder name (``safe_name``) per model whose results are kept apart under --out; two models whose names
+    give the same folder (``a/net.py:build`` and ``b/net.py:build``) are refused, as the second would be handed
+    the first's finished work."""
+    folders = [safe_name(name) for name in names]
+    if len(set(folders)) != len(folders):
+        raise ValueError(f"--model: {names} give the same folder name twice ({folders}); give each model once, "
+                         "or copy one model's file under another name")
+    return folders
 
 
 def add_data(parser: argparse.ArgumentParser, *, n: int | None = None) -> None:
@@ -226,6 +239,12 @@ def check_positive(name: str, value: int | None) -> None:
     """An integer option that must be >= 1 (None: not given, its default applies)."""
     if value is not None and value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+def check_seconds(name: str, value: float) -> None:
+    """A time limit in seconds: finite and > 0 (the solver refuses anything else, but only after the attacks)."""
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{name} must be a finite number of seconds > 0, got {value}")
 
 
 def check_eps(values: list[Any] | None, *, strict: bool = False) -> None:

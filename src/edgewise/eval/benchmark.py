@@ -29,6 +29,7 @@ import inspect
 import json
 import math
 import os
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -270,6 +271,19 @@ def summarize(rows: Mapping[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     return out
 
 
+def check_steps(attacks: Sequence[AttackSpec], steps: Sequence[int], budget: int | None) -> None:
+    """Each attack's cells must be distinct: two ``steps`` that give an attack the same steps per round (``2,2``,
+    or C&W's ``10,11`` shared among 9 rounds under a budget) would be one cell counted twice (a summary of one
+    model reported "models: 2")."""
+    for attack in attacks:
+        per_round = [attack.steps_per_round(total, budget) for total in steps]
+        repeated = sorted(value for value, count in Counter(per_round).items() if count > 1)
+        if repeated:
+            shared = "" if budget is None else f" (steps per round of its {attack.rounds} rounds under budget {budget})"
+            raise ValueError(f"--steps {','.join(map(str, steps))} give {attack.name} the same steps "
+                             f"{', '.join(map(str, repeated))}{shared} more than once: give each budget once")
+
+
 def benchmark(models: Mapping[str, nn.Module], data: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
               attacks: Sequence[AttackSpec], steps: Sequence[int], *, distance: str, out: str | Path,
               budget: int | None = None, batch_size: int = 256, seed: int = 0, progress: bool = False,
@@ -287,6 +301,7 @@ def benchmark(models: Mapping[str, nn.Module], data: Mapping[str, tuple[torch.Te
     out = Path(out)
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int) or budget < 1):
         raise ValueError(f"budget must be a positive int (forward + backward passes per sample), got {budget!r}")
+    check_steps(attacks, steps, budget)
     report: dict[str, Any] = {"models": {}, "distance": distance, "budget": budget}
     all_rows: dict[str, list[dict[str, Any]]] = {}
     pooled: dict[tuple[str, int], list[torch.Tensor]] = {}

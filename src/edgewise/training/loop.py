@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from tqdm import tqdm
 
 from edgewise.attacks.pgd import pgd
+from edgewise.eval.provenance import differing, fingerprint_tensor
 from edgewise.models.zoo import build_model, list_models, load_model, sha256_file
 from edgewise.training.recipes import make_recipe, threat_models
 
@@ -103,6 +104,26 @@ def accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, ba
     return correct / len(inputs)
 
 
+def checkpoint_record(config: TrainConfig, train_set: tuple[torch.Tensor, torch.Tensor]) -> dict[str, Any]:
+    """What a checkpoint's finished epochs depend on: the configuration but its number of epochs (epoch k is the
+    same for any total, the lr milestones being epochs) and the training data (sha256 of its images and labels)."""
+    return {**{k: v for k, v in asdict(config).items() if k != "epochs"},
+            "train_set_sha256": [fingerprint_tensor(t) for t in train_set]}
+
+
+def check_checkpoint(state: dict[str, Any], record: dict[str, Any], config: TrainConfig, path: Path) -> None:
+    """Refuse to resume from a checkpoint of another run (its weights, optimizer state with its lr, and epochs
+    would be continued under this run's record) or one trained past ``config.epochs``, in one line."""
+    difference = (differing(state["run"], record) if "run" in state else
+                  "no record of its options (a checkpoint written before they were kept)")
+    if difference is not None:
+        raise ValueError(f"--out {path.parent} holds a checkpoint of a run with {difference}: use another --out, or "
+                         "--no-resume to start afresh")
+    if state["epoch"] > config.epochs:
+        raise ValueError(f"--out {path.parent} holds a checkpoint of {state['epoch']} finished epochs, this run has "
+                         f"--epochs {config.epochs}: use another --out, or --no-resume to start afresh")
+
+
 def train(config: TrainConfig, train_set: tuple[torch.Tensor, torch.Tensor],
           test_set: tuple[torch.Tensor, torch.Tensor], *, out: str | Path, name: str,
           command: str = "", resume: bool = True, max_steps: int | None = None,
@@ -118,6 +139,13 @@ def train(config: TrainConfig, train_set: tuple[torch.Tensor, torch.Tensor],
     rank, world = _world()
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} must be divisible by the number of processes {world}")
+    available = len(train_set[0])
+    if config.train_samples is not None and config.train_samples > available:
+        # The subset would silently be the whole set while NAME.json records the larger count.
+        raise ValueError(f"train_samples must be at most the {available} training images, got {config.train_samples}")
+    if min(available, config.train_samples or available) < config.batch_size:
+        # Full batches only (drop_last): no batch at all, and the epoch's metrics divided by zero.
+        raise ValueError(f"batch_size must be at most the {available} training images, got {config.batch_size}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     with torch.random.fork_rng():
@@ -134,10 +162,12 @@ def train(config: TrainConfig, train_set: tuple[torch.Tensor, torch.Tensor],
     metrics: list[dict[str, float]] = []
     start_epoch = 0
     checkpoint_path = out / "checkpoint.pt"
+    record = checkpoint_record(config, train_set)
     # The global RNG drives dropout during training: seed it, and restore its state when resuming.
     torch.manual_seed(config.seed)
     if resume and checkpoint_path.is_file():
         state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        check_checkpoint(state, record, config, checkpoint_path)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -194,7 +224,7 @@ def train(config: TrainConfig, train_set: tuple[torch.Tensor, torch.Tensor],
             print(json.dumps(metrics[-1]), flush=True)
             _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                           "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(),
-                          "metrics": metrics, "epoch": epoch + 1}, checkpoint_path)
+                          "metrics": metrics, "epoch": epoch + 1, "run": record}, checkpoint_path)
             (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     if rank == 0:
         robust = robust_accuracy(model, repeat(test_set[0][:ROBUST_SAMPLES]), test_set[1][:ROBUST_SAMPLES],

@@ -135,3 +135,11 @@ def test_one_descent_step_has_the_given_length() -> None:
     result = apgda([linear], torch.zeros(1, 2, dtype=torch.float64), constraint=lambda d: d, compose=lambda d: d,
                    norm="l2", eps=2.0, steps=1, step_size=0.3)
     torch.testing.assert_close(result.adv, torch.tensor([[-0.36, -0.48]], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("eps", [0.5, 2.5])
+def test_fractional_l0_budget_is_refused(eps: float) -> None:
+    # The l0 projection keeps floor(eps) values: a fractional budget would be reported but never spent.
+    with pytest.raises(ValueError, match=f"eps must be a whole number with norm 'l0'.*got {eps}"):
+        check_minmax_options(norm="l0", eps=eps, steps=1, strategy="minmax", loss="cw", kappa=50.0,
+                             step_size=None, weight_step=None, gamma=None)

@@ -92,6 +92,9 @@ def check_minmax_options(*, norm: str, eps: float, steps: int, strategy: str, lo
     """The hyper-parameter checks every min-max attack makes at entry."""
     check_choice("norm", norm, NORMS)
     check_positive("eps", eps)
+    if norm == "l0" and eps != int(eps):
+        # The l0 projection keeps floor(eps) values: eps=0.5 would be reported as a budget while nothing moved.
+        raise ValueError(f"eps must be a whole number with norm 'l0' (the input values that may change), got {eps}")
     check_positive("steps", steps, integer=True)
     check_choice("strategy", strategy, STRATEGIES)
     check_choice("loss", loss, LOSSES)
