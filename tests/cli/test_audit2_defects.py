@@ -153,3 +153,22 @@ def test_minmax_records_the_samples_it_attacked(tmp_path: Path, rows: Rows) -> N
     data = json.loads((out / "results.json").read_text())["provenance"]["data"]
     groups = [row for row in rows(out) if row["strategy"] == "minmax"]
     assert data["n"] == 5 * len(groups) == 5 and data["num_samples"] == 1000
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    (["--train-samples", "100", "--batch-size", "8"],
+     "--train-samples must be at most the 16 training images, got 100"),
+    (["--batch-size", "32"], "--batch-size must be at most the 16 training images, got 32"),
+])
+def test_train_errors_name_the_options(option: list[str], message: str, tmp_path: Path,
+                                       one_error_line: ErrorLine) -> None:
+    from edgewise.data import load, stack
+    from edgewise.data.idx import write_idx
+
+    inputs, labels = stack(load("sample"), range(16))
+    for prefix in ("train", "t10k"):
+        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte.gz", (inputs[:, 0] * 255).round().to(torch.uint8))
+        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte.gz", labels.to(torch.uint8))
+    assert main(["train", "--architecture", "tinymlp", "--data", str(tmp_path), "--epochs", "1", *option,
+                 "--out", str(tmp_path / "run"), *QUIET]) == 2
+    assert one_error_line() == f"edgewise: error: {message}"

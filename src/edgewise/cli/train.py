@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import sys
 from typing import Any
@@ -74,6 +75,15 @@ def training_data(spec: str) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[t
     return splits[0], splits[1]
 
 
+FLAGS = {"init": "--model", "train_samples": "--train-samples", "batch_size": "--batch-size"}
+"""TrainConfig's field names that the command line spells otherwise, as its errors name them."""
+
+
+def as_flags(error: ValueError) -> ValueError:
+    """``error`` of the training library with the fields it names written as this command's options."""
+    return ValueError(re.sub(r"\b(" + "|".join(FLAGS) + r")\b", lambda found: FLAGS[found.group(1)], str(error)))
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         options = json.loads(args.recipe_options)
@@ -97,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config.validate()
     except ValueError as error:
-        raise ValueError(str(error).replace("init must be", "--model must be", 1)) from error
+        raise as_flags(error) from error
     name = args.name or f"{architecture}-{args.recipe}-{safe_name(args.data)}"
     out = args.out or os.path.join("runs", name)
     train_set, test_set = training_data(args.data)
@@ -106,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
         train(config, train_set, test_set, out=out,
               name=name, command=shlex.join(["edgewise", *sys.argv[1:]]), resume=not args.no_resume,
               device=process.device, progress=process.rank == 0 and not args.no_progress)
+    except ValueError as error:
+        raise as_flags(error) from error
     finally:
         stop(process)
     if process.rank == 0:
