@@ -152,14 +152,13 @@ def check_exact(models: dict[str, Any], data: dict[str, Any], distance: str) -> 
     each model a network the mixed-integer program expresses; otherwise every cell ran before the solver
     refused, in words not naming the option."""
     from edgewise.exact import NORMS
-    from edgewise.exact.network import check_network, network_from_module
+    from edgewise.exact.network import checked_network
 
     if distance not in NORMS:
         raise ValueError(f"--exact certifies --distance {', '.join(NORMS)}, got --distance {distance}")
     for name, model in models.items():
-        inputs = data[name][0]
         try:
-            check_network(network_from_module(model, tuple(inputs.shape[1:])), model, inputs[:2])
+            checked_network(model, data[name][0][:2])
         except ValueError as error:
             raise ValueError(f"--exact: --model {name}: {error}") from error
 

@@ -36,7 +36,7 @@ from edgewise.data import check_compatible, stack
 from edgewise.eval.provenance import describe_attack
 from edgewise.eval.report import environment, write_text_atomic
 from edgewise.exact import NORMS
-from edgewise.exact.network import check_network, network_from_module
+from edgewise.exact.network import checked_network
 from edgewise.exact.run import ATTACKS, attack_distances, certify_against
 
 
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     outputs = check_compatible(model, seen, device=device)
     inputs, labels = stack(seen, indices)
     # Before any attack runs: a network the mixed-integer program cannot express is refused in one line.
-    check_network(network_from_module(model, tuple(inputs.shape[1:])), model, inputs[:2].to(device))
+    checked_network(model, inputs[:2].to(device))
     out = Path(args.out or "results/exact")
     # What produced the solved samples saved under --out (the samples themselves are not in the record: a larger
     # --n solves only the missing ones); another model, data, norm, solver setting or attack is refused.

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from edgewise.exact.formulation import INF, Bounds, Program, Solution, build, compute_bounds, reachable_region
-from edgewise.exact.network import Network, check_network, network_from_module
+from edgewise.exact.network import Network, checked_network
 from edgewise.exact.solvers import SOLVERS, ball_ranges, complete, lp_ranges, relaxed_minimum, solve
 from edgewise.validation import check_choice, check_inputs, check_logits, check_positive
 
@@ -286,8 +286,7 @@ def minimal(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, nor
     radii = _upper(upper, len(inputs))
     if starts is not None and starts.shape != inputs.shape:
         raise ValueError(f"starts must have the shape of inputs {tuple(inputs.shape)}, got {tuple(starts.shape)}")
-    network = network_from_module(model, tuple(inputs.shape[1:]))
-    check_network(network, model, inputs)
+    network = checked_network(model, inputs)
     adversarial = inputs.detach().clone()
     distance = torch.full((len(inputs),), math.inf, dtype=torch.float64)
     lower = torch.zeros(len(inputs), dtype=torch.float64)

@@ -141,3 +141,11 @@ def check_network(network: Network, model: nn.Module, inputs: torch.Tensor) -> N
     if error > tolerance:
         raise ValueError(f"model: its forward is not the sequence of its modules (logits differ by {error:.3g} "
                          f"from the layer-by-layer reading); edgewise.exact needs a plain nn.Sequential network")
+
+
+def checked_network(model: nn.Module, inputs: torch.Tensor) -> Network:
+    """The layer list of ``model`` for inputs of ``inputs``' shape, checked to compute its logits on ``inputs``
+    (a ValueError, before any solver or attack runs, where the mixed-integer program cannot express it)."""
+    network = network_from_module(model, tuple(inputs.shape[1:]))
+    check_network(network, model, inputs)
+    return network
