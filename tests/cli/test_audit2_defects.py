@@ -159,6 +159,9 @@ def test_minmax_records_the_samples_it_attacked(tmp_path: Path, rows: Rows) -> N
     (["--train-samples", "100", "--batch-size", "8"],
      "--train-samples must be at most the 16 training images, got 100"),
     (["--batch-size", "32"], "--batch-size must be at most the 16 training images, got 32"),
+    # Before: a milestone at or after the last epoch was accepted and the lr never decayed.
+    (["--lr-milestones", "5"], "--lr-milestones must be increasing, each >= 1 and < --epochs (a decay after the "
+                               "last epoch never applies), got [5] with --epochs 1"),
 ])
 def test_train_errors_name_the_options(option: list[str], message: str, tmp_path: Path,
                                        one_error_line: ErrorLine) -> None:

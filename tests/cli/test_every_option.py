@@ -231,7 +231,7 @@ def test_minmax_every_option(kind: str, files: dict[str, str], tmp_path: Path, m
 
 def test_train_every_option(files: dict[str, str], tmp_path: Path) -> None:
     argv = ["train", "--architecture", "mlp", "--model", "mlp-fmnist", "--data", files["idx"], "--recipe", "pgd",
-            "--recipe-options", '{"eps": 0.1, "steps": 1}', "--epochs", "1", "--batch-size", "8",
+            "--recipe-options", '{"eps": 0.1, "steps": 1}', "--epochs", "2", "--batch-size", "8",
             "--optimizer", "adam", "--lr", "0.002", "--weight-decay", "0.001", "--lr-milestones", "1",
             "--train-samples", "16", "--seed", "2", "--device", "cpu:0", "--name", "tiny", "--out",
             str(tmp_path / "run"), "--no-resume", "--no-progress"]
@@ -241,7 +241,7 @@ def test_train_every_option(files: dict[str, str], tmp_path: Path) -> None:
     assert {k: recipe[k] for k in ("architecture", "recipe", "recipe_options", "epochs", "batch_size", "optimizer",
                                    "lr", "weight_decay", "lr_milestones", "train_samples", "seed", "init",
                                    "dataset")} == {
-        "architecture": "mlp", "recipe": "pgd", "recipe_options": {"eps": 0.1, "steps": 1}, "epochs": 1,
+        "architecture": "mlp", "recipe": "pgd", "recipe_options": {"eps": 0.1, "steps": 1}, "epochs": 2,
         "batch_size": 8, "optimizer": "adam", "lr": 0.002, "weight_decay": 0.001, "lr_milestones": [1],
         "train_samples": 16, "seed": 2, "init": "mlp-fmnist", "dataset": files["idx"]}
     assert main(["train", "--architecture", "mlp", "--in-channels", "3", "--data", files["idx"], "--epochs", "1",

@@ -123,7 +123,7 @@ def test_more_epochs_continue_a_checkpoint_and_fewer_are_refused(tmp_path: Path)
     fresh = train(longer, train_set, test_set, out=tmp_path / "b", name="m", progress=False)
     for (name, expected), actual in zip(fresh.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.equal(expected, actual), name
-    with pytest.raises(ValueError, match="holds a checkpoint of 2 finished epochs, this run has --epochs 1"):
+    with pytest.raises(ValueError, match="holds a checkpoint after epoch 2, this run has --epochs 1"):
         train(config, train_set, test_set, out=tmp_path / "a", name="m", progress=False)
 
 
@@ -139,3 +139,15 @@ def test_more_samples_or_a_larger_batch_than_the_training_set_is_refused(tmp_pat
     with pytest.raises(ValueError, match=message):
         train(config, synthetic(0, 64), synthetic(1, 16), out=tmp_path, name="m", progress=False)
     assert not tmp_path.joinpath("checkpoint.pt").exists()
+
+
+
+@pytest.mark.parametrize("milestones", [[3], [5], [0], [1, 1], [2, 1]])
+def test_lr_milestones_that_never_decay_or_are_out_of_order_are_refused(milestones: list[int]) -> None:
+    # Before: a milestone >= epochs (3 epochs, [5]) never decayed the lr, silently; 0 decayed it before the first
+    # epoch (the run trained at a tenth of lr); a repeated one decayed it twice at once.
+    with pytest.raises(ValueError) as refused:
+        TrainConfig(epochs=3, lr_milestones=milestones).validate()
+    assert str(refused.value) == ("lr_milestones must be increasing, each >= 1 and < epochs (a decay after the last "
+                                  f"epoch never applies), got {milestones} with epochs 3")
+    TrainConfig(epochs=3, lr_milestones=[1, 2]).validate()

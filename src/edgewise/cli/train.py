@@ -44,7 +44,8 @@ def register(commands: Any) -> None:
     parser.add_argument("--lr", type=float, default=defaults.lr, help="learning rate")
     parser.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="weight decay")
     parser.add_argument("--lr-milestones", type=csv(int), default=[],
-                        help="comma list of epochs where lr *= 0.1")
+                        help="comma list of increasing epochs, each >= 1 and < --epochs, after which lr *= 0.1 "
+                             "(default: none)")
     parser.add_argument("--in-channels", type=int, default=1, choices=(1, 3),
                         help="3: train on gray images repeated to 3 channels (a color-input model)")
     parser.add_argument("--train-samples", type=int, default=None,
@@ -75,13 +76,16 @@ def training_data(spec: str) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[t
     return splits[0], splits[1]
 
 
-FLAGS = {"init": "--model", "train_samples": "--train-samples", "batch_size": "--batch-size"}
+FLAGS = {"init": "--model", "train_samples": "--train-samples", "batch_size": "--batch-size", "epochs": "--epochs",
+         "lr_milestones": "--lr-milestones"}
 """TrainConfig's field names that the command line spells otherwise, as its errors name them."""
 
 
 def as_flags(error: ValueError) -> ValueError:
-    """``error`` of the training library with the fields it names written as this command's options."""
-    return ValueError(re.sub(r"\b(" + "|".join(FLAGS) + r")\b", lambda found: FLAGS[found.group(1)], str(error)))
+    """``error`` of the training library with the fields it names written as this command's options (a name
+    already written as an option, ``--epochs``, or inside a path, ``runs/epochs``, is left as it is)."""
+    return ValueError(re.sub(r"(?<![\w./-])(" + "|".join(FLAGS) + r")(?![\w./-])",
+                             lambda found: FLAGS[found.group(1)], str(error)))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -62,6 +62,12 @@ class TrainConfig:
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
+        milestones = self.lr_milestones
+        # MultiStepLR decays after each milestone's epoch: at or after the last one it never applies, 0 decays
+        # before the first, and a repeated one decays twice at once.
+        if milestones != sorted(set(milestones)) or any(not 1 <= m < self.epochs for m in milestones):
+            raise ValueError(f"lr_milestones must be increasing, each >= 1 and < epochs (a decay after the last epoch "
+                             f"never applies), got {milestones} with epochs {self.epochs}")
         if self.in_channels not in (1, 3):
             raise ValueError(f"in_channels must be 1 or 3, got {self.in_channels}")
         if self.init is not None:
@@ -120,7 +126,7 @@ def check_checkpoint(state: dict[str, Any], record: dict[str, Any], config: Trai
         raise ValueError(f"--out {path.parent} holds a checkpoint of a run with {difference}: use another --out, or "
                          "--no-resume to start afresh")
     if state["epoch"] > config.epochs:
-        raise ValueError(f"--out {path.parent} holds a checkpoint of {state['epoch']} finished epochs, this run has "
+        raise ValueError(f"--out {path.parent} holds a checkpoint after epoch {state['epoch']}, this run has "
                          f"--epochs {config.epochs}: use another --out, or --no-resume to start afresh")
 
 
