@@ -145,14 +145,14 @@ def test_benchmark_exact_refuses_what_it_cannot_certify_before_any_attack(argv: 
 
 
 def test_minmax_records_the_samples_it_attacked(tmp_path: Path, rows: Rows) -> None:
-    # Before: results.json recorded only the asked --n (7) and the data without its samples, while universal
-    # groups of 5 attacked 5 of them: no recorded figure said how many samples the results are over.
+    # Before: results.json recorded only the asked --n and the data without its samples: no recorded figure said
+    # which samples the results are over (an --n that is not a multiple of --group-size is refused: test_defects).
     out = tmp_path / "o"
-    assert main(["minmax", "--kind", "universal", "--model", "A", "--group-size", "5", "--n", "7", "--steps", "1",
+    assert main(["minmax", "--kind", "universal", "--model", "A", "--group-size", "5", "--n", "10", "--steps", "1",
                  "--out", str(out), *QUIET]) == 0
     data = json.loads((out / "results.json").read_text())["provenance"]["data"]
     groups = [row for row in rows(out) if row["strategy"] == "minmax"]
-    assert data["n"] == 5 * len(groups) == 5 and data["num_samples"] == 1000
+    assert data["n"] == 5 * len(groups) == 10 and data["num_samples"] == 1000
 
 
 @pytest.mark.parametrize(("option", "message"), [

@@ -177,6 +177,15 @@ def test_options_without_effect_in_the_specs_are_errors_naming_both(argv: list[s
 @pytest.mark.parametrize(("argv", "match"), [
     (["minmax", "--kind", "universal", "--model", "A", "--group-size", "0"], "--group-size must be >= 1"),
     (["minmax", "--kind", "universal", "--model", "A", "--group-size", "9", "--n", "4"], "--group-size 9 is larger"),
+    # Before: the samples past the last whole group were dropped, silently (--n 7 in groups of 5 attacked 5).
+    (["minmax", "--kind", "universal", "--model", "A", "--group-size", "5", "--n", "7"],
+     r"^edgewise: error: --n 7 is not a multiple of --group-size 5: each universal perturbation is shared by a group "
+     r"of exactly --group-size images \(Acc image i and ASR_gp are over such groups\); give a multiple of 5 "
+     r"samples, e.g. --n 5$"),
+    (["minmax", "--kind", "universal", "--model", "A", "--group-size", "3"],
+     r"--n \(default: all, 1000 samples\) is not a multiple of --group-size 3: .* e.g. --n 999$"),
+    (["minmax", "--kind", "universal", "--model", "A", "--group-size", "2", "--indices", "4,5,6"],
+     r"--indices \(3 samples\) is not a multiple of --group-size 2: .* e.g. --n 2$"),
     (["minmax", "--n", "0"], r"--n must be in \[1, 1000\]"),
     (["minmax", "--n", "1001"], r"--n must be in \[1, 1000\]"),
     (["minmax", "--device", "cuda:99"], "device"),

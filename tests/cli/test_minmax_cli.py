@@ -28,6 +28,11 @@ def test_small_ensemble_run_writes_results(tmp_path: Path, capsys: pytest.Captur
 def test_universal_and_transform_runs(tmp_path: Path) -> None:
     assert main(["minmax", "--kind", "universal", "--model", "A", "--group-size", "2", "--steps", "2", "--n", "6",
                  "--out", str(tmp_path / "u")]) == 0
+    # every one of the --n samples is attacked: 3 groups of 2 per strategy, each image with its fooled flag
+    groups = [json.loads(line) for line in (tmp_path / "u" / "samples.jsonl").read_text().splitlines()]
+    for strategy in ("average", "minmax"):
+        assert [len(row["fooled"]) for row in groups if row["strategy"] == strategy] == [2, 2, 2]
+    assert json.loads((tmp_path / "u" / "results.json").read_text())["provenance"]["data"]["n"] == 6
     assert main(["minmax", "--kind", "transform", "--model", "A", "--transforms", "identity,hflip", "--steps",
                  "2", "--n", "4", "--out", str(tmp_path / "t")]) == 0
     row = json.loads((tmp_path / "t" / "results.json").read_text())["results"]["A"]["0.2"]

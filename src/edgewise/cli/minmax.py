@@ -83,7 +83,8 @@ def register(commands: Any) -> None:
                         help="α as a fraction of ε (default: D.2's; transform linf: Tables A4/A5)")
     parser.add_argument("--weight-step", type=float, default=None, help="β (default: as --step-size)")
     parser.add_argument("--gamma", type=float, default=None, help="γ (default: as --step-size)")
-    parser.add_argument("--group-size", type=int, default=5, help="universal: images sharing one perturbation")
+    parser.add_argument("--group-size", type=int, default=5,
+                        help="universal: images sharing one perturbation (--n must be a multiple of it)")
     parser.add_argument("--transforms", type=csv(str), default=list(TRANSFORM_NAMES),
                         help=f"transform: comma list of {', '.join(TRANSFORM_NAMES)}")
     parser.add_argument("--random", action="store_true", help="transform: random transformations (Table A4)")
@@ -252,6 +253,21 @@ def check_distinct_eps(values: Sequence[float]) -> None:
                          f"in {list(values)}")
 
 
+def check_groups(args: argparse.Namespace, count: int) -> None:
+    """``--kind universal``: the ``count`` samples chosen by --n (or --indices) must be whole groups of --group-size.
+    Each group shares one perturbation over exactly --group-size images, the domains of the paper's Acc image i and
+    ASR_gp; a shorter last group would be easier to fool whole and has no image K, so it is refused, not dropped."""
+    size = args.group_size
+    if size > count:
+        raise ValueError(f"--group-size {size} is larger than the {count} samples of --n")
+    if count % size:
+        chosen = (f"--indices ({count} samples)" if args.indices is not None else
+                  f"--n {count}" if args.n is not None else f"--n (default: all, {count} samples)")
+        raise ValueError(f"{chosen} is not a multiple of --group-size {size}: each universal perturbation is shared "
+                         "by a group of exactly --group-size images (Acc image i and ASR_gp are over such groups); "
+                         f"give a multiple of {size} samples, e.g. --n {count // size * size}")
+
+
 def run(args: argparse.Namespace) -> int:
     check_applicable(args)
     keys = models_of(args)
@@ -268,6 +284,8 @@ def run(args: argparse.Namespace) -> int:
         check_minmax_options(norm=args.distance, eps=eps, steps=args.steps or 1, strategy="minmax", loss="cw",
                              kappa=50.0, step_size=args.step_size, weight_step=args.weight_step, gamma=args.gamma)
     dataset, indices = load_data(args)
+    if args.kind == "universal":
+        check_groups(args, len(indices))
     device = check_device(args.device)
     models, identities = load_models([model_name(key) for key in keys], args, device=device)
     loaded = dict(zip(names, models, strict=True))
@@ -275,11 +293,7 @@ def run(args: argparse.Namespace) -> int:
     inputs, labels = stack(dataset, indices)
     options: dict[str, Any] = {"step_size": args.step_size, "weight_step": args.weight_step, "gamma": args.gamma}
     if args.kind == "universal":
-        if args.group_size > len(inputs):
-            raise ValueError(f"--group-size {args.group_size} is larger than the {len(inputs)} samples of --n")
         options["group_size"] = args.group_size
-        usable = inputs.shape[0] // args.group_size * args.group_size
-        inputs, labels, indices = inputs[:usable], labels[:usable], indices[:usable]
     if args.kind == "transform":
         unknown = sorted(set(args.transforms) - set(TRANSFORM_NAMES))
         if unknown or not args.transforms:
@@ -301,7 +315,7 @@ def run(args: argparse.Namespace) -> int:
               **{k: arguments[k] for k in ("kind", "distance", "steps", "step_size", "weight_step", "gamma",
                                             "group_size", "transforms", "random", "seed", "batch_size")}}
     provenance = claim_out(out, "minmax", record)
-    # The samples attacked (universal: the whole groups of --n), as printed; --n in "arguments" is what was asked.
+    # The samples attacked, as printed.
     provenance["data"] = data_identity(dataset, indices)
     print(evaluated(identities, provenance["data"]), flush=True)
     remove_outputs(out, OUTPUTS)
