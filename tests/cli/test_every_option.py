@@ -261,3 +261,11 @@ def test_a_model_option_given_per_model(files: dict[str, str], tmp_path: Path,
                  "--data", files["idx"], "--resize", "12", "--n", "2", "--steps", "1", "--out", str(tmp_path / "o")]
     assert main(arguments) == 2
     assert "--model-args is given 3 times for 2 --model(s)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["attack", "benchmark", "minmax", "exact", "train", "models"])
+def test_only_the_commands_that_run_under_torchrun_say_so(command: str) -> None:
+    # Before: the shared --n and --device help said how to run under torchrun for benchmark, minmax and exact too,
+    # which do not shard (only attack and train start a process group: edgewise.eval.distributed.start).
+    parser = build_parser()._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
+    assert ("torchrun" in parser.format_help()) == (command in ("attack", "train"))

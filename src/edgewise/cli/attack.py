@@ -68,8 +68,8 @@ def register(commands: Any) -> None:
     parser.add_argument("--eps", type=csv(float), default=None,
                         help="comma list of budgets for robust accuracy, e.g. 0.5,1 (default: a list per "
                              "distance); a summary only: changing it reuses the finished batches")
-    add_data(parser)
-    add_run(parser, out="results/MODEL-ATTACK, MODEL the spec's file or zoo name")
+    add_data(parser, torchrun=True)
+    add_run(parser, out="results/MODEL-ATTACK, MODEL the spec's file or zoo name", torchrun=True)
     parser.add_argument("--trace", action="store_true",
                         help="for attacks that take a callback (alma, cw, ddn, fmn, pgd): write trace.json and "
                              "trace.png, the median over samples, per step, of what the attack reports (alma: mu, "

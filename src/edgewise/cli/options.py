@@ -151,9 +151,9 @@ def model_folders(names: list[str]) -> list[str]:
     return folders
 
 
-def add_data(parser: argparse.ArgumentParser, *, n: int | None = None) -> None:
+def add_data(parser: argparse.ArgumentParser, *, n: int | None = None, torchrun: bool = False) -> None:
     """``--data`` with ``--split``, ``--resize``, ``--center-crop``, and the samples ``--n`` (default ``n``, None:
-    all) / ``--offset`` / ``--indices``."""
+    all) / ``--offset`` / ``--indices``; ``torchrun``: the command shards under torchrun (its help says how)."""
     parser.add_argument("--data", default="sample", help=f"the data: {DATA_SPEC}")
     parser.add_argument("--split", default=None, choices=("train", "test"),
                         help="the split of a CIFAR or IDX folder (default: test)")
@@ -161,10 +161,10 @@ def add_data(parser: argparse.ArgumentParser, *, n: int | None = None) -> None:
                         help="resize each image: the shorter side, or HEIGHT,WIDTH (default: none)")
     parser.add_argument("--center-crop", type=csv(int), default=None,
                         help="center-crop each image (after --resize): SIZE or HEIGHT,WIDTH (default: none)")
+    under = "; under torchrun write --samples (torchrun reads --n as an abbreviation of its own options)"
     parser.add_argument("--n", "--samples", dest="n", type=int, default=n,
                         help="number of samples, from --offset on in the data's order (default: "
-                             f"{'all' if n is None else n}); under "
-                             "torchrun write --samples (torchrun reads --n as an abbreviation of its own options)")
+                             f"{'all' if n is None else n}){under if torchrun else ''}")
     parser.add_argument("--offset", type=int, default=0, help="dataset index of the first sample")
     parser.add_argument("--indices", type=csv(int), default=None,
                         help="comma list of dataset indices to evaluate, in this order, instead of --n/--offset "
@@ -224,13 +224,13 @@ def data_identity(dataset: Any, indices: torch.Tensor) -> dict[str, Any]:
     return {**dataset.identity, "n": len(indices), "indices_sha256": fingerprint_tensor(indices)}
 
 
-def add_run(parser: argparse.ArgumentParser, *, out: str, batch_size: int = 256) -> None:
-    """``--batch-size``, ``--seed``, ``--device``, ``--out``, ``--no-progress``."""
+def add_run(parser: argparse.ArgumentParser, *, out: str, batch_size: int = 256, torchrun: bool = False) -> None:
+    """``--batch-size``, ``--seed``, ``--device``, ``--out``, ``--no-progress``; ``torchrun``: as in ``add_data``."""
     parser.add_argument("--batch-size", type=int, default=batch_size,
                         help="samples per batch (also the unit of resume: a finished batch is kept under --out)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the attacks' random draws (per batch)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N; under torchrun each process takes "
-                        "cuda:LOCAL_RANK")
+    under = "; under torchrun each process takes cuda:LOCAL_RANK"
+    parser.add_argument("--device", default="cpu", help=f"cpu, cuda or cuda:N{under if torchrun else ''}")
     parser.add_argument("--out", default=None, help=f"output folder (default: {out})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
