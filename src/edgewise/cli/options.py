@@ -265,8 +265,10 @@ def model_line(model: dict[str, Any]) -> str:
 
 
 def data_line(data: dict[str, Any]) -> str:
-    """One printed line saying which data was evaluated (from :func:`data_identity`)."""
-    return (f"data    {data['spec']} (split {data['split']}, input {'x'.join(map(str, data['shape']))}, "
+    """One printed line saying which data was evaluated (from :func:`data_identity`); the split only for data that
+    has splits (CIFAR and IDX folders), not the shipped sample, an .npz or an ImageFolder."""
+    split = f"split {data['split']}, " if data["split"] is not None else ""
+    return (f"data    {data['spec']} ({split}input {'x'.join(map(str, data['shape']))}, "
             f"{data['num_classes']} classes, files sha256 {data['sha256'][:12]}; n={data['n']} of "
             f"{data['num_samples']}, indices sha256 {data['indices_sha256'][:12]})")
 
