@@ -102,3 +102,17 @@ def test_trace_writes_the_per_step_medians(tmp_path: Path) -> None:
     assert len(best) == 12 and best[-1] is not None and math.isfinite(best[-1])
     assert (out / "trace.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+
+
+def test_trace_of_an_attack_without_a_callback_is_refused_before_it_runs(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    # Before: the attack ran into "auto_steps() got an unexpected keyword argument 'callback'" after the model,
+    # the sanity checks and --out had been set up, naming neither --trace nor the attack.
+    out = tmp_path / "auto"
+    assert main(["attack", "--attack", "auto", "--steps", "2", "--n", "2", "--trace", "--out", str(out),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("edgewise: error: --trace: attack 'auto' takes no callback, so there is nothing to trace; "
+                   "attacks that take one: alma, apgd, apgd_minimal, cw, ddn, fab, fab_t, fmn, pgd, pgd_minimal, "
+                   "sigma_zero")
+    assert not out.exists()

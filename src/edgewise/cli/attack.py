@@ -47,6 +47,17 @@ DEFAULT_EPS = {"l0": (5.0, 10.0, 20.0), "l1": (2.0, 5.0, 10.0), "l2": (0.25, 0.5
                "linf": (0.05, 0.1, 0.2)}
 
 
+def takes_callback(attack: Any) -> bool:
+    """Whether ``attack`` takes ``callback`` (by name, or through ``**options`` passed on: fab's registry entry)."""
+    parameters = inspect.signature(attack).parameters.values()
+    return any(p.name == "callback" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
+def traceable() -> list[str]:
+    """The registry's attacks that ``--trace`` can follow."""
+    return sorted(name for name, attack in ATTACKS.items() if takes_callback(attack))
+
+
 def register(commands: Any) -> None:
     parser = commands.add_parser("attack", help="attack a model and write a robustness report",
                                  description="Run one attack on a model over a dataset and write the report: "
@@ -71,7 +82,7 @@ def register(commands: Any) -> None:
     add_data(parser, torchrun=True)
     add_run(parser, out="results/MODEL-ATTACK, MODEL the spec's file or zoo name", torchrun=True)
     parser.add_argument("--trace", action="store_true",
-                        help="for attacks that take a callback (alma, cw, ddn, fmn, pgd): write trace.json and "
+                        help=f"for attacks that take a callback ({', '.join(traceable())}): write trace.json and "
                              "trace.png, the median over samples, per step, of what the attack reports (alma: mu, "
                              "rho, lr, distance, best distance); a traced run keeps its own --out (every batch traced)")
     parser.add_argument("--no-checks", dest="checks", action="store_false",
@@ -210,6 +221,9 @@ def run(args: argparse.Namespace) -> int:
     check_eps(args.eps)
     attack = bind_attack(args.attack, steps=args.steps, distance=args.distance, options=options,
                          targeted=args.targeted)
+    if args.trace and not takes_callback(attack):
+        raise ValueError(f"--trace: attack {args.attack!r} takes no callback, so there is nothing to trace; attacks "
+                         f"that take one: {', '.join(traceable())}")
     trace = Trace() if args.trace else None
     traced = attack if trace is None else functools.partial(attack, callback=trace)
     distance = minimized_distance(attack)
