@@ -116,6 +116,7 @@ class Bent(nn.Module):
     def __init__(self, linear: nn.Module) -> None:
         super().__init__()
         self.linear = linear
+        self.training = linear.training  # the mode of the model it bends (attacks refuse train mode)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         logits = self.linear(inputs)

@@ -46,7 +46,7 @@ def bad_batches(draw: st.DrawFn) -> Case:
     inputs = torch.rand(batch, 1, 4, 4, generator=torch.Generator().manual_seed(seed))
     labels = torch.arange(batch) % CLASSES
     kind = draw(st.sampled_from(["non_finite", "outside", "empty", "rank", "int_inputs", "list_inputs",
-                                 "float_labels", "labels_shape", "negative_label", "label_too_large"]))
+                                 "float_labels", "narrow_labels", "labels_shape", "negative_label", "label_too_large"]))
     if kind == "non_finite":
         inputs.view(-1)[draw(st.integers(0, inputs.numel() - 1))] = draw(st.sampled_from([float("nan"),
                                                                                          float("inf"), -float("inf")]))
@@ -65,6 +65,8 @@ def bad_batches(draw: st.DrawFn) -> Case:
         return inputs.tolist(), labels, TypeError, "inputs"
     if kind == "float_labels":
         return inputs, labels.float(), TypeError, "labels"
+    if kind == "narrow_labels":  # class indices are int64 (torch's losses and gather refuse the others)
+        return inputs, labels.to(draw(st.sampled_from([torch.int32, torch.uint8, torch.int16]))), TypeError, "labels"
     if kind == "labels_shape":
         wrong = draw(st.sampled_from([labels.unsqueeze(1), torch.cat([labels, labels[:1]]), labels[:0]]))
         return inputs, wrong, ValueError, "labels"

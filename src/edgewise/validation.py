@@ -7,10 +7,11 @@ from collections.abc import Collection
 from typing import Any, cast
 
 import torch
+from torch import nn
 
 
 def check_inputs(inputs: Any, labels: Any) -> None:
-    """``inputs``: float tensor (B, ...) of finite values in [0, 1], B >= 1; ``labels``: int tensor (B,) >= 0."""
+    """``inputs``: float tensor (B, ...) of finite values in [0, 1], B >= 1; ``labels``: int64 tensor (B,) >= 0."""
     if not isinstance(inputs, torch.Tensor):
         raise TypeError(f"inputs must be a torch.Tensor, got {type(inputs).__name__}")
     if not isinstance(labels, torch.Tensor):
@@ -19,15 +20,17 @@ def check_inputs(inputs: Any, labels: Any) -> None:
         raise TypeError(f"inputs must have a floating-point dtype, got {inputs.dtype}")
     if inputs.dim() < 2 or inputs.shape[0] == 0:
         raise ValueError(f"inputs must have shape (B, ...) with B >= 1, got {tuple(inputs.shape)}")
-    if labels.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
-        raise TypeError(f"labels must have an integer dtype, got {labels.dtype}")
+    if labels.dtype != torch.int64:
+        # torch's cross-entropy and gather take int64 class indices only (int32 or uint8 labels failed deep inside).
+        raise TypeError(f"labels must have dtype torch.int64 (class indices; convert with labels.long()), got "
+                        f"{labels.dtype}")
     if labels.shape != inputs.shape[:1]:
         raise ValueError(f"labels must have shape ({inputs.shape[0]},) to match inputs, got {tuple(labels.shape)}")
     if labels.device != inputs.device:
         raise ValueError(f"labels must be on the device of inputs ({inputs.device}), got {labels.device}")
     if not bool(torch.isfinite(inputs).all()):
         raise ValueError("inputs must be finite, got NaN or inf values")
-    low, high = float(inputs.min()), float(inputs.max())
+    low, high = float(inputs.detach().min()), float(inputs.detach().max())  # no warning for inputs needing grad
     if low < 0 or high > 1:
         raise ValueError(f"inputs must be in [0, 1], got min {low:.4g} max {high:.4g}")
     if int(labels.min()) < 0:
@@ -35,7 +38,7 @@ def check_inputs(inputs: Any, labels: Any) -> None:
 
 
 def check_logits(logits: Any, labels: torch.Tensor, *, indices: torch.Tensor | None = None) -> int:
-    """The model's output must be finite (B, C) logits with C > max(labels); returns C.
+    """The model's output must be finite (B, C) logits with C >= 2 and C > max(labels); returns C.
 
     A NaN/inf row has no prediction (its argmax is an arbitrary class, 0 for an all-NaN row) and no usable
     gradient: counted, it would be "misclassified at distance 0". ``indices``: the rows' dataset indices, named
@@ -44,6 +47,8 @@ def check_logits(logits: Any, labels: torch.Tensor, *, indices: torch.Tensor | N
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise ValueError(f"model must return logits of shape ({labels.shape[0]}, classes), got {shape}")
     classes = logits.shape[1]
+    if classes < 2:  # nothing can be misclassified
+        raise ValueError(f"model must return logits for at least 2 classes, got {classes}")
     if int(labels.max()) >= classes:
         raise ValueError(f"labels must be in [0, {classes - 1}] for a model with {classes} classes, "
                          f"got max {int(labels.max())}")
@@ -54,6 +59,47 @@ def check_logits(logits: Any, labels: torch.Tensor, *, indices: torch.Tensor | N
         raise ValueError(f"model must return finite logits, got NaN or inf for {len(bad)} of {len(logits)} "
                          f"inputs ({named[0]} {shown})")
     return int(classes)
+
+
+def training_modules(model: Any) -> list[str]:
+    """The names of ``model``'s modules in train mode (the model itself by its class name); [] for a callable that
+    is not an ``nn.Module``."""
+    if not isinstance(model, nn.Module):
+        return []
+    return [name or type(model).__name__ for name, module in model.named_modules() if module.training]
+
+
+def check_model(model: Any, inputs: torch.Tensor, *, name: str = "model") -> None:
+    """``model``: an ``nn.Module`` or a callable. A module must be in eval mode, every submodule included: in train
+    mode an attack would attack dropout draws and batch statistics, return distances that do not verify in eval
+    mode, and update BatchNorm's running statistics; attacks never change the mode (DESIGN.md), so they refuse.
+    ``inputs`` must have the dtype and device of its floating-point parameters where those are one (a model
+    that casts or moves its inputs itself has parameters of one kind anyway; under autocast any dtype goes)."""
+    if not isinstance(model, nn.Module):
+        if not callable(model):
+            raise TypeError(f"{name} must be a torch.nn.Module or a callable, got {type(model).__name__}")
+        return
+    training = training_modules(model)
+    if training:
+        shown = ", ".join(training[:3]) + (", ..." if len(training) > 3 else "")
+        raise ValueError(f"{name} must be in eval mode (call {name}.eval()): in train mode dropout and batch "
+                         f"statistics change its answers and BatchNorm's running statistics would be updated; "
+                         f"got {len(training)} module(s) in train mode: {shown}")
+    parameters = [p for p in model.parameters() if p.is_floating_point()]
+    devices = {p.device for p in parameters}
+    if len(devices) == 1 and inputs.device not in devices:
+        raise ValueError(f"inputs must be on the device of the {name}'s parameters ({next(iter(devices))}), got "
+                         f"{inputs.device}")
+    dtypes = {p.dtype for p in parameters}
+    if len(dtypes) == 1 and inputs.dtype not in dtypes and not torch.is_autocast_enabled(inputs.device.type):
+        raise ValueError(f"inputs must have the dtype of the {name}'s parameters ({next(iter(dtypes))}), got "
+                         f"{inputs.dtype}")
+
+
+def check_bool(name: str, value: Any) -> None:
+    """``value`` must be a bool: a string such as ``"no"`` or an int would be taken as true."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
 
 
 def check_positive(name: str, value: Any, *, integer: bool = False, allow_zero: bool = False) -> None:

@@ -244,10 +244,11 @@ def test_registry_entry_passes_its_generator_to_the_members(norm: str) -> None:
     def seeded(seed: int) -> torch.Generator:
         return torch.Generator().manual_seed(seed)
 
-    found = ATTACKS["auto"](_DeadBelow(), inputs, labels, norm=norm, steps=30, generator=seeded(1))
-    torch.testing.assert_close(found, auto(_DeadBelow(), inputs, labels, norm=norm, budget=60, generator=seeded(1)),
+    model = _DeadBelow().eval()
+    found = ATTACKS["auto"](model, inputs, labels, norm=norm, steps=30, generator=seeded(1))
+    torch.testing.assert_close(found, auto(model, inputs, labels, norm=norm, budget=60, generator=seeded(1)),
                                rtol=0, atol=0)
-    other = auto(_DeadBelow(), inputs, labels, norm=norm, budget=60, generator=seeded(2))
+    other = auto(model, inputs, labels, norm=norm, budget=60, generator=seeded(2))
     assert not torch.equal(found, other)  # the generator matters here
 
 
@@ -290,7 +291,7 @@ def _sparse_case() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor, torch.T
     with torch.no_grad():
         layer.weight.copy_(torch.stack([torch.zeros(64, dtype=torch.float64), v]))
         layer.bias.copy_(torch.tensor([0.0, bias], dtype=torch.float64))
-    model = torch.nn.Sequential(torch.nn.Flatten(), layer)
+    model = torch.nn.Sequential(torch.nn.Flatten(), layer).eval()
     labels = torch.zeros(6, dtype=torch.long)
     contribution = v.abs() * torch.where(v > 0, 1 - inputs, inputs)
     margin = -(inputs @ v + bias)
@@ -399,13 +400,13 @@ class _Step(torch.nn.Module):
 def test_local_search_undoes_what_the_decision_does_not_need() -> None:
     inputs, labels = torch.full((3, 8), 0.5), torch.zeros(3, dtype=torch.long)
     far = torch.full_like(inputs, 0.9)  # adversarial: x₀ = 0.9 > 0.61, and seven needless changes
-    counting = CountingModel(_Step())
+    counting = CountingModel(_Step().eval())
     generator = torch.Generator().manual_seed(0)
     found = {norm: local_search(counting, inputs, labels, far, passes=300, norm=norm, targeted=False,
                                 generator=generator) for norm in ("l1", "l2", "linf")}
     assert counting.backwards == 0 and counting.forwards == 3 * 300 * 3  # one forward per proposal
     for norm, point in found.items():
-        assert bool((_Step()(point).argmax(1) == 1).all()), norm  # still adversarial
+        assert bool((_Step().eval()(point).argmax(1) == 1).all()), norm  # still adversarial
         assert bool(((point >= 0) & (point <= 1)).all()), norm
     # ℓ1 zeroes blocks: x₀ must stay at 0.9 (zeroing it breaks the decision), every other element is undone.
     torch.testing.assert_close(found["l1"][:, 0], far[:, 0])
@@ -425,12 +426,12 @@ def test_blind_samples_get_the_masked_plan_and_the_others_the_usual_one(linear_o
         return torch.Generator().manual_seed(0)
 
     inputs, labels = torch.full((4, 8), 0.5), torch.zeros(4, dtype=torch.long)
-    blind = auto(_Step(), inputs, labels, norm=norm, budget=400, generator=seeded())
-    torch.testing.assert_close(blind, portfolio(_Step(), inputs, labels, stages=MASKED_PLANS[norm], norm=norm,
+    blind = auto(_Step().eval(), inputs, labels, norm=norm, budget=400, generator=seeded())
+    torch.testing.assert_close(blind, portfolio(_Step().eval(), inputs, labels, stages=MASKED_PLANS[norm], norm=norm,
                                                 budget=399, generator=seeded()), rtol=0, atol=0)
     # Where the random search found a point (x₀ > 0.61 by chance), it is shrunk towards the step, 0.11 along x₀
     # (a random point of the search alone is about as far in every element).
-    found = _Step()(blind).argmax(1) == 1
+    found = _Step().eval()(blind).argmax(1) == 1
     assert int(found.sum()) >= 2
     moved = (blind[found] - inputs[found]).abs()
     assert float(moved[:, 1:].max()) < 0.05 and bool(((moved[:, 0] > 0.11) & (moved[:, 0] < 0.5)).all())
@@ -446,7 +447,7 @@ def test_a_module_that_blocks_the_gradient_is_passed_straight_through(oracle_fac
     # quantization's straight-through gradient is the oracle's, so auto gets within a few rounding steps of the
     # closed-form optimum (the decision-based search alone stays far above it).
     o = oracle_factory(classes=3)
-    model = torch.nn.Sequential(Quantize(1e-5), o.model)
+    model = torch.nn.Sequential(Quantize(1e-5), o.model).eval()
     adv = auto(model, o.inputs, o.labels, norm=norm, budget=402)
     assert bool((model(adv).argmax(1) != o.labels).all())
     ratio = getattr(lp, norm)(o.inputs, adv) / getattr(o, norm)

@@ -115,3 +115,69 @@ def test_run_attack_is_bit_identical_and_batches_are_independent(name: str, sett
             assert torch.equal(getattr(first, field)[2:], getattr(alone, field)), field
     for key, value in first.distances.items():
         assert torch.equal(value, second.distances[key]) and torch.equal(value[2:], alone.distances[key]), key
+
+
+def _stochastic(seed: int = 0) -> torch.nn.Module:
+    """A classifier of 1×28×28 images with BatchNorm and Dropout, whose output depends on its mode."""
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 16), torch.nn.BatchNorm1d(16),
+                               torch.nn.ReLU(), torch.nn.Dropout(0.5), torch.nn.Linear(16, 10))
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_a_model_in_train_mode_is_refused_and_left_as_it_was(name: str, setting) -> None:
+    """An attack on a model in train mode would attack dropout draws and batch statistics (distances that do not
+    verify in eval mode) and update BatchNorm's running statistics; attacks never change the mode, so they refuse."""
+    _, inputs, labels = setting
+    model = _stochastic().train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"model must be in eval mode .*model\.eval\(\).*got 7 module"):
+        call(name, model, inputs, labels)
+    assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    model.eval()
+    model[4].train()  # one submodule left in train mode is found too
+    with pytest.raises(ValueError, match=r"eval mode .*got 1 module\(s\) in train mode: 4"):
+        call(name, model, inputs, labels)
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_targeted_must_be_a_bool(name: str, setting) -> None:
+    """``targeted="no"`` (a value read from a config file) is truthy: it would silently run a targeted attack."""
+    model, inputs, labels = setting
+    for value in ("no", 1, None):
+        with pytest.raises(TypeError, match=r"targeted must be a bool, got (str|int|NoneType)"):
+            call(name, model, inputs, labels, targeted=value)
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_inputs_of_another_dtype_or_device_than_the_model_are_refused(name: str, setting) -> None:
+    model, inputs, labels = setting
+    with pytest.raises(ValueError, match=r"inputs must have the dtype of the model's parameters \(torch.float32\), "
+                                         r"got torch.float64"):
+        call(name, model, inputs.double(), labels)
+    with pytest.raises(ValueError, match=r"inputs must be on the device of the model's parameters \(meta\), got cpu"):
+        call(name, _stochastic().eval().to("meta"), inputs, labels)
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_a_model_with_one_class_is_refused(name: str, setting) -> None:
+    """With one class nothing can be misclassified: some attacks returned the inputs as failures, others failed
+    deep inside on an internal option."""
+    _, inputs, labels = setting
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 1)).eval()
+    with pytest.raises(ValueError, match=r"model must return logits for at least 2 classes, got 1"):
+        call(name, model, inputs, torch.zeros_like(labels))
+
+
+@pytest.mark.parametrize(("name", "option"), [("pgd", "random_init"), ("apgd", "random_init")])
+def test_flags_must_be_bools(name: str, option: str, setting) -> None:
+    model, inputs, labels = setting
+    with pytest.raises(TypeError, match=rf"{option} must be a bool, got str"):
+        call(name, model, inputs, labels, **{option: "no"})
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_inputs_that_require_grad_give_no_warning(name: str, setting, recwarn: pytest.WarningsRecorder) -> None:
+    model, inputs, labels = setting
+    call(name, model, inputs[:2].clone().requires_grad_(), labels[:2])
+    assert not [w for w in recwarn if "requires_grad" in str(w.message)], [str(w.message) for w in recwarn]

@@ -68,7 +68,7 @@ def test_unfoolable_samples_come_back_unchanged() -> None:
     with torch.no_grad():
         layer.weight.zero_()
         layer.bias.copy_(torch.tensor([10.0, 0.0, 0.0]))
-    model = nn.Sequential(nn.Flatten(), layer)
+    model = nn.Sequential(nn.Flatten(), layer).eval()
     inputs = torch.rand(4, 1, 4, 4, generator=torch.Generator().manual_seed(0))
     adv = cw(model, inputs, torch.zeros(4, dtype=torch.long), steps=5, binary_search_steps=2)
     assert torch.equal(adv, inputs)

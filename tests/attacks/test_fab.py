@@ -246,7 +246,7 @@ def test_bad_input_names_the_argument(options: dict, error: type, match: str) ->
 
 def test_bad_model_output() -> None:
     _, inputs, labels = _ten_classes()
-    with pytest.raises(ValueError, match="at least 2 logits"):
-        fab(nn.Sequential(nn.Flatten(), nn.Linear(16, 1)), inputs, torch.zeros_like(labels))
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        fab(nn.Sequential(nn.Flatten(), nn.Linear(16, 1)).eval(), inputs, torch.zeros_like(labels))
     with pytest.raises(ValueError, match="model must return logits"):
-        fab(nn.Flatten(0), inputs, labels)
+        fab(nn.Flatten(0).eval(), inputs, labels)

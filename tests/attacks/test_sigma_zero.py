@@ -85,7 +85,7 @@ def _tiny_mlp() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
     classifies as they are."""
     generator = torch.Generator().manual_seed(3)
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16), torch.nn.ReLU(),
-                                torch.nn.Linear(16, 3)).double()
+                                torch.nn.Linear(16, 3)).double().eval()
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.copy_(torch.randn(parameter.shape, generator=generator, dtype=torch.float64))

@@ -97,7 +97,7 @@ def test_checks_of_a_model_in_train_mode_leave_its_batchnorm_statistics_alone(li
         (torch.full((2, 1, 8, 8), 1.5), torch.tensor([0, 1]), ValueError, r"inputs must be in \[0, 1\]"),
         (torch.rand(2, 1, 4, 4), torch.tensor([0, 1]), ValueError, r"inputs of shape \(2, 1, 4, 4\) do not fit"),
         (torch.rand(2, 1, 8, 8), torch.tensor([0, 7]), ValueError, r"labels must be in \[0, 1\]"),
-        (torch.rand(2, 1, 8, 8), torch.tensor([0.0, 1.0]), TypeError, "labels must have an integer dtype"),
+        (torch.rand(2, 1, 8, 8), torch.tensor([0.0, 1.0]), TypeError, "labels must have dtype torch.int64"),
     ],
 )
 def test_inputs_that_cannot_be_evaluated_are_errors(linear_oracle, inputs, labels, error, match) -> None:

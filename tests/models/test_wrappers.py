@@ -101,7 +101,7 @@ def test_same_counts_and_best_distances_as_attackbench_benchmodel(oracle) -> Non
 
     budget = 21  # DDN does one forward + one backward per step: 10 steps and a forward of the 11th
     attack = partial(ddn, steps=30, levels=None)
-    theirs = BenchModel(copy.deepcopy(oracle.model), num_max_propagations=budget)
+    theirs = BenchModel(copy.deepcopy(oracle.model), num_max_propagations=budget).eval()  # attacks refuse train mode
     theirs.start_tracking(inputs=oracle.inputs, labels=oracle.labels, targeted=False,
                           tracking_metric=_default_metrics["l2"], tracking_threat_model="l2")
     attack(theirs, oracle.inputs, oracle.labels)

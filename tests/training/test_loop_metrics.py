@@ -59,7 +59,7 @@ class _DeadAtInputs(nn.Module):
 
 
 def test_robust_accuracy_is_that_of_pgd_with_a_random_start() -> None:
-    model, inputs, labels = _DeadAtInputs(), torch.full((32, 6), 0.5), torch.zeros(32, dtype=torch.long)
+    model, inputs, labels = _DeadAtInputs().eval(), torch.full((32, 6), 0.5), torch.zeros(32, dtype=torch.long)
     found = robust_accuracy(model, inputs, labels, [("linf", 0.3)], seed=4, steps=5)
     adversarials = pgd(model, inputs, labels, norm="linf", eps=0.3, steps=5, random_init=True,
                        generator=torch.Generator().manual_seed(4))

@@ -118,7 +118,7 @@ def alma(
         generator: unused randomness source (ALMA is deterministic); accepted for the common contract.
         callback: ``callback(step, {"mu", "rho", "lr", "constraint", "distance", "best_distance"})``.
     """
-    check_attack_call(model, inputs, labels, generator=generator, callback=callback)
+    check_attack_call(model, inputs, labels, targeted=targeted, generator=generator, callback=callback)
     check_positive("steps", steps, integer=True)
     alpha = default_alpha(steps) if alpha is None else alpha
     if not 0 <= alpha < 1:

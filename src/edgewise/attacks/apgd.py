@@ -41,7 +41,7 @@ from edgewise.attacks.pgd import DEFAULT_EPS, ascent_loss, check_eps, random_sta
 from edgewise.distances import lp
 from edgewise.losses import dlr_plus, is_adversarial, targeted_dlr_plus
 from edgewise.projections import project
-from edgewise.validation import check_choice, check_fraction, check_logits, check_positive
+from edgewise.validation import check_bool, check_choice, check_fraction, check_logits, check_positive
 
 NORMS = ("l1", "l2", "linf")
 LOSSES = ("ce", "dlr")
@@ -118,7 +118,7 @@ def apgd(
         targeted: ``labels`` are targets. generator: draws the random start (None: seeded with 0).
         callback: ``callback(step, {"loss", "best_loss", "step_size", "adversarial"})`` after each evaluation.
     """
-    check_attack_call(model, inputs, labels, generator=generator, callback=callback)
+    check_attack_call(model, inputs, labels, targeted=targeted, generator=generator, callback=callback)
     check_choice("norm", norm, NORMS)
     check_choice("loss", loss, LOSSES)
     eps = DEFAULT_EPS[norm] if eps is None else eps
@@ -126,6 +126,7 @@ def apgd(
     check_positive("steps", steps, integer=True)
     check_fraction("momentum", momentum)
     check_fraction("rho", rho)
+    check_bool("random_init", random_init)
     radius = torch.as_tensor(eps, dtype=inputs.dtype, device=inputs.device).expand(inputs.shape[0]).clone()
     if random_init:
         generator = torch.Generator(inputs.device).manual_seed(0) if generator is None else generator

@@ -418,7 +418,7 @@ def portfolio(
     """``auto`` with another plan of ``stages`` (the design benchmark compares them); same budget and result.
     ``masked``: the plan of the samples whose gradient at the input is exactly zero where no module can be
     bypassed (None: no probe, the first pass is a forward alone, and ``stages`` for every sample)."""
-    check_attack_call(model, inputs, labels, generator=generator)
+    check_attack_call(model, inputs, labels, targeted=targeted, generator=generator)
     check_choice("norm", norm, NORMS)
     check_positive("budget", budget, integer=True)
     check_stages(stages, norm)

@@ -16,7 +16,7 @@ from torch import nn
 
 from edgewise.distances import DistanceFn
 from edgewise.distances import get as get_distance
-from edgewise.validation import check_generator, check_inputs
+from edgewise.validation import check_bool, check_generator, check_inputs, check_model
 
 Callback = Callable[[int, dict[str, torch.Tensor]], None]
 """``callback(step, state)``: per-step diagnostics; ``state`` maps names to per-sample tensors (detached)."""
@@ -30,12 +30,16 @@ def batch_view(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return values.view(-1, *([1] * (like.dim() - 1)))
 
 
-def check_attack_call(model: Any, inputs: Any, labels: Any, *, generator: Any = None,
-                      callback: Any = None) -> None:
-    """The checks every attack makes once at entry (TypeError/ValueError naming the argument)."""
+def check_attack_call(model: Any, inputs: Any, labels: Any, *, targeted: Any, generator: Any = None,
+                      callback: Any = None, name: str = "model") -> None:
+    """The checks every attack makes once at entry (TypeError/ValueError naming the argument): the model
+    (argument ``name``) is in eval mode with the inputs' dtype and device (``validation.check_model``),
+    ``targeted`` is a bool."""
     if not isinstance(model, nn.Module) and not callable(model):
-        raise TypeError(f"model must be a torch.nn.Module or a callable, got {type(model).__name__}")
+        raise TypeError(f"{name} must be a torch.nn.Module or a callable, got {type(model).__name__}")
     check_inputs(inputs, labels)
+    check_model(model, inputs, name=name)
+    check_bool("targeted", targeted)
     check_generator(generator, inputs.device)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")

@@ -77,7 +77,7 @@ def cw(
         callback: ``callback(step, {"const", "lr", "margin", "distance", "best_distance"})`` for every iteration,
             ``step`` counted over all rounds (0 .. binary_search_steps × steps − 1).
     """
-    check_attack_call(model, inputs, labels, generator=generator, callback=callback)
+    check_attack_call(model, inputs, labels, targeted=targeted, generator=generator, callback=callback)
     check_positive("steps", steps, integer=True)
     check_positive("binary_search_steps", binary_search_steps, integer=True)
     check_positive("initial_const", initial_const)

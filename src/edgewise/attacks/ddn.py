@@ -54,7 +54,7 @@ def ddn(
             exactly 0.
         callback: ``callback(step, {"norm", "best_distance", "step_size", "adversarial"})`` each step.
     """
-    check_attack_call(model, inputs, labels, generator=generator, callback=callback)
+    check_attack_call(model, inputs, labels, targeted=targeted, generator=generator, callback=callback)
     check_positive("steps", steps, integer=True)
     check_fraction("gamma", gamma)
     check_positive("init_norm", init_norm)

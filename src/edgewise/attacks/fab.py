@@ -187,7 +187,7 @@ def fab(
             (step counts over the runs): ‖x⁽ⁱ⁺¹⁾ − x_orig‖p and whether x⁽ⁱ⁺¹⁾ is adversarial, before the backward
             step.
     """
-    check_attack_call(model, inputs, labels, generator=generator, callback=callback)
+    check_attack_call(model, inputs, labels, targeted=targeted, generator=generator, callback=callback)
     check_choice("norm", norm, NORMS)
     if steps is not None and budget is not None:
         raise ValueError(f"steps and budget are exclusive (budget sets the iterations), got steps={steps!r} and "
@@ -229,8 +229,6 @@ def fab(
     points = inputs.clone().requires_grad_(True)
     logits = model(points)
     classes = check_logits(logits, labels)
-    if classes < 2:
-        raise ValueError(f"model must return at least 2 logits, got {classes}")
     record(inputs, logits.detach())
     clean_margin = logit_margin(logits.detach(), labels, targeted=targeted)
     # Per run: the classes whose hyperplanes it linearizes (towards) and None (targeted: the largest other logit,

@@ -61,7 +61,7 @@ def fmn(
         generator: draws the direction used where the gradient is exactly 0 (drawn once).
         callback: ``callback(step, {"eps", "best_distance", "step_size", "gamma", "adversarial"})`` each step.
     """
-    check_attack_call(model, inputs, labels, generator=generator, callback=callback)
+    check_attack_call(model, inputs, labels, targeted=targeted, generator=generator, callback=callback)
     check_choice("norm", norm, NORMS)
     check_positive("steps", steps, integer=True)
     check_positive("step_size", step_size)

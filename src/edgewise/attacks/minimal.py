@@ -73,7 +73,7 @@ def minimal(
         targeted: ``labels`` are targets. generator: passed to the attack.
         callback: ``callback(round, {"eps", "best_distance", "adversarial"})`` after each round.
     """
-    check_attack_call(model, inputs, labels, generator=generator, callback=callback)
+    check_attack_call(model, inputs, labels, targeted=targeted, generator=generator, callback=callback)
     if not callable(attack):
         raise TypeError(f"attack must be a fixed-eps attack function, got {type(attack).__name__}")
     check_choice("norm", norm, NORMS)

@@ -16,7 +16,7 @@ from torch.nn import functional as F
 from edgewise.attacks.base import Callback, batch_view, check_attack_call, steepest_direction
 from edgewise.losses import is_adversarial, logit_margin
 from edgewise.projections import NORMS, project
-from edgewise.validation import check_choice, check_logits, check_positive
+from edgewise.validation import check_bool, check_choice, check_logits, check_positive
 
 # Budgets used when ``eps`` is not given: the usual Fashion-MNIST / MNIST-scale threat models (ℓ0 in pixels).
 DEFAULT_EPS = {"linf": 0.1, "l2": 1.5, "l1": 10.0, "l0": 10.0}
@@ -104,7 +104,7 @@ def pgd(
         generator: draws the random start (None: a generator seeded with 0; never the global RNG).
         callback: ``callback(step, {"loss", "adversarial"})`` each step.
     """
-    check_attack_call(model, inputs, labels, generator=generator, callback=callback)
+    check_attack_call(model, inputs, labels, targeted=targeted, generator=generator, callback=callback)
     check_choice("norm", norm, NORMS)
     check_choice("loss", loss, LOSSES)
     eps = DEFAULT_EPS[norm] if eps is None else eps
@@ -112,6 +112,7 @@ def pgd(
     check_positive("steps", steps, integer=True)
     step_size = 2.5 / steps if step_size is None else step_size
     check_positive("step_size", step_size)
+    check_bool("random_init", random_init)
     if random_init:
         generator = torch.Generator(inputs.device).manual_seed(0) if generator is None else generator
         delta = random_start(inputs, norm=norm, eps=eps, generator=generator)

@@ -112,7 +112,7 @@ def sigma_zero(
             the ℓ0 and adversarial flag of the point this step evaluated, the best ℓ0 so far, and the τ and η
             the step leaves for the next one.
     """
-    check_attack_call(model, inputs, labels, generator=generator, callback=callback)
+    check_attack_call(model, inputs, labels, targeted=targeted, generator=generator, callback=callback)
     check_choice("norm", norm, ("l0",))
     check_positive("steps", steps, integer=True)
     check_positive("step_size", step_size)

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from edgewise.losses import logit_margin
-from edgewise.validation import check_inputs, check_logits, check_positive
+from edgewise.validation import check_inputs, check_logits, check_positive, training_modules
 
 SAMPLES = 64
 """At most this many inputs (the first ones) are used by the checks: they cost 4 forwards and 1 backward."""
@@ -80,9 +80,7 @@ def _buffers_kept(model: Any) -> Iterator[None]:
 
 
 def _train_mode(model: Any) -> Finding | None:
-    if not isinstance(model, nn.Module):
-        return None
-    training = [name or type(model).__name__ for name, module in model.named_modules() if module.training]
+    training = training_modules(model)
     if not training:
         return None
     shown = ", ".join(training[:3]) + (", ..." if len(training) > 3 else "")

@@ -114,6 +114,7 @@ class CountingModel(nn.Module):
     def __init__(self, model: nn.Module, *, labels: torch.Tensor | None = None, targeted: bool = False,
                  inputs: torch.Tensor | None = None) -> None:
         super().__init__()
+        self.training = False  # no mode of its own: attacks check the wrapped model's modules for train mode
         self.model = model
         self.labels = labels
         self.targeted = targeted
@@ -214,6 +215,7 @@ class BudgetModel(nn.Module):
     def __init__(self, model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, budget: int,
                  distance: str, targeted: bool = False, stop: bool = False) -> None:
         super().__init__()
+        self.training = False  # no mode of its own: attacks check the wrapped model's modules for train mode
         if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
             raise ValueError(f"budget must be a positive int (forward + backward passes per sample), got {budget!r}")
         self.model = model

@@ -41,11 +41,14 @@ def test_fooled_matches_the_models_on_the_returned_inputs(strategy: str) -> None
 
 def test_models_and_inputs_unchanged() -> None:
     models, (x, y) = _models(), _data()
-    models[0].train()
     states = [{k: v.clone() for k, v in model.state_dict().items()} for model in models]
     x_copy = x.clone()
     ensemble_attack(models, x, y, norm="l2", eps=0.5, steps=3)
-    assert models[0].training and not models[1].training
+    assert not any(model.training for model in models)
+    models[1].train()  # a model in train mode is refused, named, and left in train mode
+    with pytest.raises(ValueError, match=r"models\[1\] must be in eval mode \(call models\[1\]\.eval\(\)\)"):
+        ensemble_attack(models, x, y, norm="l2", eps=0.5, steps=3)
+    assert models[1].training and not models[0].training
     for model, state in zip(models, states, strict=True):
         for key, value in model.state_dict().items():
             assert torch.equal(value, state[key])

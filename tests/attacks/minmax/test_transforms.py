@@ -114,7 +114,11 @@ def test_bad_transforms() -> None:
     with pytest.raises(TypeError, match="transforms must be a non-empty list"):
         transform_attack(model, x, y, transforms="hflip")
     with pytest.raises(ValueError, match=r"inputs must be images \(B, C, H, W\)"):
-        transform_attack(nn.Flatten(), x.flatten(1), y)
+        transform_attack(nn.Flatten().eval(), x.flatten(1), y)
+    with pytest.raises(TypeError, match="random must be a bool, got str"):  # "no" would draw random transforms
+        transform_attack(model, x, y, random="no")
+    with pytest.raises(ValueError, match=r"model must be in eval mode \(call model\.eval\(\)\)"):
+        transform_attack(model.train(), x, y)
 
 
 @pytest.mark.parametrize("random", [False, True])

@@ -20,13 +20,15 @@ from edgewise.validation import check_logits
 Model = Callable[[torch.Tensor], torch.Tensor]
 
 
-def check_models(models: Sequence[Model], inputs: torch.Tensor, labels: torch.Tensor,
-                 callback: Callback | None) -> None:
-    """``models`` must be a non-empty sequence of classifiers returning logits for ``inputs``."""
+def check_models(models: Sequence[Model], inputs: torch.Tensor, labels: torch.Tensor, callback: Callback | None,
+                 *, targeted: bool, name: str = "models") -> None:
+    """``models`` must be a non-empty sequence of classifiers in eval mode returning logits for ``inputs``;
+    ``name``: the argument named in errors ("model" for the attacks on one model)."""
     if isinstance(models, torch.nn.Module) or not isinstance(models, Sequence) or len(models) == 0:
         raise TypeError(f"models must be a non-empty list of models, got {type(models).__name__}")
-    for model in models:
-        check_attack_call(model, inputs, labels, callback=callback)
+    for index, model in enumerate(models):
+        check_attack_call(model, inputs, labels, targeted=targeted, callback=callback,
+                          name=f"models[{index}]" if name == "models" else name)
         with torch.no_grad():
             check_logits(model(inputs), labels)
 
@@ -61,7 +63,7 @@ def ensemble_attack(
     Returns:
         ``MinMaxResult``: ``adv`` (B, ...), ``weights`` (B, K), ``history`` (T + 1, B, K), ``fooled`` (B, K).
     """
-    check_models(models, inputs, labels, callback)
+    check_models(models, inputs, labels, callback, targeted=targeted)
     check_minmax_options(norm=norm, eps=eps, steps=steps, strategy=strategy, loss=loss, kappa=kappa,
                          step_size=step_size, weight_step=weight_step, gamma=gamma)
 

@@ -23,7 +23,7 @@ from edgewise.attacks.base import Callback
 from edgewise.attacks.minmax.apgda import MinMaxResult, apgda, check_minmax_options, classifier_domain
 from edgewise.attacks.minmax.ensemble import Model, check_models
 from edgewise.projections import project
-from edgewise.validation import check_generator
+from edgewise.validation import check_bool, check_generator
 
 PROBABILITY = 0.8
 """Probability of applying a random flip, brightness or gamma transformation (Table A4)."""
@@ -139,8 +139,9 @@ def transform_attack(
     Returns:
         ``MinMaxResult``: ``adv`` (B, ...), ``weights`` (B, K), ``history`` (T + 1, B, K), ``fooled`` (B, K).
     """
-    check_models([model], inputs, labels, callback)
+    check_models([model], inputs, labels, callback, targeted=targeted, name="model")
     check_generator(generator, inputs.device)
+    check_bool("random", random)
     if isinstance(transforms, str) or not isinstance(transforms, Sequence) or len(transforms) == 0:
         raise TypeError(f"transforms must be a non-empty list of names, got {transforms!r}")
     for name in transforms:

@@ -49,7 +49,7 @@ def universal_attack(
         ``MinMaxResult``: ``adv`` (N, ...) in the order of ``inputs``; ``weights`` (N / K, K), ``history``
         (T + 1, N / K, K) and ``fooled`` (N / K, K) per group.
     """
-    check_models([model], inputs, labels, callback)
+    check_models([model], inputs, labels, callback, targeted=targeted, name="model")
     check_positive("group_size", group_size, integer=True)
     if inputs.shape[0] % group_size:
         raise ValueError(f"inputs must hold a multiple of group_size={group_size} samples, got {inputs.shape[0]}")
