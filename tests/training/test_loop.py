@@ -99,19 +99,24 @@ def test_train_cli_rejects_bad_recipe_options(capsys: pytest.CaptureFixture[str]
 
 
 @pytest.mark.parametrize("change", [{"lr": 0.01}, {"seed": 5}, {"train_samples": 32}, {"data": 2},
+                                    {"test_data": 3},
                                     {"recipe": "pgd", "recipe_options": {"eps": 0.1, "steps": 1}}])
 def test_a_checkpoint_of_other_options_is_never_resumed(tmp_path: Path, change: dict[str, Any]) -> None:
     # Before: the checkpoint was loaded whatever the options: a second run with another --lr (or seed, recipe,
     # data) continued the first run's weights and optimizer state (its lr too) and recorded its own options.
+    # Another test split (an IDX folder whose t10k files changed) was resumed too: metrics.json then held epochs
+    # measured on two test sets.
     train_set, test_set = synthetic(0, 64), synthetic(1, 16)
     config = TrainConfig(architecture="mlp", epochs=1, batch_size=16, lr=0.05, seed=4)
     train(config, train_set, test_set, out=tmp_path, name="m", progress=False)
-    options = {k: v for k, v in change.items() if k != "data"}
+    options = {k: v for k, v in change.items() if k not in ("data", "test_data")}
     other = TrainConfig(**{**vars(config), "epochs": 2, **options})
     data = synthetic(change["data"], 64) if "data" in change else train_set
-    key = "train_set_sha256" if "data" in change else next(iter(options))
+    test = synthetic(change["test_data"], 16) if "test_data" in change else test_set
+    key = ("train_set_sha256" if "data" in change else "test_set_sha256" if "test_data" in change else
+           next(iter(options)))
     with pytest.raises(ValueError, match=f"holds a checkpoint of a run with {key}="):
-        train(other, data, test_set, out=tmp_path, name="m", progress=False)
+        train(other, data, test, out=tmp_path, name="m", progress=False)
 
 
 def test_more_epochs_continue_a_checkpoint_and_fewer_are_refused(tmp_path: Path) -> None:

@@ -110,11 +110,14 @@ def accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, ba
     return correct / len(inputs)
 
 
-def checkpoint_record(config: TrainConfig, train_set: tuple[torch.Tensor, torch.Tensor]) -> dict[str, Any]:
+def checkpoint_record(config: TrainConfig, train_set: tuple[torch.Tensor, torch.Tensor],
+                      test_set: tuple[torch.Tensor, torch.Tensor]) -> dict[str, Any]:
     """What a checkpoint's finished epochs depend on: the configuration but its number of epochs (epoch k is the
-    same for any total, the lr milestones being epochs) and the training data (sha256 of its images and labels)."""
+    same for any total, the lr milestones being epochs), the training data and the test data that measured each
+    epoch's accuracy in its metrics (sha256 of their images and labels)."""
     return {**{k: v for k, v in asdict(config).items() if k != "epochs"},
-            "train_set_sha256": [fingerprint_tensor(t) for t in train_set]}
+            "train_set_sha256": [fingerprint_tensor(t) for t in train_set],
+            "test_set_sha256": [fingerprint_tensor(t) for t in test_set]}
 
 
 def check_checkpoint(state: dict[str, Any], record: dict[str, Any], config: TrainConfig, path: Path) -> None:
@@ -168,7 +171,7 @@ def train(config: TrainConfig, train_set: tuple[torch.Tensor, torch.Tensor],
     metrics: list[dict[str, float]] = []
     start_epoch = 0
     checkpoint_path = out / "checkpoint.pt"
-    record = checkpoint_record(config, train_set)
+    record = checkpoint_record(config, train_set, test_set)
     # The global RNG drives dropout during training: seed it, and restore its state when resuming.
     torch.manual_seed(config.seed)
     if resume and checkpoint_path.is_file():
