@@ -98,6 +98,21 @@ def test_train_cli_rejects_bad_recipe_options(capsys: pytest.CaptureFixture[str]
     assert "--model must be a zoo model with architecture 'smallcnn'" in capsys.readouterr().err
 
 
+def test_train_refuses_an_out_of_another_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Before: train wrote its checkpoint, metrics.json and weights into an `edgewise attack` folder (which holds
+    # run.json) without a word, while attack refuses a train folder; now both refuse, before any data is read.
+    out = tmp_path / "attacked"
+    assert main(["attack", "--model", "tinymlp-fmnist", "--steps", "1", "--n", "2", "--no-progress", "--no-checks",
+                 "--out", str(out)]) == 0
+    capsys.readouterr()
+    before = sorted(path.name for path in out.iterdir())
+    assert main(["train", "--architecture", "tinymlp", "--epochs", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"--out {out} was written by a run with command='attack', this run has command='train'" in err
+    assert sorted(path.name for path in out.iterdir()) == before
+
+
 @pytest.mark.parametrize("change", [{"lr": 0.01}, {"seed": 5}, {"train_samples": 32}, {"data": 2},
                                     {"test_data": 3},
                                     {"recipe": "pgd", "recipe_options": {"eps": 0.1, "steps": 1}}])

@@ -9,6 +9,7 @@ The same concept has the same option everywhere (docs/cli.md): ``--model`` (seve
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import re
 from collections.abc import Callable
@@ -289,6 +290,20 @@ def claim_out(out: Path, command: str, record: dict[str, Any]) -> dict[str, Any]
     full = {"command": command, "edgewise": edgewise_identity(), **record}
     check_record(path, full, label=f"--out {out}")
     return full
+
+
+def refuse_claimed(out: Path, command: str) -> None:
+    """Refuse an ``out`` that another command claimed (its ``run.json``, written by :func:`claim_out`), for a
+    command that keeps the record of its work elsewhere (train: in its checkpoint), in claim_out's words."""
+    path = out / "run.json"
+    if path.is_file():
+        try:
+            found = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            found = None
+        other = found.get("command") if isinstance(found, dict) else None
+        raise ValueError(f"--out {out} was written by a run with command={other!r}, this run has "
+                         f"command={command!r}: use another folder or delete it")
 
 
 def remove_outputs(out: Path, names: tuple[str, ...], patterns: tuple[str, ...] = ()) -> None:

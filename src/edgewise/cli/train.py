@@ -8,12 +8,13 @@ import os
 import re
 import shlex
 import sys
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from edgewise.cli import csv
-from edgewise.cli.options import safe_name
+from edgewise.cli.options import refuse_claimed, safe_name
 from edgewise.data import fashion_mnist, stack
 from edgewise.data import load as load_dataset
 from edgewise.eval.distributed import start, stop
@@ -114,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         raise as_flags(error) from error
     name = args.name or f"{architecture}-{args.recipe}-{safe_name(args.data)}"
     out = args.out or os.path.join("runs", name)
+    refuse_claimed(Path(out), "train")
     train_set, test_set = training_data(args.data)
     process = start(args.device)
     try:
