@@ -168,3 +168,22 @@ def test_no_attack_left_is_one_line(capsys: pytest.CaptureFixture[str], monkeypa
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1] == ("edgewise: error: --attack: nothing to run (every requested attack was skipped: its library "
                        "is missing)")
+
+
+def test_an_interrupted_exact_run_leaves_no_report_of_the_run_before(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before: exact never deleted the previous run's results.json, samples.jsonl and plot, so a rerun with a
+    # larger --n interrupted during the solver left the 2-sample report as the folder's result.
+    import edgewise.cli.exact
+
+    out = tmp_path / "exact"
+    argv = ["exact", "--model", "tinymlp-pgd-fmnist", "--distance", "linf", "--n", "2", "--steps", "10",
+            "--attack", "fmn-linf", "--time-limit", "4", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(edgewise.cli.exact, "certify_against", interrupted)
+    assert main([*argv[:6], "3", *argv[7:]]) == 130
+    assert not any((out / name).exists() for name in ("results.json", "samples.jsonl", "attack_vs_exact.png"))

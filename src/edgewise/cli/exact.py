@@ -31,6 +31,7 @@ from edgewise.cli.options import (
     for_model,
     load_data,
     load_models,
+    remove_outputs,
 )
 from edgewise.data import check_compatible, stack
 from edgewise.eval.provenance import describe_attack
@@ -38,6 +39,10 @@ from edgewise.eval.report import environment, write_text_atomic
 from edgewise.exact import NORMS
 from edgewise.exact.network import checked_network
 from edgewise.exact.run import ATTACKS, attack_distances, certify_against
+
+OUTPUTS = ("results.json", "samples.jsonl", "attack_vs_exact.png")
+"""The report files of a run, deleted before a new run writes its own (an interrupted run leaves none of the run
+before)."""
 
 
 def register(commands: Any) -> None:
@@ -90,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         "batch_size": args.batch_size,
     })
     provenance["data"] = data_identity(seen, indices)
+    remove_outputs(out, OUTPUTS)
     progress = not args.no_progress
     distances, closest = attack_distances(model, inputs.to(device), labels.to(device), attacks,
                                           norm=args.distance, folder=out / "attacks", indices=indices,
