@@ -170,6 +170,25 @@ def test_no_attack_left_is_one_line(capsys: pytest.CaptureFixture[str], monkeypa
                        "is missing)")
 
 
+def test_benchmark_leaves_no_exact_report_of_an_earlier_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Before: a run without --exact (or one refused by the solver's record after every cell ran) left the earlier
+    # run's exact-MODEL.json beside its new report.md: ratios of other --steps, --attack or samples.
+    out = tmp_path / "bench"
+    argv = ["benchmark", "--model", "tinymlp-pgd-fmnist", "--attack", "fmn-linf", "--distance", "linf",
+            "--steps", "10", "--n", "1", "--out", str(out), "--no-progress"]
+    assert main([*argv, "--exact", "--exact-time-limit", "3"]) == 0
+    report = (out / "report.md").read_text()
+    # Another time limit is refused before any cell runs, naming it; the earlier report is left whole.
+    assert main([*argv, "--steps", "11", "--exact", "--exact-time-limit", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "time_limit=3.0, this run has time_limit=4.0" in err, err
+    assert (out / "report.md").read_text() == report and (out / "exact-tinymlp-pgd-fmnist.json").is_file()
+    assert not (out / "cells" / "tinymlp-pgd-fmnist" / "fmn-linf" / "steps-11").exists()
+    assert main([*argv, "--steps", "11"]) == 0
+    assert not (out / "exact-tinymlp-pgd-fmnist.json").exists()
+    assert not (out / "exact" / "tinymlp-pgd-fmnist" / "attack_vs_exact.png").exists()
+
+
 def test_an_interrupted_exact_run_leaves_no_report_of_the_run_before(tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     # Before: exact never deleted the previous run's results.json, samples.jsonl and plot, so a rerun with a

@@ -132,8 +132,11 @@ def run(args: argparse.Namespace) -> int:
     record = {"models": dict(zip(names, identities, strict=True)), "data": dataset.identity,
               "distance": args.distance, "budget": args.budget, "seed": args.seed, "batch_size": args.batch_size}
     provenance = claim_out(out, "benchmark", record)
+    if args.exact:
+        claim_exact_folders(models, out, args)
     print(evaluated(identities, data_identity(dataset, indices)), flush=True)
-    remove_outputs(out, ("report.md", "report.json"), ("robust_accuracy-*.png",))
+    remove_outputs(out, ("report.md", "report.json"),
+                   ("robust_accuracy-*.png", "exact-*.json", "exact/*/attack_vs_exact.png"))
     started = time.perf_counter()
     report = benchmark(models, data, attacks, args.steps, distance=args.distance, out=out, budget=args.budget,
                        batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress,
@@ -163,6 +166,22 @@ def check_exact(models: dict[str, Any], data: dict[str, Any], distance: str) -> 
             raise ValueError(f"--exact: --model {name}: {error}") from error
 
 
+def exact_folder(out: Path, name: str) -> Path:
+    """Where --exact keeps model ``name``'s solved samples (``certify_against``'s folder)."""
+    return out / "exact" / name
+
+
+def claim_exact_folders(models: dict[str, Any], out: Path, args: argparse.Namespace) -> None:
+    """--exact, before any cell runs: a model's solved samples of another time limit (or model, norm) are refused
+    in one line now, not after every attack ran."""
+    from edgewise.exact.run import claim_exact
+
+    for name, model in models.items():
+        # certify_against keeps run_exact's work in its folder's exact/.
+        claim_exact(exact_folder(out, name) / "exact", model, norm=args.distance, time_limit=args.exact_time_limit,
+                    label=f"--out {out} (--exact, exact/{name})")
+
+
 def exact_reports(report: dict[str, Any], models: dict[str, Any], data: dict[str, Any], indices: torch.Tensor,
                   out: Path, args: argparse.Namespace) -> list[Path]:
     """--exact: per model, the certified distances and every (attack, steps) cell's ratio to them (solved samples
@@ -174,7 +193,7 @@ def exact_reports(report: dict[str, Any], models: dict[str, Any], data: dict[str
     written = []
     for name, model in models.items():
         curves = {label: d for label, d in report["models"][name]["curves"].items() if label != BEST}
-        folder = out / "exact" / name
+        folder = exact_folder(out, name)
         inputs, labels = data[name]
         _, summary = certify_against(model, inputs, labels, curves, norm=args.distance,
                                      time_limit=args.exact_time_limit, folder=folder, indices=indices,

@@ -27,6 +27,16 @@ ATTACKS = {
 budget of two passes per step, its single attacks and other libraries')."""
 
 
+def claim_exact(folder: str | Path, model: nn.Module, *, norm: str, time_limit: float, targeted: bool = False,
+                label: str | None = None, **options: Any) -> None:
+    """Make ``folder`` :func:`run_exact`'s folder for this model (fingerprint), norm, time limit, targeted and
+    ``options``: ``folder/record.json`` of another run is a ValueError naming the first difference (``label``
+    names the folder in it). A caller that runs attacks first checks it before them."""
+    check_record(Path(folder) / "record.json", {"model": fingerprint_model(model), "norm": norm,
+                                                "time_limit": time_limit, "targeted": targeted, "options": options},
+                 label=label)
+
+
 def run_exact(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, norm: str, time_limit: float,
               folder: str | Path, upper: torch.Tensor | None = None, indices: torch.Tensor | None = None,
               targeted: bool = False, progress: bool = True, starts: torch.Tensor | None = None,
@@ -37,13 +47,12 @@ def run_exact(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, n
     ``starts`` and ``options`` go to :func:`minimal`.
 
     ``folder/record.json`` holds the run's model fingerprint, norm, time limit and options; another run in the
-    same folder is a ValueError naming the first difference.
+    same folder is a ValueError naming the first difference (:func:`claim_exact`).
     """
     folder = Path(folder)
     indices = torch.arange(len(inputs)) if indices is None else indices
     radii = torch.full((len(inputs),), math.inf, dtype=torch.float64) if upper is None else upper.double().cpu()
-    check_record(folder / "record.json", {"model": fingerprint_model(model), "norm": norm, "time_limit": time_limit,
-                                          "targeted": targeted, "options": options})
+    claim_exact(folder, model, norm=norm, time_limit=time_limit, targeted=targeted, **options)
     (folder / "samples").mkdir(parents=True, exist_ok=True)
     parts: list[dict[str, Any]] = []
     for i in tqdm(range(len(inputs)), desc=f"exact {norm}", disable=not progress, leave=False):
