@@ -69,22 +69,27 @@ def training_modules(model: Any) -> list[str]:
     return [name or type(model).__name__ for name, module in model.named_modules() if module.training]
 
 
-def check_model(model: Any, inputs: torch.Tensor, *, name: str = "model") -> None:
-    """``model``: an ``nn.Module`` or a callable. A module must be in eval mode, every submodule included: in train
-    mode an attack would attack dropout draws and batch statistics, return distances that do not verify in eval
-    mode, and update BatchNorm's running statistics; attacks never change the mode (DESIGN.md), so they refuse.
-    ``inputs`` must have the dtype and device of its floating-point parameters where those are one (a model
-    that casts or moves its inputs itself has parameters of one kind anyway; under autocast any dtype goes)."""
-    if not isinstance(model, nn.Module):
-        if not callable(model):
-            raise TypeError(f"{name} must be a torch.nn.Module or a callable, got {type(model).__name__}")
-        return
+def check_eval_mode(model: Any, *, name: str = "model") -> None:
+    """A module must be in eval mode, every submodule included: in train mode an attack would attack dropout
+    draws and batch statistics, return distances that do not verify in eval mode, and update BatchNorm's running
+    statistics; attacks never change the mode (DESIGN.md), so they refuse. A plain callable passes."""
     training = training_modules(model)
     if training:
         shown = ", ".join(training[:3]) + (", ..." if len(training) > 3 else "")
         raise ValueError(f"{name} must be in eval mode (call {name}.eval()): in train mode dropout and batch "
                          f"statistics change its answers and BatchNorm's running statistics would be updated; "
                          f"got {len(training)} module(s) in train mode: {shown}")
+
+
+def check_model(model: Any, inputs: torch.Tensor, *, name: str = "model") -> None:
+    """``model``: an ``nn.Module`` or a callable. A module must be in eval mode (:func:`check_eval_mode`), and
+    ``inputs`` must have the dtype and device of its floating-point parameters where those are one (a model
+    that casts or moves its inputs itself has parameters of one kind anyway; under autocast any dtype goes)."""
+    if not isinstance(model, nn.Module):
+        if not callable(model):
+            raise TypeError(f"{name} must be a torch.nn.Module or a callable, got {type(model).__name__}")
+        return
+    check_eval_mode(model, name=name)
     parameters = [p for p in model.parameters() if p.is_floating_point()]
     devices = {p.device for p in parameters}
     if len(devices) == 1 and inputs.device not in devices:

@@ -136,6 +136,17 @@ def test_bad_arguments(linear_oracle) -> None:
         run_attack(o.model, o.inputs, o.labels, lambda m, x, y: x[:2], progress=False)
 
 
+def test_a_model_in_train_mode_is_refused_before_any_forward(linear_oracle) -> None:
+    """Before: the checks warned, then the clean forward in train mode updated BatchNorm's running statistics of
+    the caller's model, and an attack that does not check (a user's) ran on dropout draws and batch statistics."""
+    o = linear_oracle
+    model = torch.nn.Sequential(torch.nn.BatchNorm2d(1), o.model).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"model must be in eval mode .* module\(s\) in train mode: Sequential, 0, 1"):
+        run_attack(model, o.inputs, o.labels, identity_attack, progress=False)
+    assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
 def test_failure_indicators(linear_oracle) -> None:
     o = linear_oracle
 

@@ -438,3 +438,19 @@ def test_a_solver_for_another_norm_is_refused() -> None:
         minimal(model, inputs, labels, norm="l2", time_limit=5, solver="highs")
     with pytest.raises(ValueError, match="solver"):
         minimal(model, inputs, labels, norm="l2", time_limit=5, solver="gurobi")
+
+
+def test_a_model_in_train_mode_or_of_another_dtype_is_refused() -> None:
+    """In train mode the layer-by-layer reading differed from the forward (an error that named the wrong cause)
+    and the check's forward updated BatchNorm's running statistics; float64 inputs on a float32 model crashed."""
+    model = tiny_normalized().train()
+    inputs = torch.rand(2, 1, 2, 2, generator=torch.Generator().manual_seed(3))
+    labels = torch.tensor([0, 1])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"model must be in eval mode \(call model\.eval\(\)\)"):
+        minimal(model, inputs, labels, norm="linf", time_limit=5)
+    assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    with pytest.raises(ValueError, match=r"inputs must have the dtype of the model's parameters \(torch.float32\)"):
+        minimal(model.eval(), inputs.double(), labels, norm="linf", time_limit=5)
+    with pytest.raises(TypeError, match="targeted must be a bool"):
+        minimal(model, inputs, labels, norm="linf", time_limit=5, targeted="no")

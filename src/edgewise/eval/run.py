@@ -29,7 +29,7 @@ from edgewise.eval.result import DISTANCES, AttackResult
 from edgewise.eval.sanity import SAMPLES, check_evaluation
 from edgewise.losses import is_adversarial
 from edgewise.models.wrappers import CountingModel
-from edgewise.validation import check_inputs, check_logits, check_positive, describe
+from edgewise.validation import check_eval_mode, check_inputs, check_logits, check_positive, describe
 
 Attack = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -331,6 +331,7 @@ def run_attack(model: nn.Module, inputs: torch.Tensor | Dataset, labels: torch.T
     together (:mod:`edgewise.eval.distributed`).
     """
     chosen = _indices(inputs, labels, indices)
+    check_eval_mode(model)  # before any forward: in train mode one would update BatchNorm's running statistics
     check_positive("batch_size", batch_size, integer=True)
     check_levels(levels)
     if isinstance(seed, bool) or not isinstance(seed, int):

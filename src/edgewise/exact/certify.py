@@ -15,7 +15,7 @@ from torch import nn
 from edgewise.exact.formulation import INF, Bounds, Program, Solution, build, compute_bounds, reachable_region
 from edgewise.exact.network import Network, checked_network
 from edgewise.exact.solvers import SOLVERS, ball_ranges, complete, lp_ranges, relaxed_minimum, solve
-from edgewise.validation import check_choice, check_inputs, check_logits, check_positive
+from edgewise.validation import check_bool, check_choice, check_inputs, check_logits, check_model, check_positive
 
 NORMS = ("linf", "l1", "l2")
 STATUSES = ("optimal", "time_limit", "infeasible")
@@ -281,6 +281,8 @@ def minimal(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, nor
     chosen = DEFAULT_SOLVER.get(norm, "scip") if solver is None else solver
     _check(norm, chosen, time_limit, gap, tolerance)
     check_inputs(inputs, labels)
+    check_model(model, inputs)
+    check_bool("targeted", targeted)
     with torch.no_grad():
         check_logits(model(inputs), labels)
     radii = _upper(upper, len(inputs))
