@@ -8,7 +8,7 @@ import functools
 import pytest
 import torch
 
-from edgewise.attacks import ATTACKS, apgd, minimal, pgd
+from edgewise.attacks import ATTACKS, apgd, ddn, minimal, pgd
 from edgewise.attacks.minimal import next_eps
 from edgewise.distances import lp
 from edgewise.models import CountingModel
@@ -81,6 +81,8 @@ def test_budget_is_rounds_times_steps(linear_oracle, name: str) -> None:
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
     ({"attack": 3}, TypeError, "attack must be a fixed-eps attack function, got int"),
+    ({"attack": ddn}, TypeError, r"attack must take the keywords eps and norm \(a fixed-eps attack such as pgd or "
+                                 r"apgd\), got ddn"),
     ({"norm": "l0"}, ValueError, r"norm must be one of \['l1', 'l2', 'linf'\], got 'l0'"),
     ({"binary_search_steps": 0}, ValueError, "binary_search_steps must be > 0"),
     ({"upper": torch.ones(3)}, ValueError, r"upper must be None or a \(B,\) = \(8,\) floating-point tensor"),

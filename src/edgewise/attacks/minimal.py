@@ -19,6 +19,7 @@ was seen (edgewise's ``pgd`` and ``apgd`` do).
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 
@@ -42,6 +43,21 @@ def next_eps(eps: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, *, nor
         doubled = doubled.clamp_max(1.0)
     # A search that reached 0 (a clean error) keeps a positive ε, which the attack requires.
     return torch.where(torch.isfinite(upper), (lower + upper) / 2, doubled).clamp_min(torch.finfo(eps.dtype).tiny)
+
+
+def _check_takes_eps_and_norm(attack: Callable[..., torch.Tensor]) -> None:
+    """A minimal-distance attack (ddn, fmn) failed deep inside with its own "unexpected keyword 'norm'"."""
+    try:
+        parameters = inspect.signature(attack).parameters
+    except (TypeError, ValueError):  # a callable without a signature: its call will tell
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return
+    missing = [name for name in ("eps", "norm") if name not in parameters]
+    if missing:
+        name = getattr(attack, "__name__", None) or getattr(getattr(attack, "func", None), "__name__", None)
+        raise TypeError(f"attack must take the keywords eps and norm (a fixed-eps attack such as pgd or apgd), "
+                        f"got {name or type(attack).__name__}")
 
 
 def minimal(
@@ -76,6 +92,7 @@ def minimal(
     check_attack_call(model, inputs, labels, targeted=targeted, generator=generator, callback=callback)
     if not callable(attack):
         raise TypeError(f"attack must be a fixed-eps attack function, got {type(attack).__name__}")
+    _check_takes_eps_and_norm(attack)
     check_choice("norm", norm, NORMS)
     eps = DEFAULT_EPS[norm] if eps is None else eps
     check_eps(eps, inputs)
