@@ -288,3 +288,16 @@ def test_a_cell_of_another_run_is_refused_naming_the_field(oracles, tmp_path) ->
     assert ours["n"] == 3
     assert [ours[k] for k in ("median_distance", "mean_distance", "success_rate")] == [
         theirs[k] for k in ("median_distance", "mean_distance", "success_rate")]
+
+
+def test_a_budgeted_attack_refuses_a_model_in_train_mode_before_its_clean_forward() -> None:
+    """BudgetModel's clean forward in train mode updated the caller's BatchNorm statistics before the attack
+    refused the model."""
+    from edgewise.eval.benchmark import budgeted
+
+    o = make_linear_oracle()
+    model = torch.nn.Sequential(torch.nn.BatchNorm2d(1), o.model).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=r"model must be in eval mode"):
+        budgeted(partial(ddn, steps=2), budget=4, distance="l2")(model, o.inputs, o.labels)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -51,6 +51,7 @@ from edgewise.eval.provenance import (
 from edgewise.eval.result import AttackResult
 from edgewise.eval.run import Attack, _save_atomic, run_attack
 from edgewise.models.wrappers import BudgetModel, BudgetSpentError
+from edgewise.validation import check_eval_mode
 
 BEST = "best of all"
 """The label of the per-sample best over every attack of a model (AttackBench's reference) in curves and plots."""
@@ -58,6 +59,7 @@ BEST = "best of all"
 
 def _run_budgeted(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, attack: Attack, budget: int,
                   distance: str, **options: Any) -> torch.Tensor:
+    check_eval_mode(model)  # before BudgetModel's clean forward, which in train mode would update BatchNorm
     wrapped = BudgetModel(model, inputs, labels, budget=budget, distance=distance,
                           targeted=bool(options.get("targeted", False)), stop=True)
     with contextlib.suppress(BudgetSpentError):  # the budget is spent: the best points can no longer change
