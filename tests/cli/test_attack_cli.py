@@ -104,6 +104,24 @@ def test_trace_writes_the_per_step_medians(tmp_path: Path) -> None:
 
 
 
+def test_a_traced_rerun_traces_every_batch(tmp_path: Path) -> None:
+    # Before: a traced run into its own --out (a resumed run, or the same command again) reused the finished
+    # batches, whose steps the callback never saw: trace.json held the medians of the recomputed batches only
+    # (steps 0, samples 0 when all were finished).
+    out = tmp_path / "traced"
+    argv = ["attack", "--model", "tinymlp-fmnist", "--attack", "ddn", "--steps", "4", "--n", "6", "--batch-size", "4",
+            "--no-progress", "--no-checks", "--trace", "--out", str(out)]
+    assert main(argv) == 0
+    first, rows = json.loads((out / "trace.json").read_text()), (out / "samples.jsonl").read_text()
+    assert first["steps"] == 4 and first["samples"] == 6
+    assert main(argv) == 0
+    assert json.loads((out / "trace.json").read_text()) == first
+    strip = [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in rows.splitlines()]
+    again = [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+             for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert again == strip
+
+
 def test_trace_of_an_attack_without_a_callback_is_refused_before_it_runs(tmp_path: Path,
                                                                         capsys: pytest.CaptureFixture[str]) -> None:
     # Before: the attack ran into "auto_steps() got an unexpected keyword argument 'callback'" after the model,

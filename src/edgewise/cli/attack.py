@@ -84,7 +84,8 @@ def register(commands: Any) -> None:
     parser.add_argument("--trace", action="store_true",
                         help=f"for attacks that take a callback ({', '.join(traceable())}): write trace.json and "
                              "trace.png, the median over samples, per step, of what the attack reports (alma: mu, "
-                             "rho, lr, distance, best distance); a traced run keeps its own --out (every batch traced)")
+                             "rho, lr, distance, best distance); a traced run keeps its own --out and computes "
+                             "every batch again (each one traced)")
     parser.add_argument("--no-checks", dest="checks", action="store_false",
                         help="skip the sanity checks of the model before the attack (probabilities, train mode, "
                              "non-determinism, masked gradients)")
@@ -260,7 +261,9 @@ def run(args: argparse.Namespace) -> int:
     shard = run_attack(model, seen, None, traced, batch_size=args.batch_size, targeted=args.targeted,
                        targets=None if targets is None else targets[positions], levels=args.levels, seed=args.seed,
                        indices=indices[positions], distances=measured,
-                       resume_dir=out / "batches", progress=not args.no_progress and process.rank == 0,
+                       # A trace sees only the batches that run: a traced run computes every batch again.
+                       resume_dir=None if trace is not None else out / "batches",
+                       progress=not args.no_progress and process.rank == 0,
                        checks=False, keep_adversarial=EXAMPLES)
     gathered = gather(shard, out / "shards", process, positions=positions, indices=indices)
     stop(process)
