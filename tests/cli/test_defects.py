@@ -133,6 +133,22 @@ def test_other_commands_folders_are_refused_and_stale_files_removed(tmp_path: Pa
     assert "trace=True, this run has trace=False" in one_error_line()
 
 
+@pytest.mark.parametrize("argv", [
+    ["attack", "--steps", "1", "--n", "2"],
+    ["benchmark", "--attack", "ddn", "--steps", "1", "--n", "2"],
+    ["minmax", "--steps", "1", "--n", "2"],
+    ["exact", "--model", "tinymlp-fmnist", "--n", "1"],
+    ["train", "--model", "tinymlp-fmnist", "--epochs", "1"],
+], ids=lambda argv: argv[0])
+def test_an_out_that_is_a_file_is_one_line_naming_out(argv: list[str], tmp_path: Path,
+                                                       one_error_line: ErrorLine) -> None:
+    out = tmp_path / "a-file"
+    out.write_text("mine")
+    assert main([*argv, "--out", str(out), *QUIET]) == 2
+    assert f"argument --out: {out} is a file, expected a folder" in one_error_line()
+    assert out.read_text() == "mine"
+
+
 NO_EFFECT = {
     "--group-size": ["minmax", "--kind", "ensemble", "--group-size", "2"],
     "--transforms": ["minmax", "--kind", "universal", "--transforms", "identity"],

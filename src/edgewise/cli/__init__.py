@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from edgewise import __version__
@@ -61,6 +62,13 @@ def csv(kind: Callable[[str], object]) -> Callable[[str], list[object]]:
             raise argparse.ArgumentTypeError(f"invalid list {text!r}: {error}") from error
 
     return parse
+
+
+def folder(text: str) -> str:
+    """An argparse type for an output folder: a path that does not exist or is a folder (not a file)."""
+    if Path(text).exists() and not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file, expected a folder (a new one, or an earlier run's)")
+    return text
 
 
 def build_parser() -> Parser:

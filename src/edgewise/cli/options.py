@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from edgewise.cli import csv
+from edgewise.cli import csv, folder
 from edgewise.data import ImageDataset, select
 from edgewise.data import load as load_dataset
 from edgewise.eval.provenance import check_record, edgewise_identity, fingerprint_model, fingerprint_tensor
@@ -232,7 +232,7 @@ def add_run(parser: argparse.ArgumentParser, *, out: str, batch_size: int = 256,
     parser.add_argument("--seed", type=int, default=0, help="seed of the attacks' random draws (per batch)")
     under = "; under torchrun each process takes cuda:LOCAL_RANK"
     parser.add_argument("--device", default="cpu", help=f"cpu, cuda or cuda:N{under if torchrun else ''}")
-    parser.add_argument("--out", default=None, help=f"output folder (default: {out})")
+    parser.add_argument("--out", type=folder, default=None, help=f"output folder (default: {out})")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

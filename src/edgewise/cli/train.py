@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from edgewise.cli import csv
+from edgewise.cli import csv, folder
 from edgewise.cli.options import refuse_claimed, safe_name
 from edgewise.data import fashion_mnist, stack
 from edgewise.data import load as load_dataset
@@ -56,7 +56,8 @@ def register(commands: Any) -> None:
     parser.add_argument("--device", default="cpu",
                         help="cpu or cuda; under torchrun each process takes cuda:LOCAL_RANK (nccl) or the CPU (gloo)")
     parser.add_argument("--name", default=None, help="zoo name of the result (default: ARCHITECTURE-RECIPE-DATA)")
-    parser.add_argument("--out", default=None, help="run folder: checkpoints, metrics, weights (default: runs/NAME)")
+    parser.add_argument("--out", type=folder, default=None,
+                        help="run folder: checkpoints, metrics, weights (default: runs/NAME)")
     parser.add_argument("--no-resume", action="store_true", help="start afresh even if a checkpoint exists")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(run=run)
