@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from edgewise.cli import main
-from edgewise.training import RECIPES, TrainConfig, train
+from edgewise.eval.provenance import edgewise_identity
+from edgewise.training import RECIPES, TrainConfig, loop, train
 from edgewise.training.recipes import TrainingBatch
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
@@ -132,6 +133,18 @@ def test_a_checkpoint_of_other_options_is_never_resumed(tmp_path: Path, change: 
            next(iter(options)))
     with pytest.raises(ValueError, match=f"holds a checkpoint of a run with {key}="):
         train(other, data, test, out=tmp_path, name="m", progress=False)
+
+
+def test_a_checkpoint_of_other_edgewise_code_is_never_resumed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Before: the checkpoint's record held no edgewise identity, so a run resumed across a code change and its
+    # epochs came from two versions of the recipes, while attack, benchmark, minmax and exact refuse that.
+    train_set, test_set = synthetic(0, 64), synthetic(1, 16)
+    config = TrainConfig(architecture="mlp", epochs=1, batch_size=16, lr=0.05, seed=4)
+    train(config, train_set, test_set, out=tmp_path, name="m", progress=False)
+    monkeypatch.setattr(loop, "edgewise_identity", lambda: {**edgewise_identity(), "source": "other code"})
+    with pytest.raises(ValueError, match=r"holds a checkpoint of a run with edgewise\.source="):
+        train(TrainConfig(**{**vars(config), "epochs": 2}), train_set, test_set, out=tmp_path, name="m",
+              progress=False)
 
 
 def test_more_epochs_continue_a_checkpoint_and_fewer_are_refused(tmp_path: Path) -> None:

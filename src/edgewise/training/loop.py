@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from tqdm import tqdm
 
 from edgewise.attacks.pgd import pgd
-from edgewise.eval.provenance import differing, fingerprint_tensor
+from edgewise.eval.provenance import differing, edgewise_identity, fingerprint_tensor
 from edgewise.models.zoo import build_model, list_models, load_model, sha256_file
 from edgewise.training.recipes import make_recipe, threat_models
 
@@ -114,8 +114,8 @@ def checkpoint_record(config: TrainConfig, train_set: tuple[torch.Tensor, torch.
                       test_set: tuple[torch.Tensor, torch.Tensor]) -> dict[str, Any]:
     """What a checkpoint's finished epochs depend on: the configuration but its number of epochs (epoch k is the
     same for any total, the lr milestones being epochs), the training data and the test data that measured each
-    epoch's accuracy in its metrics (sha256 of their images and labels)."""
-    return {**{k: v for k, v in asdict(config).items() if k != "epochs"},
+    epoch's accuracy in its metrics (sha256 of their images and labels), and the edgewise code that trained them."""
+    return {**{k: v for k, v in asdict(config).items() if k != "epochs"}, "edgewise": edgewise_identity(),
             "train_set_sha256": [fingerprint_tensor(t) for t in train_set],
             "test_set_sha256": [fingerprint_tensor(t) for t in test_set]}
 
