@@ -95,6 +95,13 @@ def _normalization(mean: Any, std: Any) -> tuple[list[float], list[float]] | Non
                          f"{len(means)} and {len(stds)}")
     if any(s <= 0 for s in stds):
         raise ValueError(f"--std must be positive, got {stds}")
+    # The model sees (x - mean) / std of inputs in [0, 1]: a mean outside [0, 1] or a std above 1 is on another
+    # scale (most often 0-255, as CIFAR code writes them), and would feed the model garbage without an error.
+    scale = "--mean/--std are on the scale of the inputs in [0, 1] (values on the 0-255 scale: divide them by 255)"
+    if any(not 0 <= m <= 1 for m in means):
+        raise ValueError(f"--mean must be in [0, 1], got {means}: {scale}")
+    if any(s > 1 for s in stds):
+        raise ValueError(f"--std must be in (0, 1], got {stds}: {scale}")
     size = max(len(means), len(stds))
     return means * (size // len(means)), stds * (size // len(stds))
 
