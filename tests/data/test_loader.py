@@ -148,6 +148,41 @@ def test_resize_and_center_crop_apply_per_item(files) -> None:
     assert torch.equal(cropped, files["folder"][1][0][:, 4:24, 9:19])
 
 
+def _two_sizes(root: Path) -> str:
+    """A folder of two RGB images, 5x6 and 5x8 (height x width): one aspect ratio each."""
+    (root / "a").mkdir(parents=True)
+    for width in (6, 8):
+        Image.fromarray(np.full((5, width, 3), 9 * width, np.uint8), mode="RGB").save(root / "a" / f"{width}.png")
+    return str(root)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"resize": 5}])
+def test_images_of_another_size_are_an_error_naming_the_file(tmp_path: Path, kwargs: dict) -> None:
+    """--resize N sets the shorter side only: another aspect ratio still gives another size, which is one error
+    naming the image (it was a RuntimeError of torch.stack in the first batch)."""
+    dataset = data.load(_two_sizes(tmp_path), **kwargs)
+    with pytest.raises(DataFileError, match=r"image '.*8.png' is 5x8 .*the first image 5x6.*--resize HEIGHT,WIDTH"
+                       ) as raised:
+        data.stack(dataset, [0, 1])
+    assert "\n" not in str(raised.value)
+    assert data.stack(data.load(_two_sizes(tmp_path / "hw"), resize=(4, 4)), [0, 1])[0].shape == (2, 3, 4, 4)
+    assert data.stack(data.load(_two_sizes(tmp_path / "crop"), resize=5, center_crop=5), [0, 1])[0].shape == \
+        (2, 3, 5, 5)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"center_crop": 30}, r"--center-crop 30 is larger than image '.*' \(28x28\)"),
+    ({"resize": 20, "center_crop": (10, 24)}, r"--center-crop 10,24 is larger than .* \(20x20 after --resize\)"),
+])
+def test_center_crop_larger_than_the_image_is_refused(files, kwargs: dict, match: str) -> None:
+    """torchvision's center_crop pads a smaller image with zeros: black borders the user never asked for."""
+    with pytest.raises(DataFileError, match=match) as raised:
+        data.load(files["folder"][0], **kwargs)
+    assert "\n" not in str(raised.value)
+    with pytest.raises(DataFileError, match=r"--center-crop 30 is larger than image 0 of --data .* \(28x28\)"):
+        data.load(files["nchw-uint8"][0], center_crop=30)
+
+
 def test_cifar_splits(files) -> None:
     spec, expected = files["cifar"]
     train = data.load(spec, split="train")

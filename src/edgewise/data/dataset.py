@@ -86,16 +86,32 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
             raise IndexError(f"index must be an int in [0, {self.count - 1}], got {index!r}")
         image = self.raw(index)
         image = image.float().div_(255) if image.dtype == torch.uint8 else image.float()
+        resized = ""
         if self.resize is not None or self.center_crop is not None:
             from torchvision.transforms.v2 import functional as F
 
             if self.resize is not None:
                 image = F.resize(image, list(self.resize) if isinstance(self.resize, tuple) else [self.resize],
                                  antialias=True).clamp_(0, 1)
+                resized = " after --resize"
             if self.center_crop is not None:
-                image = F.center_crop(image, list(self.center_crop) if isinstance(self.center_crop, tuple)
-                                      else [self.center_crop])
+                crop = self.center_crop if isinstance(self.center_crop, tuple) else (self.center_crop,) * 2
+                if crop[0] > image.shape[-2] or crop[1] > image.shape[-1]:
+                    given = ",".join(map(str, crop)) if isinstance(self.center_crop, tuple) else self.center_crop
+                    raise DataFileError(f"--center-crop {given} is larger than {self.describe(index)} "
+                                        f"({image.shape[-2]}x{image.shape[-1]}{resized}), which torchvision would pad "
+                                        "with zeros: give a smaller --center-crop, or a larger --resize")
+                image = F.center_crop(image, list(crop))
+        first = getattr(self, "shape", None)  # set from item 0 when the dataset is made: every item has its size
+        if first is not None and tuple(image.shape) != first:
+            raise DataFileError(f"{self.describe(index)} is {image.shape[-2]}x{image.shape[-1]}{resized} (height x "
+                                f"width), the first image {first[1]}x{first[2]}: give --resize HEIGHT,WIDTH and/or "
+                                "--center-crop")
         return image, self.label(index)
+
+    def describe(self, index: int) -> str:
+        """Item ``index`` as error messages name it."""
+        return f"image {index} of --data {self.spec!r}"
 
     @cached_property
     def identity(self) -> dict[str, Any]:

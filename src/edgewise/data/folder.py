@@ -98,19 +98,15 @@ class ImageFolder(ImageDataset):
             self.paths += found
             self.targets += [index] * len(found)
         self.channels = 1 if _open(self.paths[0]).mode in GRAY_MODES else 3
-        self.size: tuple[int, int] | None = None
         super().__init__(files=self.paths, root=root, count=len(self.paths), num_classes=len(classes),
                          classes=classes, **kwargs)
 
     def raw(self, index: int) -> torch.Tensor:
         path = self.paths[index]
-        image = _open(path)
-        if self.size is None:
-            self.size = image.size
-        elif image.size != self.size and self.resize is None and self.center_crop is None:
-            raise DataFileError(f"image {str(path)!r} is {image.size[0]}x{image.size[1]}, the first image "
-                                f"{self.size[0]}x{self.size[1]}: give --resize and/or --center-crop")
-        return read_image(path, image, self.channels)
+        return read_image(path, _open(path), self.channels)
+
+    def describe(self, index: int) -> str:
+        return f"image {str(self.paths[index])!r}"
 
     def label(self, index: int) -> int:
         return self.targets[index]
