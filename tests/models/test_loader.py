@@ -160,6 +160,10 @@ def bad_model(tmp: Path, net_path: Path, case: str) -> str:
         return f"{tmp / 'broken.py'}:build"
     if case == "checkpoint-as-model":
         return str(net_path.with_suffix(".pt"))
+    if case == "static-batch-pt2":  # exported without dynamic_shapes: every batch must have 2 inputs
+        program = torch.export.export(models.load(f"{net_path}:Net"), (torch.rand(2, 1, 9, 9),))
+        torch.export.save(program, tmp / "static.pt2")
+        return str(tmp / "static.pt2")
     if case == "truncated-pt2":
         (tmp / "m.pt2").write_bytes(net_path.with_suffix(".pt").read_bytes()[:100])
         return str(tmp / "m.pt2")
@@ -204,6 +208,8 @@ BAD_MODELS = [
     ("NET:Net", {"weights": "absent"}, ValueError, "--weights .* no such file"),
     ("checkpoint-as-model", {}, ValueError, "not a readable TorchScript archive .* it is a checkpoint"),
     ("truncated-pt2", {}, ValueError, "not a readable torch.export program"),
+    ("static-batch-pt2", {}, ValueError, r"static.pt2' was exported for batches of 2 inputs only \(input x of shape "
+                                         r"\(2, 1, 9, 9\)\): export it with dynamic_shapes=.*Dim\('batch'\)"),
     ("torchvision:nonet", {}, ValueError, "is not a torchvision model"),
     ("torchvision:resnet18", {"model_args": {"weights": "DEFAULT"}}, ValueError, "downloads nothing"),
     ("timm:nonet", {}, ValueError, "is not a timm model"),

@@ -253,6 +253,15 @@ def _exported(path: Path) -> nn.Module:
     except Exception as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"--model {str(path)!r} is not a readable torch.export program ({first})") from error
+    # A program exported without dynamic_shapes takes batches of the example's size only; it would pass the check
+    # of two images when exported with two, then fail on another batch size with an AssertionError of its guards.
+    names = program.graph_signature.user_inputs
+    inputs = [node for node in program.graph.nodes if node.op == "placeholder" and node.name in names]
+    shape = getattr(inputs[0].meta.get("val"), "shape", None) if len(inputs) == 1 else None
+    if shape is not None and len(shape) > 0 and isinstance(shape[0], int):
+        raise ValueError(f"--model {str(path)!r} was exported for batches of {shape[0]} inputs only (input "
+                         f"{inputs[0].name} of shape {tuple(shape)}): export it with dynamic_shapes="
+                         f"{{{inputs[0].name!r}: {{0: torch.export.Dim('batch')}}}}")
     return program.module()
 
 
