@@ -52,7 +52,8 @@ def outputs(model: nn.Module, seed: int = 1) -> torch.Tensor:
     return result
 
 
-@pytest.mark.parametrize("layout", ["state_dict", "model", "model_state_dict", "net", "plain", "module-prefix"])
+@pytest.mark.parametrize("layout", ["state_dict", "model", "model_state_dict", "net", "plain", "module-prefix",
+                                    "module._orig_mod.", "_orig_mod.module."])
 def test_weights_in_the_usual_checkpoint_layouts(tmp_path: Path, net, layout: str) -> None:
     path, reference = net
     state = reference.state_dict()
@@ -60,6 +61,8 @@ def test_weights_in_the_usual_checkpoint_layouts(tmp_path: Path, net, layout: st
         saved: object = state
     elif layout == "module-prefix":  # DataParallel / DistributedDataParallel
         saved = {"state_dict": {f"module.{k}": v for k, v in state.items()}, "epoch": 7}
+    elif layout.endswith("."):  # DDP(torch.compile(model)) and torch.compile(DDP(model)): both prefixes, either order
+        saved = {f"{layout}{k}": v for k, v in state.items()}
     else:
         saved = {layout: state, "optimizer": {"lr": 0.1}, "epoch": 7}
     torch.save(saved, tmp_path / "ckpt.pt")

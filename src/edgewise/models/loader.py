@@ -287,9 +287,9 @@ def read_state_dict(weights: str | Path) -> dict[str, torch.Tensor]:
         keys = list(loaded)[:8] if isinstance(loaded, Mapping) else type(loaded).__name__
         raise ValueError(f"--weights {str(path)!r} holds no state dict (a dict of tensors, or one under "
                          f"{'/'.join(STATE_DICT_KEYS)}), got {keys}")
-    for prefix in KEY_PREFIXES:
-        if all(key.startswith(prefix) for key in state):
-            state = {key.removeprefix(prefix): value for key, value in state.items()}
+    # Wrappers nest in either order (DDP of a compiled model, or the compile of a DDP one): strip until none fits.
+    while (prefix := next((p for p in KEY_PREFIXES if all(key.startswith(p) for key in state)), None)) is not None:
+        state = {key.removeprefix(prefix): value for key, value in state.items()}
     return dict(state)
 
 
