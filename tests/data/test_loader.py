@@ -183,6 +183,14 @@ def test_center_crop_larger_than_the_image_is_refused(files, kwargs: dict, match
         data.load(files["nchw-uint8"][0], center_crop=30)
 
 
+def test_npz_class_names_saved_as_bytes_are_text(tmp_path: Path, files) -> None:
+    """np.array of bytes (dtype S, as from h5py or a Python 2 pipeline) holds the names, not "b'cat'"."""
+    x, y = np.load(files["nchw-uint8"][0])["x"], np.load(files["nchw-uint8"][0])["y"]
+    names = [f"class{i}" for i in range(10)]
+    np.savez(tmp_path / "b.npz", x=x, y=y, classes=np.array([name.encode() for name in names]))
+    assert data.load(str(tmp_path / "b.npz")).classes == names
+
+
 def test_cifar_splits(files) -> None:
     spec, expected = files["cifar"]
     train = data.load(spec, split="train")

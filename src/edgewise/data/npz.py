@@ -69,7 +69,8 @@ class NpzImages(ImageDataset):
             if not {"x", "y"} <= members:
                 raise DataFileError(f"--data {str(path)!r} must hold arrays x and y, got {sorted(members)}")
             labels = archive["y"]
-            classes = [str(c) for c in archive["classes"]] if "classes" in members else None
+            classes = [c.decode("utf-8", "replace") if isinstance(c, bytes) else str(c)
+                       for c in archive["classes"]] if "classes" in members else None
             stored = _member(path, "x")
             self.array: np.ndarray[Any, Any] | None = archive["x"] if stored is None else None
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
