@@ -7,6 +7,7 @@ import hashlib
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -53,7 +54,7 @@ def outputs(model: nn.Module, seed: int = 1) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("layout", ["state_dict", "model", "model_state_dict", "net", "plain", "module-prefix",
-                                    "module._orig_mod.", "_orig_mod.module."])
+                                    "module._orig_mod.", "_orig_mod.module.", "numpy-scalars"])
 def test_weights_in_the_usual_checkpoint_layouts(tmp_path: Path, net, layout: str) -> None:
     path, reference = net
     state = reference.state_dict()
@@ -61,6 +62,8 @@ def test_weights_in_the_usual_checkpoint_layouts(tmp_path: Path, net, layout: st
         saved: object = state
     elif layout == "module-prefix":  # DataParallel / DistributedDataParallel
         saved = {"state_dict": {f"module.{k}": v for k, v in state.items()}, "epoch": 7}
+    elif layout == "numpy-scalars":  # a training script's bookkeeping: numpy scalars and arrays, no code
+        saved = {"state_dict": state, "best_acc": np.float64(0.9), "epoch": np.int64(3), "history": np.zeros(3)}
     elif layout.endswith("."):  # DDP(torch.compile(model)) and torch.compile(DDP(model)): both prefixes, either order
         saved = {f"{layout}{k}": v for k, v in state.items()}
     else:
@@ -182,6 +185,8 @@ def bad_weights(tmp: Path, net_path: Path, case: str) -> Path:
         state["head.weight"] = torch.zeros(3, 4)
     elif case == "no-state":
         state = {"epoch": 3, "lr": 0.1}
+    elif case == "whole-module":  # torch.save(model): unpickling it would run the module's code
+        state = {"model": nn.Linear(2, 2)}
     elif case == "truncated":
         torch.save(state, tmp / "w.pt")
         (tmp / "w.pt").write_bytes((tmp / "w.pt").read_bytes()[:200])
@@ -208,6 +213,8 @@ BAD_MODELS = [
     ("NET:Net", {"weights": "shape"}, ValueError, r"shapes \(file vs model\): head.weight \(3, 4\) vs \(10, 4\)"),
     ("NET:Net", {"weights": "no-state"}, ValueError, r"holds no state dict .* got \['epoch', 'lr'\]"),
     ("NET:Net", {"weights": "truncated"}, ValueError, "not a readable torch.save checkpoint"),
+    ("NET:Net", {"weights": "whole-module"}, ValueError, r"pickles Python objects \(torch.nn.modules.linear.Linear\)"
+                                                         r", which are not run .*save model.state_dict\(\)"),
     ("NET:Net", {"weights": "absent"}, ValueError, "--weights .* no such file"),
     ("checkpoint-as-model", {}, ValueError, "not a readable TorchScript archive .* it is a checkpoint"),
     ("truncated-pt2", {}, ValueError, "not a readable torch.export program"),

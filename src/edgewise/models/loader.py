@@ -13,6 +13,7 @@ import importlib.metadata
 import importlib.util
 import inspect
 import json
+import pickle
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -208,9 +209,43 @@ def _from_timm(name: str, model_args: dict[str, Any], num_classes: int | None) -
     return _call(lambda **k: timm.create_model(name, pretrained=False, **k), f"timm:{name}", kwargs)
 
 
+def _numpy_global(name: str) -> Any:
+    """The numpy object a checkpoint's pickle names, when it only rebuilds data (scalars, arrays, dtypes)."""
+    module, _, attribute = name.rpartition(".")
+    if module.split(".")[0] != "numpy" or not (
+            attribute in ("dtype", "ndarray", "scalar", "_reconstruct") or module == "numpy.dtypes"):
+        return None
+    try:
+        return getattr(importlib.import_module(module), attribute, None)
+    except ImportError:
+        return None
+
+
+def torch_load(path: Path) -> Any:
+    """``torch.load`` with ``weights_only=True`` (no code runs), also taking the numpy scalars and arrays that
+    training scripts keep beside the state dict (``best_acc``, ``epoch``). A file that pickles other objects (a
+    whole model saved with ``torch.save(model)``) raises :class:`pickle.UnpicklingError` naming them."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        found = {name: _numpy_global(name) for name in unsafe}
+        others = [name for name, value in found.items() if value is None]
+        if others or not found:
+            raise pickle.UnpicklingError(
+                f"it pickles Python objects ({', '.join(others[:3]) or '?'}), which are not run (edgewise reads "
+                "checkpoints with weights_only=True): save model.state_dict() instead") from None
+        import numpy as np
+
+        # numpy.dtype(...) builds instances of the classes of numpy.dtypes, which the unpickler checks too.
+        dtypes = [value for value in vars(np.dtypes).values() if isinstance(value, type)]
+        with torch.serialization.safe_globals([*((value, name) for name, value in found.items()), *dtypes]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def _is_checkpoint(path: Path) -> bool:
     try:
-        torch.load(path, map_location="cpu", weights_only=True)
+        torch_load(path)
     except Exception:
         return False
     return True
@@ -270,8 +305,10 @@ def read_state_dict(weights: str | Path) -> dict[str, torch.Tensor]:
     :data:`STATE_DICT_KEYS`; the key prefixes of :data:`KEY_PREFIXES` are removed. Read with weights_only."""
     path = _file(str(weights), "--weights")
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        loaded = torch_load(path)
     except Exception as error:
+        if isinstance(error, pickle.UnpicklingError) and str(error).startswith("it pickles"):
+            raise ValueError(f"--weights {str(path)!r}: {error}") from error
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"--weights {str(path)!r} is not a readable torch.save checkpoint (truncated, or not "
                          f"saved with torch.save of tensors: {first[:200]})") from error
