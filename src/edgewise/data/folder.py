@@ -1,4 +1,5 @@
-"""A folder in ImageFolder layout: one sub-folder per class, PNG/JPEG images inside (any depth).
+"""A folder in ImageFolder layout: one sub-folder per class, images inside (any depth): the files of
+torchvision's ``IMG_EXTENSIONS`` (PNG, JPEG, BMP, WebP, TIFF, PPM/PGM), as its ``ImageFolder`` reads them.
 
 Order (fixed, the order of dataset indices): class folders sorted by name (class index = position, hidden
 folders skipped), then within each class the image paths sorted.
@@ -24,7 +25,7 @@ import torch
 from edgewise.data.dataset import ImageDataset
 from edgewise.data.idx import DataFileError
 
-EXTENSIONS = (".png", ".jpg", ".jpeg")
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")  # torchvision's
 GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N")
 """PIL modes of gray images: older Pillows read a 16-bit gray PNG as ``I``, newer ones as ``I;16``."""
 WIDE_MODES = ("I", "I;16", "I;16L", "I;16B", "I;16N")
@@ -38,7 +39,7 @@ def _open(path: Path) -> Any:
         image = Image.open(path)
         image.load()
     except (OSError, UnidentifiedImageError, SyntaxError) as error:
-        raise DataFileError(f"image {str(path)!r} is not a readable PNG/JPEG (truncated or corrupt: {error})") \
+        raise DataFileError(f"image {str(path)!r} is not a readable image (truncated or corrupt: {error})") \
             from error
     return image
 
