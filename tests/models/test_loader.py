@@ -3,6 +3,7 @@ torchvision, timm, normalization, identity, and a table of bad specs each raisin
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import torch
 from torch import nn
 
 from edgewise import models
-from edgewise.models.loader import ExportedModule
+from edgewise.models.loader import ExportedModule, load_weights
 
 MODEL_PY = """
 from torch import nn
@@ -252,3 +253,25 @@ def test_bad_model_specs_raise_one_clear_error(tmp_path: Path, net, case: str, k
     with pytest.raises(error, match=match) as raised:
         models.load(spec, **kwargs)
     assert "\n" not in str(raised.value)
+
+
+def test_a_state_dict_without_num_batches_tracked_loads_as_torch_loads_it(tmp_path: Path) -> None:
+    # Before: refused as "missing keys: 1.num_batches_tracked", while torch's own strict load_state_dict fills that
+    # counter in for state dicts without version metadata (older or converted checkpoints).
+    torch.manual_seed(0)
+    source = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(2 * 7 * 7, 3))
+    source[1].running_mean.uniform_(-1, 1)
+    source[1].running_var.uniform_(0.5, 2)
+    state = {key: value for key, value in source.state_dict().items() if not key.endswith("num_batches_tracked")}
+    torch.save(state, tmp_path / "w.pt")
+    target = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(2 * 7 * 7, 3))
+    reference = copy.deepcopy(target)
+    reference.load_state_dict(state, strict=True)
+    load_weights(target, tmp_path / "w.pt")
+    inputs = torch.rand(4, 1, 9, 9)
+    assert torch.equal(target.eval()(inputs), source.eval()(inputs))
+    assert torch.equal(target.state_dict()["1.num_batches_tracked"], reference.state_dict()["1.num_batches_tracked"])
+    del state["1.running_var"]
+    torch.save(state, tmp_path / "w.pt")
+    with pytest.raises(ValueError, match=r"missing keys: 1\.running_var$"):
+        load_weights(target, tmp_path / "w.pt")

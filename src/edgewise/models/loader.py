@@ -334,7 +334,9 @@ def load_weights(model: nn.Module, weights: str | Path) -> None:
     """Load ``weights`` into ``model`` strictly; a mismatch lists the missing, unexpected and misshapen keys."""
     state = read_state_dict(weights)
     expected = model.state_dict()
-    missing = [key for key in expected if key not in state]
+    # BatchNorm's counter: torch's strict load fills it in for a state dict without version metadata (older or
+    # converted checkpoints), so its absence is no mismatch.
+    missing = [key for key in expected if key not in state and not key.endswith(".num_batches_tracked")]
     unexpected = [key for key in state if key not in expected]
     misshapen = [f"{key} {tuple(state[key].shape)} vs {tuple(value.shape)}" for key, value in expected.items()
                  if key in state and state[key].shape != value.shape]
