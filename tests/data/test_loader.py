@@ -5,6 +5,7 @@ table of bad specs each raises one clear error."""
 from __future__ import annotations
 
 import functools
+import gzip
 import importlib.util
 import pickle
 import zipfile
@@ -95,11 +96,17 @@ def files(tmp_path_factory: pytest.TempPathFactory, subset) -> dict[str, tuple[s
     write_idx(idx / "t10k-images-idx3-ubyte.gz", gray)
     write_idx(idx / "t10k-labels-idx1-ubyte.gz", labels.to(torch.uint8))
     written["idx"] = (str(idx), floats)
+    kaggle = root / "idx-kaggle"  # the names of Kaggle's (Fashion-)MNIST copies: a dot before idx, no gzip
+    kaggle.mkdir()
+    for name in ("images-idx3", "labels-idx1"):
+        raw = gzip.decompress((idx / f"t10k-{name}-ubyte.gz").read_bytes())
+        (kaggle / f"t10k-{name.replace('-', '.')}-ubyte").write_bytes(raw)
+    written["idx-kaggle"] = (str(kaggle), floats)
     return written
 
 
 @pytest.mark.parametrize("name", ["folder", "nchw-uint8", "nhwc-uint8", "nchw-float", "nhwc-float",
-                                  "npz-compressed", "cifar", "idx"])
+                                  "npz-compressed", "cifar", "idx", "idx-kaggle"])
 def test_each_format_loads_the_written_images(files, subset, name: str) -> None:
     spec, expected = files[name]
     dataset = data.load(spec)

@@ -2,7 +2,8 @@
 
 Specs: ``sample`` (the shipped 1,000 Fashion-MNIST test images), ``fmnist-test`` (the 10,000 of Debian's
 ``dataset-fashion-mnist``), a folder in ImageFolder layout, an ``.npz``, a folder of CIFAR-10/100 python
-batches, a folder of MNIST-style IDX files (``train-``/``t10k-images-idx3-ubyte[.gz]`` and ``-labels-idx1-``).
+batches, a folder of MNIST-style IDX files (``train-``/``t10k-images-idx3-ubyte[.gz]`` and ``-labels-idx1-``, or
+Kaggle's ``t10k-images.idx3-ubyte``).
 Errors name the argument by its command-line name (``--data``, ``--split``, ``--n``, ...).
 """
 
@@ -28,11 +29,15 @@ IDX_PREFIXES = {"train": "train", "test": "t10k"}
 
 
 def _idx_files(root: Path, split: str) -> tuple[Path, Path] | None:
+    """The split's image and label files: ``t10k-images-idx3-ubyte[.gz]`` as LeCun's site names them, or
+    ``t10k-images.idx3-ubyte`` as Kaggle's copies do."""
     prefix = IDX_PREFIXES[split]
-    for suffix in (".gz", ""):
-        images, labels = root / f"{prefix}-images-idx3-ubyte{suffix}", root / f"{prefix}-labels-idx1-ubyte{suffix}"
-        if images.is_file() and labels.is_file():
-            return images, labels
+    for separator in ("-", "."):
+        for suffix in (".gz", ""):
+            images = root / f"{prefix}-images{separator}idx3-ubyte{suffix}"
+            labels = root / f"{prefix}-labels{separator}idx1-ubyte{suffix}"
+            if images.is_file() and labels.is_file():
+                return images, labels
     return None
 
 
@@ -46,7 +51,8 @@ def load_idx(root: Path, *, spec: str, split: str | None, classes: Sequence[str]
     if found is None:
         prefix = IDX_PREFIXES[chosen]
         raise DataFileError(f"--data {str(root)!r} lacks {prefix}-images-idx3-ubyte[.gz] and "
-                            f"{prefix}-labels-idx1-ubyte[.gz] (split {chosen!r})")
+                            f"{prefix}-labels-idx1-ubyte[.gz] (or {prefix}-images.idx3-ubyte and "
+                            f"{prefix}-labels.idx1-ubyte) (split {chosen!r})")
     images, labels = read_idx(found[0], ndim=3), read_idx(found[1], ndim=1).long()
     num_classes = check_labels(labels, len(images), classes, f"--data {str(root)!r}")
     return TensorImages(images.unsqueeze(1), labels, spec=spec, split=chosen, files=list(found), root=root,
