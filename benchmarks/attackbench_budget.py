@@ -79,6 +79,7 @@ def main() -> None:
     for model in args.models.split(","):
         models[model] = load_model(model)
         data[model] = (inputs.expand(-1, zoo[model]["in_channels"], -1, -1).contiguous(), labels)
+    env = environment("cpu", 0)  # the commit of the code that runs: taken before, as HEAD may move during the run
     started = time.perf_counter()
     cells, steps = ROOT.parent / "runs" / f"attackbench-{name}", args.budget // 2
     chosen = {model: finished(cells, model, specs, steps=steps, budget=args.budget, n=args.n,
@@ -90,7 +91,6 @@ def main() -> None:
     report = {"distance": args.distance, "budget": args.budget, "paired": [],
               "models": {model: part["models"][model] for model, part in parts.items()},
               "summary": summarize({model: part["models"][model]["rows"] for model, part in parts.items()})}
-    env = environment("cpu", 0)
     env["total_seconds"] = time.perf_counter() - started
     out = ROOT / "results" / f"attackbench-{name}"
     arguments = {**vars(args), "attacks": {model: [s.name for s in chosen[model]] for model in parts},

@@ -137,11 +137,11 @@ def run(args: argparse.Namespace) -> int:
     print(evaluated(identities, data_identity(dataset, indices)), flush=True)
     remove_outputs(out, ("report.md", "report.json"),
                    ("robust_accuracy-*.png", "exact-*.json", "exact/*/attack_vs_exact.png"))
+    env = environment(str(device), args.seed)  # before the run: its commit is the code that runs
     started = time.perf_counter()
     report = benchmark(models, data, attacks, args.steps, distance=args.distance, out=out, budget=args.budget,
                        batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress,
                        log=lambda line: print(line, flush=True))
-    env = environment(str(device), args.seed)
     env["total_seconds"] = time.perf_counter() - started
     written = write_report(report, out, arguments={**arguments, "provenance": provenance}, env=env)
     if args.exact:
