@@ -174,11 +174,10 @@ def exact_folder(out: Path, name: str) -> Path:
 def claim_exact_folders(models: dict[str, Any], out: Path, args: argparse.Namespace) -> None:
     """--exact, before any cell runs: a model's solved samples of another time limit (or model, norm) are refused
     in one line now, not after every attack ran."""
-    from edgewise.exact.run import claim_exact
+    from edgewise.exact.run import claim_exact, solved_folder
 
     for name, model in models.items():
-        # certify_against keeps run_exact's work in its folder's exact/.
-        claim_exact(exact_folder(out, name) / "exact", model, norm=args.distance, time_limit=args.exact_time_limit,
+        claim_exact(solved_folder(exact_folder(out, name)), model, norm=args.distance, time_limit=args.exact_time_limit,
                     label=f"--out {out} (--exact, exact/{name})")
 
 

@@ -102,6 +102,11 @@ def attack_distances(model: nn.Module, inputs: torch.Tensor, labels: torch.Tenso
     return distances, best
 
 
+def solved_folder(folder: str | Path) -> Path:
+    """Where :func:`certify_against` with ``folder`` keeps :func:`run_exact`'s solved samples."""
+    return Path(folder) / "exact"
+
+
 def certify_against(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
                     distances: dict[str, torch.Tensor], *, norm: str, time_limit: float, folder: str | Path,
                     indices: torch.Tensor | None = None, progress: bool = True, title: str = "",
@@ -112,7 +117,7 @@ def certify_against(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor
     attack; ``folder/attack_vs_exact.png`` plots it. ``starts`` and ``options`` go to :func:`minimal`."""
     folder = Path(folder)
     upper = torch.stack([d.double().cpu() for d in distances.values()]).min(0).values
-    result = run_exact(model, inputs, labels, norm=norm, time_limit=time_limit, folder=folder / "exact",
+    result = run_exact(model, inputs, labels, norm=norm, time_limit=time_limit, folder=solved_folder(folder),
                        upper=upper, indices=indices, progress=progress, starts=starts, **options)
     plot_comparison(result.distance, result.status, distances, folder / "attack_vs_exact.png", title=title)
     correct = ~(upper == 0)
