@@ -221,10 +221,14 @@ def _numpy_global(name: str) -> Any:
         return None
 
 
+class PickledObjectsError(pickle.UnpicklingError):
+    """A checkpoint that pickles Python objects other than tensors and numpy data (``torch.save(model)``)."""
+
+
 def torch_load(path: Path) -> Any:
     """``torch.load`` with ``weights_only=True`` (no code runs), also taking the numpy scalars and arrays that
     training scripts keep beside the state dict (``best_acc``, ``epoch``). A file that pickles other objects (a
-    whole model saved with ``torch.save(model)``) raises :class:`pickle.UnpicklingError` naming them."""
+    whole model saved with ``torch.save(model)``) raises :class:`PickledObjectsError` naming them."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
@@ -232,7 +236,7 @@ def torch_load(path: Path) -> Any:
         found = {name: _numpy_global(name) for name in unsafe}
         others = [name for name, value in found.items() if value is None]
         if others or not found:
-            raise pickle.UnpicklingError(
+            raise PickledObjectsError(
                 f"it pickles Python objects ({', '.join(others[:3]) or '?'}), which are not run (edgewise reads "
                 "checkpoints with weights_only=True): save model.state_dict() instead") from None
         import numpy as np
@@ -306,9 +310,9 @@ def read_state_dict(weights: str | Path) -> dict[str, torch.Tensor]:
     path = _file(str(weights), "--weights")
     try:
         loaded = torch_load(path)
+    except PickledObjectsError as error:
+        raise ValueError(f"--weights {str(path)!r}: {error}") from error
     except Exception as error:
-        if isinstance(error, pickle.UnpicklingError) and str(error).startswith("it pickles"):
-            raise ValueError(f"--weights {str(path)!r}: {error}") from error
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ValueError(f"--weights {str(path)!r} is not a readable torch.save checkpoint (truncated, or not "
                          f"saved with torch.save of tensors: {first[:200]})") from error
