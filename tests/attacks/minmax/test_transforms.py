@@ -166,3 +166,15 @@ def test_random_draws_do_not_depend_on_the_default_dtype(name: str) -> None:
     finally:
         torch.set_default_dtype(default)
     assert torch.equal(found, expected)
+
+
+def test_random_transform_attack_without_generator_leaves_the_global_rng_alone() -> None:
+    # DESIGN: attacks never draw from the global RNG; generator=None is a generator seeded with 0, as in pgd/apgd.
+    x, model, y = _images(), _model(), torch.tensor([0, 1, 2])
+    torch.manual_seed(5)
+    state = torch.get_rng_state()
+    runs = [transform_attack(model, x, y, transforms=["crop", "rotation", "hflip"], random=True, steps=3)
+            for _ in range(2)]
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(runs[0].adv, runs[1].adv)
+

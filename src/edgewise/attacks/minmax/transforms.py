@@ -131,7 +131,8 @@ def transform_attack(
 
     Args:
         model: M. transforms: names of ``TRANSFORMS`` (T₁..T_K). random: draw the transformations (Table A4).
-        generator: the source of the random draws (``random=True``).
+        generator: the source of the random draws (``random=True``; None: a generator seeded with 0, never the
+            global RNG).
         norm / eps / steps / step_size / weight_step / gamma / strategy / loss / kappa / targeted / callback:
             as in ``ensemble_attack`` (20 steps by default, D.2); "average" is EOT. For ℓ∞, None takes
             α = 1/2, β = 1/100, γ = 10 (``TRANSFORM_DEFAULTS``, Tables A4/A5).
@@ -155,6 +156,8 @@ def transform_attack(
     step_size = table.get("step_size") if step_size is None else step_size
     weight_step = table.get("weight_step") if weight_step is None else weight_step
     gamma = table.get("gamma") if gamma is None else gamma
+    if random and generator is None:
+        generator = torch.Generator(inputs.device).manual_seed(0)
 
     def view(name: str, delta: torch.Tensor) -> torch.Tensor:
         return apply_transform(name, inputs + delta, random=random, generator=generator)
