@@ -178,3 +178,25 @@ def test_random_transform_attack_without_generator_leaves_the_global_rng_alone()
     assert torch.equal(torch.get_rng_state(), state)
     assert torch.equal(runs[0].adv, runs[1].adv)
 
+class _SideModel(nn.Module):
+    """Class 0 when the left half is brighter than the right half, else class 1 (no parameters)."""
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        half = images.shape[-1] // 2
+        side = images[..., :half].sum((1, 2, 3)) - images[..., half:].sum((1, 2, 3))
+        return torch.stack([side, -side], 1)
+
+
+def test_random_transform_fooled_is_judged_on_a_fresh_draw() -> None:
+    # Left half 1, right half 0, label 0: the model is fooled exactly when the random hflip is applied (probability
+    # 0.8), whatever δ with ‖δ‖∞ = 0.01 does. The best of the T + 1 iterates chosen on their own draws is almost
+    # surely one that was flipped (1 − 0.2²¹); a fresh draw at the returned inputs fools with probability 0.8.
+    count = 400
+    x = torch.zeros(count, 1, 4, 4)
+    x[..., :2] = 1.0
+    y = torch.zeros(count, dtype=torch.long)
+    result = transform_attack(_SideModel().eval(), x, y, transforms=["hflip"], random=True, eps=0.01, steps=20,
+                              generator=torch.Generator().manual_seed(0))
+    rate = float(result.fooled.double().mean())
+    assert abs(rate - 0.8) < 4 * math.sqrt(0.8 * 0.2 / count), rate
+

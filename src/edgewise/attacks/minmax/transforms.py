@@ -22,6 +22,7 @@ from kornia.geometry.transform import crop_and_resize, hflip, rotate, vflip
 from edgewise.attacks.base import Callback
 from edgewise.attacks.minmax.apgda import MinMaxResult, apgda, check_minmax_options, classifier_domain
 from edgewise.attacks.minmax.ensemble import Model, check_models
+from edgewise.losses import is_adversarial
 from edgewise.projections import project
 from edgewise.validation import check_bool, check_generator
 
@@ -107,6 +108,16 @@ def apply_transform(name: str, images: torch.Tensor, *, random: bool = False,
     return TRANSFORMS[name](images, random, generator)
 
 
+def fooled_on_fresh_draws(model: Model, adv: torch.Tensor, labels: torch.Tensor, transforms: Sequence[str], *,
+                          generator: torch.Generator, targeted: bool) -> torch.Tensor:
+    """(B, K): whether ``adv`` fools ``model`` under a new random draw of each transformation. APGDA keeps the best
+    of its T + 1 iterates judged on the draws each one met, the luckiest ones; a draw made after the choice says what
+    the returned inputs do."""
+    with torch.no_grad():
+        return torch.stack([is_adversarial(model(apply_transform(name, adv, random=True, generator=generator)), labels,
+                                           targeted=targeted) for name in transforms], 1)
+
+
 def transform_attack(
     model: Model,
     inputs: torch.Tensor,
@@ -138,7 +149,9 @@ def transform_attack(
             α = 1/2, β = 1/100, γ = 10 (``TRANSFORM_DEFAULTS``, Tables A4/A5).
 
     Returns:
-        ``MinMaxResult``: ``adv`` (B, ...), ``weights`` (B, K), ``history`` (T + 1, B, K), ``fooled`` (B, K).
+        ``MinMaxResult``: ``adv`` (B, ...), ``weights`` (B, K), ``history`` (T + 1, B, K), ``fooled`` (B, K); with
+        ``random``, ``fooled`` is judged on a fresh draw of each transformation (``fooled_on_fresh_draws``) and
+        ``clean_fooled`` on the first draw at δ = 0.
     """
     check_models([model], inputs, labels, callback, targeted=targeted, name="model")
     check_generator(generator, inputs.device)
@@ -164,6 +177,10 @@ def transform_attack(
 
     domains = [classifier_domain(model, labels, partial(view, name), loss=loss, kappa=kappa, targeted=targeted)
                for name in transforms]
-    return apgda(domains, torch.zeros_like(inputs), constraint=partial(project, x=inputs, norm=norm, eps=eps),
-                 compose=lambda delta: inputs + delta, norm=norm, eps=eps, steps=steps, step_size=step_size,
-                 weight_step=weight_step, gamma=gamma, strategy=strategy, callback=callback)
+    result = apgda(domains, torch.zeros_like(inputs), constraint=partial(project, x=inputs, norm=norm, eps=eps),
+                   compose=lambda delta: inputs + delta, norm=norm, eps=eps, steps=steps, step_size=step_size,
+                   weight_step=weight_step, gamma=gamma, strategy=strategy, callback=callback)
+    if random:
+        result.fooled = fooled_on_fresh_draws(model, result.adv, labels, transforms, generator=generator,
+                                              targeted=targeted)
+    return result
