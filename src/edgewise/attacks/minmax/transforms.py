@@ -169,11 +169,10 @@ def transform_attack(
     step_size = table.get("step_size") if step_size is None else step_size
     weight_step = table.get("weight_step") if weight_step is None else weight_step
     gamma = table.get("gamma") if gamma is None else gamma
-    if random and generator is None:
-        generator = torch.Generator(inputs.device).manual_seed(0)
+    draws = torch.Generator(inputs.device).manual_seed(0) if generator is None else generator
 
     def view(name: str, delta: torch.Tensor) -> torch.Tensor:
-        return apply_transform(name, inputs + delta, random=random, generator=generator)
+        return apply_transform(name, inputs + delta, random=random, generator=draws)
 
     domains = [classifier_domain(model, labels, partial(view, name), loss=loss, kappa=kappa, targeted=targeted)
                for name in transforms]
@@ -181,6 +180,6 @@ def transform_attack(
                    compose=lambda delta: inputs + delta, norm=norm, eps=eps, steps=steps, step_size=step_size,
                    weight_step=weight_step, gamma=gamma, strategy=strategy, callback=callback)
     if random:
-        result.fooled = fooled_on_fresh_draws(model, result.adv, labels, transforms, generator=generator,
+        result.fooled = fooled_on_fresh_draws(model, result.adv, labels, transforms, generator=draws,
                                               targeted=targeted)
     return result
