@@ -200,3 +200,9 @@ def test_random_transform_fooled_is_judged_on_a_fresh_draw() -> None:
     rate = float(result.fooled.double().mean())
     assert abs(rate - 0.8) < 4 * math.sqrt(0.8 * 0.2 / count), rate
 
+def test_non_image_inputs_are_refused_before_the_model_runs() -> None:
+    conv = nn.Sequential(nn.Conv2d(1, 4, 9), nn.Flatten()).eval()
+    x, y = _images(), torch.tensor([0, 1, 2])
+    for bad in (x[:, 0], x[:, None]):
+        with pytest.raises(ValueError, match=r"inputs must be images \(B, C, H, W\)"):
+            transform_attack(conv, bad, y, steps=1)

@@ -24,7 +24,7 @@ from edgewise.attacks.minmax.apgda import MinMaxResult, apgda, check_minmax_opti
 from edgewise.attacks.minmax.ensemble import Model, check_models
 from edgewise.losses import is_adversarial
 from edgewise.projections import project
-from edgewise.validation import check_bool, check_generator
+from edgewise.validation import check_bool, check_generator, check_inputs
 
 PROBABILITY = 0.8
 """Probability of applying a random flip, brightness or gamma transformation (Table A4)."""
@@ -153,6 +153,9 @@ def transform_attack(
         ``random``, ``fooled`` is judged on a fresh draw of each transformation (``fooled_on_fresh_draws``) and
         ``clean_fooled`` on the first draw at δ = 0.
     """
+    check_inputs(inputs, labels)
+    if inputs.dim() != 4:  # before the model runs: a conv model would fail inside torch on (B, H, W)
+        raise ValueError(f"inputs must be images (B, C, H, W), got shape {tuple(inputs.shape)}")
     check_models([model], inputs, labels, callback, targeted=targeted, name="model")
     check_generator(generator, inputs.device)
     check_bool("random", random)
@@ -161,8 +164,6 @@ def transform_attack(
     for name in transforms:
         if name not in TRANSFORMS:
             raise ValueError(f"transforms must be names among {sorted(TRANSFORMS)}, got {name!r}")
-    if inputs.dim() != 4:
-        raise ValueError(f"inputs must be images (B, C, H, W), got shape {tuple(inputs.shape)}")
     check_minmax_options(norm=norm, eps=eps, steps=steps, strategy=strategy, loss=loss, kappa=kappa,
                          step_size=step_size, weight_step=weight_step, gamma=gamma)
     table = TRANSFORM_DEFAULTS.get(norm, {})
