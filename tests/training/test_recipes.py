@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 from torch.nn import functional as F
@@ -186,3 +188,19 @@ def test_multinorm_recipes_follow_the_inputs_device(batch, recipe: str) -> None:
         found = make(model, x, y, generator=torch.Generator().manual_seed(2))
     for name in ("inputs", "labels", "weights"):
         assert getattr(found, name).device == x.device and torch.equal(getattr(found, name), getattr(expected, name))
+
+
+@pytest.mark.parametrize(("recipe", "options", "message"), [
+    ("ampgd", {"eps": 0.1}, r"eps must be a list of 3 numbers \(one per norm of norms\), got float"),
+    ("msd", {"norms": "linf"}, r"norms must be a list of norm names, got str"),
+    ("max", {"norms": ["linf", "l2"], "eps": "0.1,1.5"}, r"eps must be a list of 2 numbers"),
+])
+def test_multinorm_options_of_the_wrong_kind_are_named(batch, recipe: str, options: dict[str, Any],
+                                                       message: str) -> None:
+    # Before: a single eps (as the pgd recipe takes) failed with "'float' object is not iterable", and a norms
+    # string was split into its letters (KeyError 'l'), on the first batch of a training run.
+    model, x, y = batch
+    with pytest.raises(TypeError, match=message):
+        make_recipe(recipe, {**options, "steps": 1})(model, x, y, generator=torch.Generator())
+    with pytest.raises(TypeError, match=message):
+        threat_models(recipe, options)

@@ -28,7 +28,7 @@ from torch import nn
 from edgewise.attacks.ddn import ddn as ddn_attack
 from edgewise.attacks.pgd import DEFAULT_EPS
 from edgewise.attacks.pgd import pgd as pgd_attack
-from edgewise.projections import project
+from edgewise.projections import NORMS, project
 from edgewise.training.multinorm import ampgd, average, maximum, msd
 from edgewise.training.stability import interval_bounds, l1_weights, relu_stability_loss
 from edgewise.validation import check_choice, check_fraction, check_positive
@@ -106,12 +106,28 @@ def relu_stability(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
     return replace(adversarial, penalty=penalty)
 
 
+def threat_lists(norms: Any, eps: Any) -> tuple[tuple[str, ...], tuple[float, ...]]:
+    """The multi-norm recipes' ``norms`` (a list of norm names) and ``eps`` (one radius per norm, or None: their
+    ``DEFAULT_EPS``) as tuples; a string or a single number is a TypeError (a string would be split into letters).
+    Their lengths and values are checked by ``multinorm.check_threats``."""
+    if isinstance(norms, str) or not isinstance(norms, (list, tuple)):
+        raise TypeError(f"norms must be a list of norm names, got {type(norms).__name__}")
+    for norm in norms:
+        check_choice("norms", norm, NORMS)
+    if eps is None:
+        return tuple(norms), tuple(DEFAULT_EPS[norm] for norm in norms)
+    if isinstance(eps, str) or not isinstance(eps, (list, tuple)):
+        raise TypeError(f"eps must be a list of {len(norms)} numbers (one per norm of norms), got "
+                        f"{type(eps).__name__}")
+    return tuple(norms), tuple(eps)
+
+
 def _multinorm(method: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]], description: str) -> Recipe:
     def recipe(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, generator: torch.Generator,
                norms: tuple[str, ...] = ("linf", "l2", "l1"), eps: tuple[float, ...] | None = None,
                **options: Any) -> TrainingBatch:
-        radii = tuple(DEFAULT_EPS[norm] for norm in norms) if eps is None else tuple(eps)
-        adv, repeated, weights = method(model, inputs, labels, norms=tuple(norms), eps=radii, generator=generator,
+        chosen, radii = threat_lists(norms, eps)
+        adv, repeated, weights = method(model, inputs, labels, norms=chosen, eps=radii, generator=generator,
                                         **options)
         return TrainingBatch(adv, repeated, weights)
 
@@ -145,8 +161,7 @@ def threat_models(name: str, options: dict[str, Any]) -> list[tuple[str, float]]
     parameters = inspect.signature(RECIPES[name]).parameters
     bound = {key: p.default for key, p in parameters.items() if p.default is not p.empty} | options
     if "norms" in bound:
-        norms = tuple(bound["norms"])
-        radii = tuple(DEFAULT_EPS[norm] for norm in norms) if bound["eps"] is None else tuple(bound["eps"])
+        norms, radii = threat_lists(bound["norms"], bound["eps"])
         return list(zip(norms, radii, strict=True))
     if name == "ddn":
         return [("l2", float(bound["eps"]))]
