@@ -79,14 +79,15 @@ def training_data(spec: str) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[t
 
 
 FLAGS = {"init": "--model", "train_samples": "--train-samples", "batch_size": "--batch-size", "epochs": "--epochs",
-         "lr_milestones": "--lr-milestones"}
+         "lr_milestones": "--lr-milestones", "lr": "--lr", "weight_decay": "--weight-decay", "seed": "--seed"}
 """TrainConfig's field names that the command line spells otherwise, as its errors name them."""
 
 
 def as_flags(error: ValueError) -> ValueError:
     """``error`` of the training library with the fields it names written as this command's options (a name
-    already written as an option, ``--epochs``, or inside a path, ``runs/epochs``, is left as it is)."""
-    return ValueError(re.sub(r"(?<![\w./-])(" + "|".join(FLAGS) + r")(?![\w./-])",
+    already written as an option, ``--epochs``, inside a path, ``runs/epochs``, or a checkpoint record's
+    ``lr=0.1``, is left as it is)."""
+    return ValueError(re.sub(r"(?<![\w./-])(" + "|".join(FLAGS) + r")(?![\w./=-])",
                              lambda found: FLAGS[found.group(1)], str(error)))
 
 

@@ -29,8 +29,10 @@ from edgewise.attacks.pgd import pgd
 from edgewise.eval.provenance import differing, edgewise_identity, fingerprint_tensor
 from edgewise.models.zoo import build_model, list_models, load_model, sha256_file
 from edgewise.training.recipes import make_recipe, threat_models
+from edgewise.validation import check_inputs, check_positive
 
 ROBUST_SAMPLES = 1000
+CLASSES = 10
 
 
 @dataclass
@@ -60,8 +62,7 @@ class TrainConfig:
         make_recipe(self.recipe, self.recipe_options)
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
+        check_hyper_parameters(self)
         milestones = self.lr_milestones
         # MultiStepLR decays after each milestone's epoch: at or after the last one it never applies, 0 decays
         # before the first, and a repeated one decays twice at once.
@@ -78,6 +79,35 @@ class TrainConfig:
                                  f"{self.in_channels} input channel(s), got {self.init!r}")
         if self.train_samples is not None and self.train_samples < self.batch_size:
             raise ValueError(f"train_samples must be >= batch_size {self.batch_size}, got {self.train_samples}")
+
+
+def check_hyper_parameters(config: TrainConfig) -> None:
+    """Counts are ints >= 1, the seed an int; lr, momentum and weight decay finite and >= 0, the lr decay factor
+    finite and > 0 (a NaN lr trains NaN weights, a negative decay turns the steps after a milestone into ascent)."""
+    for name in ("epochs", "batch_size"):
+        check_positive(name, getattr(config, name), integer=True)
+    if config.train_samples is not None:
+        check_positive("train_samples", config.train_samples, integer=True)
+    if isinstance(config.seed, bool) or not isinstance(config.seed, int):
+        raise TypeError(f"seed must be an int, got {type(config.seed).__name__}")
+    for name in ("lr", "momentum", "weight_decay"):
+        check_positive(name, getattr(config, name), allow_zero=True)
+    check_positive("lr_gamma", config.lr_gamma)
+
+
+def check_split(name: str, split: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """``split``: images (N, 1, 28, 28) in [0, 1] and int64 labels (N,) below :data:`CLASSES`, the data of the zoo's
+    architectures (uint8 or 0-255 images would train silently on the wrong scale of their normalization)."""
+    images, labels = split
+    try:
+        check_inputs(images, labels)
+    except (TypeError, ValueError) as error:
+        raise type(error)(f"{name}: {error}") from error
+    if tuple(images.shape[1:]) != (1, 28, 28):
+        raise ValueError(f"{name}: inputs must have shape (N, 1, 28, 28), got {tuple(images.shape)}")
+    if int(labels.max()) >= CLASSES:
+        raise ValueError(f"{name}: labels must be < {CLASSES} (the classes of the architectures), got max "
+                         f"{int(labels.max())}")
 
 
 def _world() -> tuple[int, int]:
@@ -145,6 +175,8 @@ def train(config: TrainConfig, train_set: tuple[torch.Tensor, torch.Tensor],
     ``device``: where the model and the batches live (under torchrun: this process's device).
     """
     config.validate()
+    check_split("train_set", train_set)
+    check_split("test_set", test_set)
     rank, world = _world()
     if config.batch_size % world:
         raise ValueError(f"batch_size {config.batch_size} must be divisible by the number of processes {world}")
@@ -235,12 +267,14 @@ def train(config: TrainConfig, train_set: tuple[torch.Tensor, torch.Tensor],
                           "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(),
                           "metrics": metrics, "epoch": epoch + 1, "run": record}, checkpoint_path)
             (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    # A run resumed after its last epoch trained nothing and its model is still in the train mode it was built in.
+    model.eval()
     if rank == 0:
         robust = robust_accuracy(model, repeat(test_set[0][:ROBUST_SAMPLES]), test_set[1][:ROBUST_SAMPLES],
                                  threat_models(config.recipe, config.recipe_options), seed=config.seed)
         write_zoo_entry(model, config, out=out, name=name, command=command, metrics=metrics,
                         extra={"final_robust_accuracy": robust} if robust else None)
-    return model.eval()
+    return model
 
 
 def robust_accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
@@ -271,7 +305,7 @@ def write_zoo_entry(model: nn.Module, config: TrainConfig, *, out: Path, name: s
     _atomic_save({key: value.cpu() for key, value in model.state_dict().items()}, weights)
     meta = {
         "name": name, "architecture": config.architecture, "dataset": config.dataset,
-        "input_shape": [config.in_channels, 28, 28], "in_channels": config.in_channels, "num_classes": 10,
+        "input_shape": [config.in_channels, 28, 28], "in_channels": config.in_channels, "num_classes": CLASSES,
         "mean": config.mean, "std": config.std,
         "clean_test_accuracy": metrics[-1]["test_accuracy"] if metrics else None,
         "recipe": asdict(config), "command": command, "torch": torch.__version__,
