@@ -282,7 +282,7 @@ def run(args: argparse.Namespace) -> int:
     check_distinct_eps(args.eps)
     for eps in args.eps:  # every hyper-parameter is checked before any batch runs (one error line, no bar)
         check_minmax_options(norm=args.distance, eps=eps, steps=args.steps or 1, strategy="minmax", loss="cw",
-                             kappa=50.0, step_size=args.step_size, weight_step=args.weight_step, gamma=args.gamma)
+                             kappa=None, step_size=args.step_size, weight_step=args.weight_step, gamma=args.gamma)
     dataset, indices = load_data(args)
     if args.kind == "universal":
         check_groups(args, len(indices))

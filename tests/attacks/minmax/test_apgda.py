@@ -109,6 +109,17 @@ def test_attack_loss_closed_forms() -> None:
     assert float(attack_loss(logits, labels, loss="ce", targeted=True)) == pytest.approx(four)
     # C&W margin z_y − max_{j≠y} z_j = −100, floored at −κ.
     assert float(attack_loss(torch.tensor([[0.0, 100.0]]), labels, loss="cw", kappa=50.0)) == -50.0
+    assert float(attack_loss(torch.tensor([[0.0, 100.0]]), labels)) == -50.0  # κ = 50 by default (D.2)
+
+
+@pytest.mark.parametrize(("options", "match"), [
+    ({"loss": "hinge"}, r"^loss must be one of \['ce', 'cw'\], got 'hinge'"),
+    ({"loss": "ce", "kappa": 5.0}, "^kappa applies only to loss='cw'"),
+])
+def test_attack_loss_refuses_what_it_would_ignore(options: dict[str, Any], match: str) -> None:
+    # Before: any loss other than "cw" was cross-entropy, and kappa with "ce" was dropped without a word.
+    with pytest.raises(ValueError, match=match):
+        attack_loss(torch.zeros(1, 2), torch.tensor([0]), **options)
 
 
 @pytest.mark.parametrize(("options", "match"), [

@@ -101,6 +101,7 @@ def test_cw_loss_is_floored_at_kappa_50_by_default(wrapper: str) -> None:
     ({"step_size": 0.0}, ValueError, "^step_size must be > 0"),
     ({"gamma": -1.0}, ValueError, "^gamma must be >= 0"),
     ({"callback": 3}, TypeError, "^callback must be callable"),
+    ({"loss": "ce", "kappa": 10.0}, ValueError, "^kappa applies only to loss='cw'.*got kappa=10.0 with loss='ce'"),
 ])
 @pytest.mark.parametrize("run", [_ensemble, _transforms, _universal])
 def test_bad_options_are_refused_at_entry(run, kwargs, error, match) -> None:

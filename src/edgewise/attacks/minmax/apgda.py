@@ -37,6 +37,8 @@ domain's input is adversarial (G,) bool."""
 
 STRATEGIES = ("minmax", "average")
 LOSSES = ("cw", "ce")
+KAPPA = 50.0
+"""κ of the C&W loss, its floor at −κ (D.2: "a confidence parameter κ = 50")."""
 
 # D.2 of the supplement, "for Table 1" (the MNIST ensemble experiments; Fashion-MNIST has the same format):
 # α (step_size), β (weight_step), γ (gamma) per norm. D.2's second set, "for Table 3" / A3 (CIFAR-10 ensembles:
@@ -65,17 +67,29 @@ class MinMaxResult:
     clean_fooled: torch.Tensor
 
 
-def attack_loss(logits: torch.Tensor, labels: torch.Tensor, *, loss: str = "cw", kappa: float = 50.0,
+def check_loss(loss: str, kappa: float | None) -> None:
+    """``loss`` one of ``LOSSES``; ``kappa`` (None: ``KAPPA``) a number >= 0, given only with the C&W loss."""
+    check_choice("loss", loss, LOSSES)
+    if kappa is not None:
+        check_positive("kappa", kappa, allow_zero=True)
+        if loss != "cw":
+            raise ValueError(f"kappa applies only to loss='cw' (the C&W margin floored at -kappa), got kappa={kappa} "
+                             f"with loss={loss!r}")
+
+
+def attack_loss(logits: torch.Tensor, labels: torch.Tensor, *, loss: str = "cw", kappa: float | None = None,
                 targeted: bool = False) -> torch.Tensor:
-    """fᵢ per sample, low = adversarial (D.2): C&W margin max(z_y − max_{j≠y} z_j, −κ), or −cross-entropy."""
+    """fᵢ per sample, low = adversarial (D.2): C&W margin max(z_y − max_{j≠y} z_j, −κ) (κ: ``kappa``, None:
+    ``KAPPA``), or −cross-entropy."""
+    check_loss(loss, kappa)
     if loss == "cw":
-        return logit_margin(logits, labels, targeted=targeted).clamp_min(-kappa)
+        return logit_margin(logits, labels, targeted=targeted).clamp_min(-(KAPPA if kappa is None else kappa))
     cross_entropy = F.cross_entropy(logits, labels, reduction="none")
     return cross_entropy if targeted else -cross_entropy
 
 
 def classifier_domain(model: Callable[[torch.Tensor], torch.Tensor], labels: torch.Tensor,
-                      view: Callable[[torch.Tensor], torch.Tensor], *, loss: str, kappa: float,
+                      view: Callable[[torch.Tensor], torch.Tensor], *, loss: str, kappa: float | None,
                       targeted: bool) -> Domain:
     """The domain "``model`` on ``view(δ)``": its attack loss and whether it is fooled."""
 
@@ -87,7 +101,7 @@ def classifier_domain(model: Callable[[torch.Tensor], torch.Tensor], labels: tor
     return domain
 
 
-def check_minmax_options(*, norm: str, eps: float, steps: int, strategy: str, loss: str, kappa: float,
+def check_minmax_options(*, norm: str, eps: float, steps: int, strategy: str, loss: str, kappa: float | None,
                          step_size: float | None, weight_step: float | None, gamma: float | None) -> None:
     """The hyper-parameter checks every min-max attack makes at entry."""
     check_choice("norm", norm, NORMS)
@@ -97,8 +111,7 @@ def check_minmax_options(*, norm: str, eps: float, steps: int, strategy: str, lo
         raise ValueError(f"eps must be a whole number with norm 'l0' (the input values that may change), got {eps}")
     check_positive("steps", steps, integer=True)
     check_choice("strategy", strategy, STRATEGIES)
-    check_choice("loss", loss, LOSSES)
-    check_positive("kappa", kappa, allow_zero=True)
+    check_loss(loss, kappa)
     for name, value in (("step_size", step_size), ("weight_step", weight_step), ("gamma", gamma)):
         if value is not None:
             check_positive(name, value, allow_zero=name == "gamma")

@@ -46,7 +46,7 @@ def ensemble_attack(
     gamma: float | None = None,
     strategy: str = "minmax",
     loss: str = "cw",
-    kappa: float = 50.0,
+    kappa: float | None = None,
     targeted: bool = False,
     callback: Callback | None = None,
 ) -> MinMaxResult:
@@ -57,7 +57,8 @@ def ensemble_attack(
         inputs / labels: x (B, ...) and y (B,) (targets when ``targeted``).
         norm / eps: p and ε of X (for "l0", ε is the number of input values that may change).
         steps: T (50 for ensembles in D.2). step_size / weight_step / gamma: α, β, γ (None: D.2 for ``norm``).
-        strategy: "minmax" (APGDA) or "average" (ensemble PGD, w = 1/K). loss: "cw" (κ = ``kappa``) or "ce".
+        strategy: "minmax" (APGDA) or "average" (ensemble PGD, w = 1/K). loss: "cw" (κ = ``kappa``, None: 50)
+            or "ce" (no κ: ``kappa`` is refused).
         callback: see ``apgda``.
 
     Returns:

@@ -133,7 +133,7 @@ def transform_attack(
     gamma: float | None = None,
     strategy: str = "minmax",
     loss: str = "cw",
-    kappa: float = 50.0,
+    kappa: float | None = None,
     targeted: bool = False,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,

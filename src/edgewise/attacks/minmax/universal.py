@@ -33,7 +33,7 @@ def universal_attack(
     gamma: float | None = None,
     strategy: str = "minmax",
     loss: str = "cw",
-    kappa: float = 50.0,
+    kappa: float | None = None,
     targeted: bool = False,
     callback: Callback | None = None,
 ) -> MinMaxResult:
