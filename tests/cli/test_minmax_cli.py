@@ -50,3 +50,19 @@ def test_bad_arguments_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert main([*argv, "--out", str(tmp_path)]) == 2
     error = capsys.readouterr().err.strip()
     assert match in error and len(error.splitlines()) == 1
+
+
+@pytest.mark.parametrize(("kind", "size"), [("ensemble", 1), ("universal", 2), ("transform", 1)])
+def test_samples_name_the_dataset_indices_of_each_group(tmp_path: Path, kind: str, size: int) -> None:
+    # Before: each line had only its position "group" (0, 1, ...), which with --indices or --offset is not the
+    # dataset index of the sample it is about.
+    indices = [7, 3, 9, 1]
+    options = {"ensemble": ["--model", "A,C"], "universal": ["--model", "A", "--group-size", "2"],
+               "transform": ["--model", "A", "--transforms", "identity,hflip"]}[kind]
+    out = tmp_path / "o"
+    assert main(["minmax", "--kind", kind, *options, "--indices", ",".join(map(str, indices)), "--steps", "1",
+                 "--no-progress", "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    for strategy in ("average", "minmax"):
+        found = [row["indices"] for row in rows if row["strategy"] == strategy]
+        assert found == [indices[i : i + size] for i in range(0, len(indices), size)]

@@ -268,6 +268,12 @@ def check_groups(args: argparse.Namespace, count: int) -> None:
                          f"give a multiple of {size} samples, e.g. --n {count // size * size}")
 
 
+def group_indices(indices: torch.Tensor, size: int) -> list[list[int]]:
+    """The dataset indices of each group of ``size`` consecutive samples (universal: the images sharing one
+    perturbation; otherwise one sample per group)."""
+    return [chunk.tolist() for chunk in indices.cpu().split(size)]
+
+
 def run(args: argparse.Namespace) -> int:
     check_applicable(args)
     keys = models_of(args)
@@ -338,8 +344,10 @@ def run(args: argparse.Namespace) -> int:
             name = f"{label} eps={key} " if several else ""
             plots.extend((f"{name}{s}", results[s]) for s in STRATEGIES)
             for strategy, result in results.items():
+                samples = group_indices(indices, result.fooled.shape[1] if args.kind == "universal" else 1)
                 for g in range(result.weights.shape[0]):
                     records.append({"model": label, "eps": eps, "strategy": strategy, "group": g,
+                                    "indices": samples[g],
                                     "weights": result.weights[g].tolist(), "fooled": result.fooled[g].tolist(),
                                     "clean_fooled": result.clean_fooled[g].tolist()})
     plot_weights([p for p in plots if p[0].endswith("minmax")], domains, out / "weights.png",
