@@ -80,7 +80,8 @@ def register(commands: Any) -> None:
     parser.add_argument("--steps", type=int, default=None,
                         help="APGDA iterations (default: 50 for ensemble, 20 otherwise, as in D.2)")
     parser.add_argument("--step-size", type=float, default=None,
-                        help="α as a fraction of ε (default: D.2's; transform linf: Tables A4/A5)")
+                        help="α as a fraction of ε (l0: the step length itself, as ε counts values; default: "
+                             "D.2's; transform linf: Tables A4/A5)")
     parser.add_argument("--weight-step", type=float, default=None, help="β (default: as --step-size)")
     parser.add_argument("--gamma", type=float, default=None, help="γ (default: as --step-size)")
     parser.add_argument("--group-size", type=int, default=5,

@@ -148,6 +148,18 @@ def test_one_descent_step_has_the_given_length() -> None:
     torch.testing.assert_close(result.adv, torch.tensor([[-0.36, -0.48]], dtype=torch.float64))
 
 
+def test_one_l0_descent_step_has_length_alpha_not_alpha_eps() -> None:
+    # ℓ0's ε counts values, so its step is α along w/‖w‖₂ (docs/minmax.md): −0.3 (3, 4)/5 for ε = 2 as for any ε.
+    w = torch.tensor([3.0, 4.0], dtype=torch.float64)
+
+    def linear(delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return delta @ w, torch.zeros(delta.shape[0], dtype=torch.bool)
+
+    result = apgda([linear], torch.zeros(1, 2, dtype=torch.float64), constraint=lambda d: d, compose=lambda d: d,
+                   norm="l0", eps=2.0, steps=1, step_size=0.3)
+    torch.testing.assert_close(result.adv, torch.tensor([[-0.18, -0.24]], dtype=torch.float64))
+
+
 @pytest.mark.parametrize("eps", [0.5, 2.5])
 def test_fractional_l0_budget_is_refused(eps: float) -> None:
     # The l0 projection keeps floor(eps) values: a fractional budget would be reported but never spent.
