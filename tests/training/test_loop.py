@@ -76,13 +76,31 @@ def test_two_processes_give_the_weights_of_one(tmp_path: Path) -> None:
     assert any(not torch.equal(initial[name], weights) for name, weights in single.state_dict().items())
 
 
-def _torchrun_weights(out: Path, attempts: int = 2) -> dict[str, torch.Tensor]:
+def test_two_processes_report_the_metrics_of_the_whole_epoch(tmp_path: Path) -> None:
+    # Before: rank 0 wrote metrics.json from its own half of every batch: train_loss and train_accuracy were those
+    # of half the training set and differed from the one-process run's; now they are summed over the processes.
+    sys.path.insert(0, str(WORKER.parent))
+    try:
+        from ddp_worker import run
+    finally:
+        sys.path.pop(0)
+    run(str(tmp_path / "one"), steps=None, batch_size=64)
+    out = tmp_path / "two"
+    out.mkdir()
+    _torchrun_weights(out, steps=0)
+    single, double = (json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("one", "two"))
+    assert len(single) == len(double) == 1
+    for key in ("train_loss", "train_accuracy", "test_accuracy"):
+        assert double[0][key] == pytest.approx(single[0][key], rel=1e-5), key
+
+
+def _torchrun_weights(out: Path, attempts: int = 2, steps: int = 2) -> dict[str, torch.Tensor]:
     """The weights two gloo processes under torchrun save in ``out``; a failed launch is retried once and its
     output shown, because a launch can lose the race for the free port it picked (not what is tested here)."""
     # Loopback for the rendezvous and for gloo: no dependence on the machine's hostname resolving.
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
-               "--rdzv-backend", "c10d", "--rdzv-endpoint", "127.0.0.1:0", str(WORKER), str(out), "2", "64"]
+               "--rdzv-backend", "c10d", "--rdzv-endpoint", "127.0.0.1:0", str(WORKER), str(out), str(steps), "64"]
     failures = []
     for _ in range(attempts):
         launch = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)

@@ -110,6 +110,14 @@ def check_split(name: str, split: tuple[torch.Tensor, torch.Tensor]) -> None:
                          f"{int(labels.max())}")
 
 
+def summed_over_processes(device: torch.device, *values: float) -> list[float]:
+    """``values`` summed over the torchrun processes: an epoch's loss and accuracy are those of every process's
+    share of the batches, not of rank 0's alone."""
+    total = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(total)
+    return [float(value) for value in total.tolist()]
+
+
 def _world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -256,6 +264,9 @@ def train(config: TrainConfig, train_set: tuple[torch.Tensor, torch.Tensor],
             steps += 1
             if max_steps is not None and steps >= max_steps:
                 return model.eval()
+        if world > 1:
+            loss_sum, correct, counted = summed_over_processes(device, loss_sum, correct, float(seen))
+            seen = int(counted)
         scheduler.step()
         model.eval()
         test_accuracy = accuracy(model, repeat(test_set[0]), test_set[1])
