@@ -44,6 +44,11 @@ def test_universal_and_transform_runs(tmp_path: Path) -> None:
     (["minmax", "--model", "Z"], "--model 'Z' is neither a zoo model"),
     (["minmax", "--distance", "l2", "--eps", "-1", "--n", "2", "--steps", "1"],
      "--eps must be a comma list of numbers > 0"),
+    # Before: the attack's keyword names (step_size must be > 0), not the options given.
+    (["minmax", "--step-size", "0", "--n", "2"], "--step-size must be > 0, got 0.0"),
+    (["minmax", "--weight-step", "nan", "--n", "2"], "--weight-step must be a finite number, got nan"),
+    (["minmax", "--gamma", "-1", "--n", "2"], "--gamma must be >= 0, got -1.0"),
+    (["minmax", "--distance", "l0", "--eps", "0.5", "--n", "2"], "--eps must be a whole number with norm 'l0'"),
 ])
 def test_bad_arguments_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str],
                               match: str) -> None:

@@ -275,6 +275,22 @@ def group_indices(indices: torch.Tensor, size: int) -> list[list[int]]:
     return [chunk.tolist() for chunk in indices.cpu().split(size)]
 
 
+FLAGS = {"eps": "--eps", "step_size": "--step-size", "weight_step": "--weight-step", "gamma": "--gamma"}
+"""The attacks' keyword names that the command line spells otherwise, as its errors name them."""
+
+
+def check_hyperparameters(args: argparse.Namespace) -> None:
+    """The attacks' checks of ε, α, β, γ for every --eps, before any batch runs, in one line naming the option."""
+    for eps in args.eps:
+        try:
+            check_minmax_options(norm=args.distance, eps=eps, steps=args.steps or 1, strategy="minmax", loss="cw",
+                                 kappa=None, step_size=args.step_size, weight_step=args.weight_step,
+                                 gamma=args.gamma)
+        except (TypeError, ValueError) as error:
+            name, _, rest = str(error).partition(" ")
+            raise ValueError(f"{FLAGS.get(name, name)} {rest}") from error
+
+
 def run(args: argparse.Namespace) -> int:
     check_applicable(args)
     keys = models_of(args)
@@ -287,9 +303,7 @@ def run(args: argparse.Namespace) -> int:
     check_positive("--group-size", args.group_size)
     check_eps(args.eps, strict=True)
     check_distinct_eps(args.eps)
-    for eps in args.eps:  # every hyper-parameter is checked before any batch runs (one error line, no bar)
-        check_minmax_options(norm=args.distance, eps=eps, steps=args.steps or 1, strategy="minmax", loss="cw",
-                             kappa=None, step_size=args.step_size, weight_step=args.weight_step, gamma=args.gamma)
+    check_hyperparameters(args)
     dataset, indices = load_data(args)
     if args.kind == "universal":
         check_groups(args, len(indices))
