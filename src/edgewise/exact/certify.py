@@ -13,9 +13,18 @@ import torch
 from torch import nn
 
 from edgewise.exact.formulation import INF, Bounds, Program, Solution, build, compute_bounds, reachable_region
-from edgewise.exact.network import Network, checked_network
+from edgewise.exact.network import SUPPORTED, Network, checked_network
 from edgewise.exact.solvers import SOLVERS, ball_ranges, complete, lp_ranges, relaxed_minimum, solve
-from edgewise.validation import check_bool, check_choice, check_inputs, check_logits, check_model, check_positive
+from edgewise.validation import (
+    check_bool,
+    check_choice,
+    check_inputs,
+    check_like,
+    check_logits,
+    check_model,
+    check_positive,
+    describe,
+)
 
 NORMS = ("linf", "l1", "l2")
 STATUSES = ("optimal", "time_limit", "infeasible")
@@ -46,7 +55,7 @@ class ExactResult:
     norm: str
 
 
-def _check(norm: str, solver: str, time_limit: float, gap: float, tolerance: float) -> None:
+def _check(norm: str, solver: str, time_limit: float, gap: float, tolerance: float, tighten: bool) -> None:
     check_choice("norm", norm, NORMS)
     check_choice("solver", solver, SOLVERS)
     if solver == "highs" and norm == "l2":
@@ -55,13 +64,32 @@ def _check(norm: str, solver: str, time_limit: float, gap: float, tolerance: flo
         raise ValueError(f"solver: 'bnb' solves the l2 program only; use 'scip' or 'highs' for {norm}")
     check_positive("time_limit", time_limit)
     check_positive("gap", gap, allow_zero=True)
+    if gap >= 1:
+        # The questions are asked within d (1 − gap): at gap >= 1 a radius <= 0, "certifying" a bound <= 0.
+        raise ValueError(f"gap must be in [0, 1), got {gap}")
     check_positive("tolerance", tolerance, allow_zero=True)
+    check_bool("tighten", tighten)
+
+
+def _check_starts(starts: torch.Tensor | None, inputs: torch.Tensor) -> None:
+    """``starts``: None or points like ``inputs`` (any floating dtype and device), finite and in [0, 1]."""
+    if starts is None:
+        return
+    check_like("starts", starts, inputs, "inputs")
+    if not bool(torch.isfinite(starts).all()) or float(starts.min()) < 0 or float(starts.max()) > 1:
+        raise ValueError("starts must be finite and in [0, 1] (points of the input box)")
 
 
 def _upper(upper: float | torch.Tensor | None, batch: int) -> np.ndarray:
     if upper is None:
         return np.full(batch, math.inf)
-    values = torch.as_tensor(upper, dtype=torch.float64).cpu().flatten()
+    refused = TypeError(f"upper must be None, a number or a ({batch},) tensor of radii, got {describe(upper)}")
+    if isinstance(upper, bool):
+        raise refused
+    try:
+        values = torch.as_tensor(upper, dtype=torch.float64).cpu().flatten()
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise refused from error
     if values.numel() == 1:
         values = values.expand(batch)
     if values.numel() != batch or bool((values < 0).any()) or bool(values.isnan().any()):
@@ -279,15 +307,17 @@ def minimal(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, nor
     """
     # An unknown norm gets its error from _check; until then any solver stands in for its default.
     chosen = DEFAULT_SOLVER.get(norm, "scip") if solver is None else solver
-    _check(norm, chosen, time_limit, gap, tolerance)
+    _check(norm, chosen, time_limit, gap, tolerance, tighten)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module (an nn.Sequential of {SUPPORTED}), got "
+                        f"{type(model).__name__}")
     check_inputs(inputs, labels)
     check_model(model, inputs)
     check_bool("targeted", targeted)
     with torch.no_grad():
         check_logits(model(inputs), labels)
     radii = _upper(upper, len(inputs))
-    if starts is not None and starts.shape != inputs.shape:
-        raise ValueError(f"starts must have the shape of inputs {tuple(inputs.shape)}, got {tuple(starts.shape)}")
+    _check_starts(starts, inputs)
     network = checked_network(model, inputs)
     adversarial = inputs.detach().clone()
     distance = torch.full((len(inputs),), math.inf, dtype=torch.float64)

@@ -88,13 +88,28 @@ def _compose(first: Affine, second: Affine) -> Affine:
     return Affine((second.weight @ first.weight).tocsr(), second.weight @ first.bias + second.bias)
 
 
+def check_own_forward(name: str, module: nn.Module) -> None:
+    """ValueError where ``module``'s class overrides the forward of the supported class it would be read as (a
+    Sequential, ReLU, MaxPool2d or affine module): its modules or its probes would stand for another function,
+    which the check on the inputs alone may not reveal."""
+    kinds: tuple[type[nn.Module], ...] = (nn.Sequential, nn.ReLU, nn.MaxPool2d, *AFFINE_MODULES)
+    base = next((kind for kind in kinds if isinstance(module, kind)), None)
+    if base is not None and type(module).forward is not base.forward:
+        raise ValueError(f"model: edgewise.exact reads module {name!r} as a {base.__name__}, but its class "
+                         f"{type(module).__name__} overrides forward; use the plain {base.__name__}")
+
+
 def network_from_module(model: nn.Module, input_shape: tuple[int, ...]) -> Network:
     """The layers of ``model`` (an nn.Sequential, nested ones allowed) for inputs of ``input_shape`` (no batch)."""
+    for name, container in model.named_modules():
+        if isinstance(container, nn.Sequential):
+            check_own_forward(name or "model", container)
     probe = copy.deepcopy(model).double().eval()
     layers: list[Layer] = []
     shape = tuple(input_shape)
     with torch.no_grad():
         for name, module in leaves(probe):
+            check_own_forward(name, module)
             if isinstance(module, nn.ReLU):
                 layers.append(ReLU())
             elif isinstance(module, nn.MaxPool2d):
