@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from edgewise.eval.provenance import check_record, fingerprint_model, fingerprint_tensor
+from edgewise.eval.provenance import check_record, edgewise_identity, fingerprint_model, fingerprint_tensor
 from edgewise.eval.run import Attack, _save_atomic, run_attack
 from edgewise.exact.certify import ExactResult, minimal
 from edgewise.exact.compare import compare, plot_comparison
@@ -29,11 +29,13 @@ budget of two passes per step, its single attacks and other libraries')."""
 
 def claim_exact(folder: str | Path, model: nn.Module, *, norm: str, time_limit: float, targeted: bool = False,
                 label: str | None = None, **options: Any) -> None:
-    """Make ``folder`` :func:`run_exact`'s folder for this model (fingerprint), norm, time limit, targeted and
-    ``options``: ``folder/record.json`` of another run is a ValueError naming the first difference (``label``
-    names the folder in it). A caller that runs attacks first checks it before them."""
-    check_record(Path(folder) / "record.json", {"model": fingerprint_model(model), "norm": norm,
-                                                "time_limit": time_limit, "targeted": targeted, "options": options},
+    """Make ``folder`` :func:`run_exact`'s folder for this code of edgewise (its source digest), model
+    (fingerprint), norm, time limit, targeted and ``options``: ``folder/record.json`` of another run is a
+    ValueError naming the first difference (``label`` names the folder in it). A caller that runs attacks first
+    checks it before them."""
+    check_record(Path(folder) / "record.json", {"edgewise": edgewise_identity(), "model": fingerprint_model(model),
+                                                "norm": norm, "time_limit": time_limit, "targeted": targeted,
+                                                "options": options},
                  label=label)
 
 
