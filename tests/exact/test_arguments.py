@@ -101,3 +101,16 @@ def test_a_module_whose_class_overrides_forward_is_refused(kind: str) -> None:
     labels = model(inputs).argmax(1)
     with pytest.raises(ValueError, match="overrides forward"):
         minimal(model, inputs, labels, norm="linf", time_limit=5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_model_on_the_gpu_is_read_and_verified_there() -> None:
+    # The probes were CPU tensors sent through the model on its device, and the solver's points were verified as
+    # CPU tensors against inputs on the GPU: a RuntimeError from torch, also in `edgewise exact --device cuda`'s
+    # check of the network before the attacks.
+    model, inputs, labels = tiny()
+    on_cpu = minimal(model, inputs, labels, norm="linf", time_limit=5)
+    on_gpu = minimal(model.cuda(), inputs.cuda(), labels.cuda(), norm="linf", time_limit=5)
+    assert on_gpu.adversarial.device.type == "cuda"
+    assert on_gpu.status == on_cpu.status
+    assert torch.allclose(on_gpu.distance, on_cpu.distance, rtol=1e-4)

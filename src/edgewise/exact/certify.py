@@ -106,7 +106,7 @@ def _is_adversarial(model: nn.Module, candidate: torch.Tensor, label: int, targe
 def _verified(model: nn.Module, x: torch.Tensor, point: np.ndarray, label: int, targeted: bool,
               norm: str) -> tuple[torch.Tensor, float] | None:
     """The solver's point as the model sees it, nudged outward along δ until the real model agrees."""
-    delta = torch.as_tensor(point, dtype=torch.float64).view_as(x) - x.double()
+    delta = torch.as_tensor(point, dtype=torch.float64, device=x.device).view_as(x) - x.double()
     for scale in REPAIR:
         candidate = (x.double() + (1 + scale) * delta).clamp(0, 1).to(x.dtype)
         if _is_adversarial(model, candidate, label, targeted):

@@ -104,7 +104,7 @@ def network_from_module(model: nn.Module, input_shape: tuple[int, ...]) -> Netwo
     for name, container in model.named_modules():
         if isinstance(container, nn.Sequential):
             check_own_forward(name or "model", container)
-    probe = copy.deepcopy(model).double().eval()
+    probe = copy.deepcopy(model).cpu().double().eval()  # read on the CPU, like the zeros and unit vectors
     layers: list[Layer] = []
     shape = tuple(input_shape)
     with torch.no_grad():
