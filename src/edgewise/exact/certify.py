@@ -163,21 +163,22 @@ def _polish(network: Network, model: nn.Module, x: torch.Tensor, point: np.ndarr
             time_limit: float) -> tuple[tuple[torch.Tensor, float] | None, float]:
     """On the activation pattern of ``point`` (an LP for ℓ∞ and ℓ1, a QP for ℓ2, solved by HiGHS): the
     closest adversarial with margin +τ, verified (or ``point`` itself where that fails; None where neither is
-    adversarial for the real model), and the pattern's minimal distance with margin −τ (the distance of
-    ``point`` where the pattern is not solved)."""
+    adversarial for the real model), and the pattern's minimal distance with margin −τ where that polished point
+    is verified (the distance of ``point`` otherwise: a pattern whose margins stay below +τ can hold no
+    adversarial near its minimum at −τ, which then says nothing of how far ``point`` is from the closest one)."""
     flat = x.detach().double().cpu().flatten().numpy()
     program, _ = build(network, flat, norm, radius, bounds, label=label, targeted=targeted, tolerance=tolerance)
     full = complete(program, point)
-    candidates: list[np.ndarray | None] = [point]
+    verified = [v for v in [_verified(model, x, point[: x.numel()], label, targeted, norm)] if v is not None]
     relaxed = float(np.linalg.norm(point - flat, ord=ORDER[norm]))
     if full is not None:
         convex = "bnb" if norm == "l2" else "highs"
-        candidates.insert(0, solve(program.fixed(full, 2 * tolerance), solver=convex, time_limit=time_limit,
-                                   gap=0.0).point)
-        pattern = solve(program.fixed(full, 0.0), solver=convex, time_limit=time_limit, gap=0.0)
-        relaxed = min(relaxed, _from_objective(pattern.objective, norm))
-    verified = [v for c in candidates if c is not None
-                if (v := _verified(model, x, c[: x.numel()], label, targeted, norm)) is not None]
+        polished = solve(program.fixed(full, 2 * tolerance), solver=convex, time_limit=time_limit, gap=0.0).point
+        closest = None if polished is None else _verified(model, x, polished[: x.numel()], label, targeted, norm)
+        if closest is not None:
+            verified.append(closest)
+            pattern = solve(program.fixed(full, 0.0), solver=convex, time_limit=time_limit, gap=0.0)
+            relaxed = min(relaxed, _from_objective(pattern.objective, norm))
     return (min(verified, key=lambda v: v[1]) if verified else None), relaxed
 
 
