@@ -114,3 +114,22 @@ def test_a_model_on_the_gpu_is_read_and_verified_there() -> None:
     assert on_gpu.adversarial.device.type == "cuda"
     assert on_gpu.status == on_cpu.status
     assert torch.allclose(on_gpu.distance, on_cpu.distance, rtol=1e-4)
+
+
+@pytest.mark.parametrize("where", ["sequential", "layer"])
+def test_a_module_with_forward_hooks_is_refused(where: str) -> None:
+    # The Sequential's hooks never ran in the layer-by-layer reading, and a layer's ran inside its affine probes:
+    # the same jump as KinkedSequential's, as a hook, was certified away.
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 3)).eval()
+
+    def jump(module: nn.Module, args: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor:
+        bump = torch.zeros_like(output)
+        bump[:, 1] = 100.0
+        return output + F.relu(args[0][:, :1] - 0.42) * bump
+
+    (model if where == "sequential" else model[0]).register_forward_hook(jump)
+    inputs = torch.full((1, 3), 0.4)
+    labels = model(inputs).argmax(1)
+    with pytest.raises(ValueError, match="forward hooks"):
+        minimal(model, inputs, labels, norm="linf", time_limit=5)

@@ -90,13 +90,16 @@ def _compose(first: Affine, second: Affine) -> Affine:
 
 def check_own_forward(name: str, module: nn.Module) -> None:
     """ValueError where ``module``'s class overrides the forward of the supported class it would be read as (a
-    Sequential, ReLU, MaxPool2d or affine module): its modules or its probes would stand for another function,
-    which the check on the inputs alone may not reveal."""
+    Sequential, ReLU, MaxPool2d or affine module), or where it has forward hooks: its modules or its probes would
+    stand for another function, which the check on the inputs alone may not reveal."""
     kinds: tuple[type[nn.Module], ...] = (nn.Sequential, nn.ReLU, nn.MaxPool2d, *AFFINE_MODULES)
     base = next((kind for kind in kinds if isinstance(module, kind)), None)
     if base is not None and type(module).forward is not base.forward:
         raise ValueError(f"model: edgewise.exact reads module {name!r} as a {base.__name__}, but its class "
                          f"{type(module).__name__} overrides forward; use the plain {base.__name__}")
+    if module._forward_hooks or module._forward_pre_hooks:
+        raise ValueError(f"model: module {name!r} has forward hooks, which edgewise.exact's reading of the layers "
+                         f"does not run (or reads as part of an affine map); remove them")
 
 
 def network_from_module(model: nn.Module, input_shape: tuple[int, ...]) -> Network:
