@@ -133,3 +133,15 @@ def test_a_module_with_forward_hooks_is_refused(where: str) -> None:
     labels = model(inputs).argmax(1)
     with pytest.raises(ValueError, match="forward hooks"):
         minimal(model, inputs, labels, norm="linf", time_limit=5)
+
+
+def test_a_batchnorm_without_running_statistics_is_refused_by_name() -> None:
+    # In eval mode it still normalizes by the batch's statistics: no affine map of one input, refused before in
+    # words that blamed the forward ("needs a plain nn.Sequential network").
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 2), nn.BatchNorm2d(2, track_running_stats=False), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(8, 3)).eval()
+    inputs = torch.rand(2, 1, 3, 3, generator=torch.Generator().manual_seed(1))
+    labels = model(inputs).argmax(1)
+    with pytest.raises(ValueError, match=r"module '1' is a BatchNorm2d without running statistics"):
+        minimal(model, inputs, labels, norm="linf", time_limit=5)

@@ -97,6 +97,10 @@ def check_own_forward(name: str, module: nn.Module) -> None:
     if base is not None and type(module).forward is not base.forward:
         raise ValueError(f"model: edgewise.exact reads module {name!r} as a {base.__name__}, but its class "
                          f"{type(module).__name__} overrides forward; use the plain {base.__name__}")
+    if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)) and module.running_mean is None:
+        raise ValueError(f"model: module {name!r} is a {type(module).__name__} without running statistics "
+                         f"(track_running_stats=False): it normalizes each batch by its own statistics, which is "
+                         f"no affine map of one input")
     if module._forward_hooks or module._forward_pre_hooks:
         raise ValueError(f"model: module {name!r} has forward hooks, which edgewise.exact's reading of the layers "
                          f"does not run (or reads as part of an affine map); remove them")
