@@ -3,7 +3,7 @@ where ``auto`` reaches LO >= 0.99 and a GO above every single attack's.
 
     python benchmarks/attackbench_summary.py [--budget 1000] [--n 500]
         [--replacements quantized,lenet-quantized,lenet,lenet-kwta,more,tiny,rs,lenetv2]
-        [--additions fab-auto,swap-auto,local-auto]
+        [--additions fab-auto,swap-auto,local-auto] [--base B --name NAME]
 
 Reads benchmarks/results/attackbench-NORM-qQ-nN/report.json (written by benchmarks/attackbench_budget.py) for
 every norm that has one and writes benchmarks/results/attackbench-qQ-nN-summary.md; re-draws each model's
@@ -13,7 +13,9 @@ those models' rows, or adds a model: the summary names the commit each model's r
 attacks on models already there (``--name NORM-qQ-nN-A`` for each A of ``--additions``, on the same images) adds
 those attacks to the models' rows, or replaces the same attacks' (a newer ``auto``): every LO of such a model is
 recomputed against the per-sample best of the merged attacks, and its plot is drawn from them into
-benchmarks/results/attackbench-qQ-nN-summary/.
+benchmarks/results/attackbench-qQ-nN-summary/. ``--base B`` starts from the runs named NORM-qQ-nN-B instead (the
+replacements and additions are then named after it, NORM-qQ-nN-R as before) and ``--name NAME`` writes
+attackbench-qQ-nN-NAME-summary.md: another set of models, such as the larger CNNs, in a summary of its own.
 """
 
 from __future__ import annotations
@@ -183,18 +185,22 @@ def main() -> None:
     parser.add_argument("--additions", default="fab-auto,swap-auto,local-auto,lazy-swap-auto",
                         help="comma list A: runs named NORM-qQ-nN-A add their attacks to (or replace them in) "
                              "their models' rows")
+    parser.add_argument("--base", default="", help="the main runs are NORM-qQ-nN-BASE ('' : NORM-qQ-nN)")
+    parser.add_argument("--name", default="", help="writes attackbench-qQ-nN-NAME-summary.md ('' : …-summary.md)")
     args = parser.parse_args()
     suffix = f"q{args.budget}-n{args.n}"
+    base = f"{suffix}-{args.base}" if args.base else suffix
+    summary = f"attackbench-{suffix}{f'-{args.name}' if args.name else ''}-summary"
     lines = [f"# AttackBench protocol, Q = {args.budget} passes per sample, n = {args.n}: LO per model, GO", "",
              "Written by `python benchmarks/attackbench_summary.py` from "
-             f"`benchmarks/results/attackbench-NORM-{suffix}/report.json`. LO: local optimality against the "
+             f"`benchmarks/results/attackbench-NORM-{base}/report.json`. LO: local optimality against the "
              "per-sample best of every attack run on that model; GO: the mean LO over the models the attack ran on; "
              "auto is compared by GO with the attacks that ran on all its models, and per model (LO) with the others.",
              ""]
     overview = ["## GO per norm", "", "| norm | models | auto | best single attack (GO) |", "|---|---|---|---|"]
     sections: list[str] = []
     for norm in NORMS:
-        main_folder = RESULTS / f"attackbench-{norm}-{suffix}"
+        main_folder = RESULTS / f"attackbench-{norm}-{base}"
         if not (main_folder / "report.json").is_file():
             continue
         folders = [main_folder, *(folder for name in filter(None, args.replacements.split(","))
@@ -206,15 +212,14 @@ def main() -> None:
         for name in filter(None, args.additions.split(",")):
             if ((folder := RESULTS / f"attackbench-{norm}-{suffix}-{name}") / "report.json").is_file():
                 for model in add_attacks(report, commits, columns, folder):
-                    draw(RESULTS / f"attackbench-{suffix}-summary" / f"robust_accuracy-{norm}-{model}.png", model,
-                         columns[model], norm)
+                    draw(RESULTS / summary / f"robust_accuracy-{norm}-{model}.png", model, columns[model], norm)
         section, go, counted = norm_section(norm, report, commits)
         sections += section
         rivals = comparable(go, counted)
         best = max(rivals, key=lambda name: rivals[name])
         overview.append(f"| {norm} | {', '.join(report['models'])} | {_fmt(go.get('auto'))} | "
                         f"{best} ({rivals[best]:.3f}) |")
-    out = RESULTS / f"attackbench-{suffix}-summary.md"
+    out = RESULTS / f"{summary}.md"
     write_text_atomic(out, "\n".join(lines + overview + [""] + sections))
     print(f"wrote {out}")
 
