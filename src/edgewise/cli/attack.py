@@ -146,13 +146,24 @@ def minimized_distance(attack: functools.partial[torch.Tensor]) -> str:
     return chosen
 
 
-def check_distance(name: str, inputs: torch.Tensor) -> None:
-    """Build distance ``name`` on one input: a distance that cannot run here (LPIPS without its ImageNet
-    weights) fails now, in one line, not after the attack."""
+def minimized_options(attack: functools.partial[torch.Tensor]) -> dict[str, Any]:
+    """The registry options the attack binds to the distance it minimizes (``distance_options``, e.g. LPIPS's
+    ``calibrated``): the report measures that distance with the same options."""
+    if distance_keyword(attack.func) != "distance":
+        return {}
+    options = attack.keywords.get("distance_options") or {}
+    if not isinstance(options, dict):
+        raise ValueError(f"--attack-options: distance_options must be a JSON object, got {options!r}")
+    return options
+
+
+def check_distance(name: str, inputs: torch.Tensor, options: dict[str, Any]) -> None:
+    """Build distance ``name`` with its ``options`` on one input: a distance that cannot run here (LPIPS without
+    its ImageNet weights) fails now, in one line, not after the attack."""
     if name not in distance_names():
         raise ValueError(f"the attack's distance must be one of {distance_names()}, got {name!r}")
     try:
-        get_distance(name)(inputs[:1])
+        get_distance(name, **options)(inputs[:1])
     except RuntimeError as error:
         raise ValueError(f"--distance {name}: {error}") from error
 
@@ -205,12 +216,18 @@ def parse_options(text: str) -> dict[str, Any]:
     return options
 
 
+def distance_options_text(options: dict[str, Any] | None) -> str:
+    """The distance's options in the printed report (nothing when it has none)."""
+    return f" {json.dumps(options, sort_keys=True)}" if options else ""
+
+
 def evaluated_lines(provenance: dict[str, Any]) -> list[str]:
     """The top of the printed report: what was evaluated (model, data, attack), from the run's record."""
     return [model_line(provenance["model"]), data_line(provenance["data"]),
             f"attack  {provenance['attack_name']}"
             f"{' targeted, targets ' + provenance['targets'] if provenance['targeted'] else ''}, distance "
-            f"{provenance['distance']}, levels {provenance['levels']}, seed {provenance['seed']}"]
+            f"{provenance['distance']}{distance_options_text(provenance.get('distance_options'))}, "
+            f"levels {provenance['levels']}, seed {provenance['seed']}"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -228,12 +245,13 @@ def run(args: argparse.Namespace) -> int:
     trace = Trace() if args.trace else None
     traced = attack if trace is None else functools.partial(attack, callback=trace)
     distance = minimized_distance(attack)
+    distance_options = minimized_options(attack)
     dataset, indices = load_data(args)
     process = start(args.device)
     (model,), (model_record,) = load_models([args.model], args, device=process.device)
     seen = for_model(dataset, args.model)
     outputs = check_compatible(model, seen, device=process.device)
-    check_distance(distance, stack(seen, indices[:1])[0])
+    check_distance(distance, stack(seen, indices[:1])[0], distance_options)
     targets = targets_of(dataset, indices, outputs) if args.targeted else None
     out = Path(args.out or f"results/{safe_name(args.model)}-{args.attack}")
     measured = tuple(dict.fromkeys((*DISTANCES, distance)))
@@ -243,7 +261,8 @@ def run(args: argparse.Namespace) -> int:
         "model": {**model_record, "outputs": outputs}, "data": seen.identity,
         "attack_name": args.attack, "attack": describe_attack(attack), "targeted": args.targeted,
         "targets": f"(y + 1) mod {outputs}" if args.targeted else None,
-        "distance": distance, "distances": list(measured), "levels": args.levels, "seed": args.seed,
+        "distance": distance, "distance_options": distance_options, "distances": list(measured),
+        "levels": args.levels, "seed": args.seed,
         "batch_size": args.batch_size, "trace": args.trace,  # a trace covers every batch: traced runs apart
     }
     arguments = {k: v for k, v in vars(args).items() if k not in ("run", "given")}
@@ -260,7 +279,7 @@ def run(args: argparse.Namespace) -> int:
     positions = shard_positions(len(indices), args.batch_size, process)
     shard = run_attack(model, seen, None, traced, batch_size=args.batch_size, targeted=args.targeted,
                        targets=None if targets is None else targets[positions], levels=args.levels, seed=args.seed,
-                       indices=indices[positions], distances=measured,
+                       indices=indices[positions], distances=measured, distance_options={distance: distance_options},
                        # A trace sees only the batches that run: a traced run computes every batch again.
                        resume_dir=None if trace is not None else out / "batches",
                        progress=not args.no_progress and process.rank == 0,

@@ -144,6 +144,11 @@ def edgewise_identity() -> dict[str, str]:
     return {"version": __version__, "source": source_digest()}
 
 
+def describe_value(value: Any) -> Any:
+    """A JSON-able identity of a bound value, as :func:`describe_attack` describes an attack's options."""
+    return _describe(value, 0)
+
+
 def describe_attack(attack: Callable[..., Any]) -> dict[str, Any]:
     """A JSON-able identity of an attack: module + qualname of the function with its keyword defaults, and for a
     :func:`functools.partial` every bound argument (callables by qualname, tensors and modules by digest) but

@@ -7,7 +7,7 @@ import functools
 import inspect
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -16,10 +16,12 @@ from torch import nn
 from tqdm import tqdm
 
 from edgewise.attacks.base import check_levels, quantize
+from edgewise.distances import DistanceFn
 from edgewise.distances import get as get_distance
 from edgewise.eval.provenance import (
     check_record,
     describe_attack,
+    describe_value,
     differing,
     edgewise_identity,
     fingerprint_model,
@@ -118,9 +120,10 @@ def _check_batch_targets(targets: torch.Tensor, labels: torch.Tensor, classes: i
 
 def _attack_batch(model: nn.Module, attack: Attack, inputs: torch.Tensor, labels: torch.Tensor,
                   targets: torch.Tensor | None, *, levels: int | None, generator: torch.Generator | None,
-                  distance_names: Sequence[str], keywords: dict[str, Any], indices: torch.Tensor) -> AttackResult:
+                  measures: Mapping[str, Callable[[torch.Tensor], DistanceFn]], keywords: dict[str, Any],
+                  indices: torch.Tensor) -> AttackResult:
     """One batch: ``labels`` are the true labels (clean accuracy), ``targets`` (None: untargeted) the classes the
-    attack is told to reach."""
+    attack is told to reach; ``measures`` the distances recorded, by name (:func:`distance_factories`)."""
     with torch.no_grad():
         logits = model(inputs)
     classes = check_logits(logits, labels, indices=indices)
@@ -143,7 +146,7 @@ def _attack_batch(model: nn.Module, attack: Attack, inputs: torch.Tensor, labels
     adversarial = torch.where((found & ~already).view(-1, *[1] * (inputs.dim() - 1)), candidate, inputs)
     prediction = torch.where(found & ~already, prediction, clean_prediction)
     with torch.no_grad():
-        measured = {name: get_distance(name)(inputs)(adversarial) for name in distance_names}
+        measured = {name: factory(inputs)(adversarial) for name, factory in measures.items()}
     distances = {name: torch.where(success, value, torch.full_like(value, float("inf")))
                  for name, value in measured.items()}
     changed = returned.detach().ne(inputs).flatten(1).any(1)
@@ -162,6 +165,20 @@ def _attack_batch(model: nn.Module, attack: Attack, inputs: torch.Tensor, labels
         non_finite=(counting.non_finite | ~returned_finite).cpu(), stalled=(~already & ~decreased).cpu(),
         indices=indices, targets=(torch.full_like(labels, -1) if targets is None else targets).cpu(),
     )
+
+
+def distance_factories(distances: Sequence[str], options: Mapping[str, Mapping[str, Any]] | None
+                       ) -> dict[str, Callable[[torch.Tensor], DistanceFn]]:
+    """The registry factory of each of ``distances``, with its ``options`` (``{name: {keyword: value}}``, e.g. the
+    ``distance_options`` an attack minimized with) bound; options of a distance not measured are an error."""
+    chosen = {} if options is None else options
+    if not isinstance(chosen, Mapping) or not all(isinstance(value, Mapping) for value in chosen.values()):
+        raise TypeError(f"distance_options must map distance names to dicts of options, got {chosen!r}")
+    unknown = sorted(set(chosen) - set(distances))
+    if unknown:
+        raise ValueError(f"distance_options must name distances that are measured ({list(distances)}), got "
+                         f"{unknown}")
+    return {name: get_distance(name, **chosen.get(name, {})) for name in distances}
 
 
 def _save_atomic(obj: Any, path: Path) -> None:
@@ -293,7 +310,8 @@ def _targets(targets: Any, targeted: bool, count: int) -> torch.Tensor | None:
 
 def run_attack(model: nn.Module, inputs: torch.Tensor | Dataset, labels: torch.Tensor | None, attack: Attack, *,
                batch_size: int = 256, targeted: bool = False, targets: torch.Tensor | None = None,
-               levels: int | None = None, distances: Sequence[str] = DISTANCES, seed: int = 0,
+               levels: int | None = None, distances: Sequence[str] = DISTANCES,
+               distance_options: Mapping[str, Mapping[str, Any]] | None = None, seed: int = 0,
                indices: torch.Tensor | None = None,
                resume_dir: str | Path | None = None, progress: bool = True, checks: bool = True,
                keep_adversarial: bool | int | None = None) -> AttackResult:
@@ -309,6 +327,10 @@ def run_attack(model: nn.Module, inputs: torch.Tensor | Dataset, labels: torch.T
     the prediction is the target; clean accuracy and ``clean_correct`` are measured against the true labels, and
     a sample already predicted as its target counts as adversarial at distance 0. The result records both.
 
+    ``distances``: the registry distances recorded per sample; ``distance_options`` (``{name: {keyword: value}}``)
+    the options of their factories, so that a distance an attack minimized with options (ALMA's
+    ``distance_options``, e.g. uncalibrated LPIPS) is measured as the same distance.
+
     ``keep_adversarial``: which adversarial images the result holds (``AttackResult.kept``): True every one,
     False none, an int k the first k samples the attack broke (clean-correct and successful, in order); default
     every one for tensor inputs, none for a dataset. ``targeted`` reaches the attack by construction
@@ -318,13 +340,13 @@ def run_attack(model: nn.Module, inputs: torch.Tensor | Dataset, labels: torch.T
     that takes ``generator`` gets one seeded with ``seed`` and the batch's first index, so results do not depend
     on which batches ran before. With ``resume_dir`` every finished batch is written there atomically (write
     then rename) with what produced it: this run's record (model fingerprint, attack description with all its
-    options, targeted, levels, seed, batch size, distances, edgewise version; also in ``run.json``) and the
-    digests of the batch's indices, labels, inputs and (targeted) targets. A later call reuses a batch whose
-    record and members are its own, recomputes a batch whose members changed (a larger run: only what is missing
-    is computed) or that lacks images it keeps, and refuses a folder of another run with a ``ValueError`` naming
-    the field. With ``checks`` the sanity checks of :mod:`edgewise.eval.sanity` run first on the first samples
-    (a :class:`~edgewise.eval.sanity.SanityWarning` per finding). Clean inputs on which the model returns NaN/inf
-    logits are a ``ValueError`` naming their dataset indices (a NaN row has no prediction).
+    options, targeted, levels, seed, batch size, distances and their options, edgewise version; also in
+    ``run.json``) and the digests of the batch's indices, labels, inputs and (targeted) targets. A later call
+    reuses a batch whose record and members are its own, recomputes a batch whose members changed (a larger run:
+    only what is missing is computed) or that lacks images it keeps, and refuses a folder of another run with a
+    ``ValueError`` naming the field. With ``checks`` the sanity checks of :mod:`edgewise.eval.sanity` run first on
+    the first samples (a :class:`~edgewise.eval.sanity.SanityWarning` per finding). Clean inputs on which the model
+    returns NaN/inf logits are a ``ValueError`` naming their dataset indices (a NaN row has no prediction).
 
     Sample i's result does not depend on the other batches. It can depend on its batch's members (floating-point
     reductions over a batch; an attack's random draws of shape (B, ...)), so a sharded run keeps whole batches
@@ -345,6 +367,7 @@ def run_attack(model: nn.Module, inputs: torch.Tensor | Dataset, labels: torch.T
         raise ValueError(f"keep_adversarial must be a bool, an int >= 0 or None, got {keep_adversarial!r}")
     bound = targeted_keywords(attack, targeted)
     goals = _targets(targets, targeted, len(chosen))
+    measures = distance_factories(distances, distance_options)
     device = inputs.device if isinstance(inputs, torch.Tensor) else _device(model)
 
     def batch(start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -360,7 +383,8 @@ def run_attack(model: nn.Module, inputs: torch.Tensor | Dataset, labels: torch.T
     if folder is not None:
         record = {"format": RESUME_FORMAT, "edgewise": edgewise_identity(), "model": fingerprint_model(model),
                   "attack": describe_attack(attack), "targeted": targeted, "levels": levels, "seed": seed,
-                  "batch_size": batch_size, "distances": list(distances)}
+                  "batch_size": batch_size, "distances": list(distances),
+                  "distance_options": describe_value(dict(distance_options or {}))}
         check_record(folder / "run.json", record, label=label)
     uses_generator = _accepts(attack, "generator")
     parts: list[AttackResult] = []
@@ -385,7 +409,7 @@ def run_attack(model: nn.Module, inputs: torch.Tensor | Dataset, labels: torch.T
             if uses_generator:
                 generator = torch.Generator(x.device).manual_seed(seed * 1_000_003 + first)
             part = _attack_batch(model, attack, x, y, t, levels=levels, generator=generator,
-                                 distance_names=distances, keywords=bound,
+                                 measures=measures, keywords=bound,
                                  indices=chosen[start:start + batch_size].clone())
             part = part.retain(_wanted(part, keep, held))
             if path is not None:
