@@ -32,31 +32,48 @@ def _config() -> TrainConfig:
                        seed=4, recipe_options={"eps": 0.1, "steps": 2})
 
 
-def test_resumed_run_ends_with_the_uninterrupted_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _interrupted_and_resumed(config: TrainConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *,
+                             device: str = "cpu") -> None:
+    """An uninterrupted run, and one stopped by Ctrl-C at the second batch of its second epoch (4 batches per epoch)
+    then run again: the same weights, bit for bit."""
     train_set, test_set = synthetic(0, 64), synthetic(1, 16)
-    reference = train(_config(), train_set, test_set, out=tmp_path / "a", name="m", progress=False)
+    reference = train(config, train_set, test_set, out=tmp_path / "a", name="m", progress=False, device=device)
 
     calls = {"n": 0}
-    pgd_recipe = RECIPES["pgd"]
+    recipe = RECIPES[config.recipe]
 
-    @functools.wraps(pgd_recipe)
+    @functools.wraps(recipe)
     def interrupted(*args: Any, **kwargs: Any) -> TrainingBatch:
         calls["n"] += 1
-        if calls["n"] == 6:  # second batch of the second epoch (4 batches per epoch)
+        if calls["n"] == 6:
             raise KeyboardInterrupt
-        return pgd_recipe(*args, **kwargs)
+        return recipe(*args, **kwargs)
 
-    monkeypatch.setitem(RECIPES, "pgd", interrupted)
+    monkeypatch.setitem(RECIPES, config.recipe, interrupted)
     with pytest.raises(KeyboardInterrupt):
-        train(_config(), train_set, test_set, out=tmp_path / "b", name="m", progress=False)
-    monkeypatch.setitem(RECIPES, "pgd", pgd_recipe)
-    resumed = train(_config(), train_set, test_set, out=tmp_path / "b", name="m", progress=False)
+        train(config, train_set, test_set, out=tmp_path / "b", name="m", progress=False, device=device)
+    monkeypatch.setitem(RECIPES, config.recipe, recipe)
+    resumed = train(config, train_set, test_set, out=tmp_path / "b", name="m", progress=False, device=device)
     for (name, expected), actual in zip(reference.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.equal(expected, actual), name
+
+
+def test_resumed_run_ends_with_the_uninterrupted_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _interrupted_and_resumed(_config(), tmp_path, monkeypatch)
     assert (tmp_path / "b" / "metrics.json").is_file()
     meta = json.loads((tmp_path / "b" / "m.json").read_text())
     (key, value), = meta["final_robust_accuracy"].items()
     assert key == "linf eps 0.1 (PGD-20, first 16 test images)" and 0 <= value <= 1
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device"))])
+def test_resumed_dropout_run_ends_with_the_uninterrupted_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 device: str) -> None:
+    # lenetv2's dropout draws from the global generator of the device it runs on: on CUDA that is the device's own,
+    # which the checkpoint must hold as well as the CPU's.
+    config = TrainConfig(architecture="lenetv2", recipe="standard", epochs=2, batch_size=16, lr=0.05, seed=4)
+    _interrupted_and_resumed(config, tmp_path, monkeypatch, device=device)
 
 
 def test_two_processes_give_the_weights_of_one(tmp_path: Path) -> None:

@@ -118,6 +118,22 @@ def summed_over_processes(device: torch.device, *values: float) -> list[float]:
     return [float(value) for value in total.tolist()]
 
 
+def rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """The states of the global generators that dropout draws from on ``device``: the CPU's, and on a CUDA device
+    that device's own (a resumed run restores both, or its dropout masks would differ from an uninterrupted run's)."""
+    state = {"rng": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def restore_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    """Sets the generators saved by :func:`rng_state` (a checkpoint of a CPU run holds no CUDA state)."""
+    torch.set_rng_state(state["rng"].cpu())
+    if device.type == "cuda" and "cuda_rng" in state:
+        torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
+
+
 def _world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
@@ -220,7 +236,7 @@ def train(config: TrainConfig, train_set: tuple[torch.Tensor, torch.Tensor],
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["rng"].cpu())
+        restore_rng_state(state, device)
         metrics, start_epoch = state["metrics"], state["epoch"]
     repeat = (lambda t: t.expand(-1, 3, -1, -1)) if config.in_channels == 3 else (lambda t: t)
     if config.train_samples is not None:
@@ -275,7 +291,7 @@ def train(config: TrainConfig, train_set: tuple[torch.Tensor, torch.Tensor],
         if rank == 0:
             print(json.dumps(metrics[-1]), flush=True)
             _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                          "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(),
+                          "scheduler": scheduler.state_dict(), **rng_state(device),
                           "metrics": metrics, "epoch": epoch + 1, "run": record}, checkpoint_path)
             (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     # A run resumed after its last epoch trained nothing and its model is still in the train mode it was built in.
