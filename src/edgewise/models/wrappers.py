@@ -203,9 +203,10 @@ class BudgetModel(nn.Module):
     as attackbenchlib 2.0.2's BenchModel) with a zero gradient, and a backward through it is zeroed. Inputs are
     clamped to [0, 1] first (BenchModel's ``enforce_box``), with the gradient passed through unchanged.
 
-    Every answered forward records, per sample, the smallest-``distance`` successful query seen: ``best`` (the
-    original input where none) and ``best_distance`` (0 for samples misclassified before the attack, inf where
-    none). ``spent`` counts the passes per sample; it never exceeds ``budget``.
+    Every answered forward records, per sample, the smallest-``distance`` successful query seen (finite logits,
+    adversarial prediction): ``best`` (the original input where none) and ``best_distance`` (0 for samples
+    misclassified before the attack, inf where none). ``spent`` counts the passes per sample; it never exceeds
+    ``budget``.
 
     With ``stop``, a forward after every sample has spent its budget (or is at distance 0, a clean error: nothing
     can improve it) raises :class:`BudgetSpentError` instead of answering "not adversarial" (an attack with more
@@ -258,7 +259,10 @@ class BudgetModel(nn.Module):
 
     def _record(self, inputs: torch.Tensor, logits: torch.Tensor, index: torch.Tensor,
                 answered: torch.Tensor) -> None:
-        success = answered & is_adversarial(logits.detach(), self.labels[index], targeted=self.targeted)
+        # A row with NaN/inf logits has no prediction (its argmax is arbitrary): it is no adversarial, as in verify.
+        detached = logits.detach()
+        success = answered & torch.isfinite(detached).all(1) & is_adversarial(detached, self.labels[index],
+                                                                               targeted=self.targeted)
         if not bool(success.any()):
             return
         rows, samples = success.nonzero().squeeze(1), index[success]
