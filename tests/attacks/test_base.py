@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edgewise.attacks import ddn
+from edgewise.attacks import alma, cw, ddn
 from edgewise.attacks.base import steepest_direction
 
 
@@ -37,3 +37,15 @@ def test_steepest_direction_maximizes_the_first_order_gain_in_the_unit_ball(norm
     torch.testing.assert_close(direction.flatten(1).norm(p=size, dim=1), torch.ones(4, dtype=torch.float64))
     gain = (gradient * direction).flatten(1).sum(1)
     torch.testing.assert_close(gain, gradient.flatten(1).norm(p=dual, dim=1))
+
+
+@pytest.mark.parametrize("attack", [alma, cw])
+@pytest.mark.parametrize("distance", ["l0", lambda reference: lambda perturbed: (perturbed != reference).sum((1, 2, 3))
+                                      .to(reference.dtype)])
+def test_a_distance_without_gradient_is_refused(oracle_factory, attack, distance) -> None:
+    # alma and cw minimize the distance along its gradient: ℓ0 (a count) has none, so they ran on the penalty
+    # alone and reported the ℓ0 of whatever they found as a minimal ℓ0 (cw --distance l0: median 623 of 784).
+    o = oracle_factory(classes=3)
+    with pytest.raises(ValueError, match=r"^distance must have a gradient .* got .*whose values carry none"):
+        attack(o.model, o.inputs, o.labels, distance=distance, steps=2, **({"init_distance": 1.0}
+                                                                          if attack is alma else {}))

@@ -60,3 +60,13 @@ def test_uncalibrated_lpips_is_reported_as_minimized(tmp_path: Path, monkeypatch
     expected = reference(x, adv, normalize=True).flatten().tolist()
     assert reported == pytest.approx(expected, rel=1e-3)
     assert 'distance lpips {"calibrated": false}' in capsys.readouterr().out
+
+
+def test_a_distance_without_gradient_is_refused_before_anything_is_written(tmp_path: Path, one_error_line) -> None:
+    # cw --distance l0 ran on its margin alone (ℓ0 has no gradient) and reported the ℓ0 it happened to reach.
+    out = tmp_path / "out"
+    assert main(["attack", "--model", "tinymlp-fmnist", "--attack", "cw", "--distance", "l0", "--steps", "2", "--n",
+                 "2", "--no-progress", "--out", str(out)]) == 2
+    error = one_error_line()
+    assert "distance must have a gradient" in error and "got 'l0'" in error
+    assert not out.exists()

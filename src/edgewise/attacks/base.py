@@ -68,9 +68,23 @@ def steepest_direction(gradient: torch.Tensor, norm: str) -> torch.Tensor:
 
 def bind_distance(distance: DistanceSpec, inputs: torch.Tensor, options: dict[str, Any]) -> DistanceFn:
     """The distance ``perturbed -> (B,)`` to ``inputs``: a registry name (``options`` go to its factory) or a
-    user factory."""
+    user factory. The attacks that take one minimize it along its gradient, so a distance whose values carry no
+    gradient (ℓ0, a count) is refused (:func:`check_has_gradient`)."""
     if isinstance(distance, str):
-        return get_distance(distance, **options)(inputs)
-    if callable(distance):
-        return distance(inputs)
-    raise TypeError(f"distance must be a registry name or a factory reference -> distance, got {distance!r}")
+        bound = get_distance(distance, **options)(inputs)
+    elif callable(distance):
+        bound = distance(inputs)
+    else:
+        raise TypeError(f"distance must be a registry name or a factory reference -> distance, got {distance!r}")
+    check_has_gradient(bound, inputs, distance)
+    return bound
+
+
+def check_has_gradient(distance: DistanceFn, inputs: torch.Tensor, name: DistanceSpec) -> None:
+    """``distance`` evaluated at ``inputs`` must carry a gradient: an attack would otherwise minimize its penalty
+    alone and report the distance of whatever it found (ℓ0's ``!=`` count has none)."""
+    with torch.enable_grad():
+        value = distance(inputs.detach().clone().requires_grad_(True))
+    if not value.requires_grad:
+        raise ValueError(f"distance must have a gradient with respect to perturbed for an attack to minimize it, "
+                         f"got {name!r}, whose values carry none (for ℓ0 use sigma_zero or auto(norm='l0'))")

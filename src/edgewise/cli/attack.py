@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from edgewise.attacks import ATTACKS, distance_keyword
-from edgewise.attacks.base import check_levels
+from edgewise.attacks.base import check_has_gradient, check_levels
 from edgewise.cli import csv
 from edgewise.cli.options import (
     add_data,
@@ -66,8 +66,9 @@ def register(commands: Any) -> None:
     parser.add_argument("--attack", default="ddn", help=f"one of {', '.join(sorted(ATTACKS))}")
     parser.add_argument("--steps", type=int, default=None, help="attack iterations (default: the attack's own)")
     parser.add_argument("--distance", default=None,
-                        help="what the attack minimizes: a registry distance (alma, cw: "
-                        f"{', '.join(distance_names())}) or an lp norm (fmn, pgd: {', '.join(NORMS)}); ddn is l2 "
+                        help="what the attack minimizes: a registry distance with a gradient (alma, cw: "
+                        f"{', '.join(n for n in distance_names() if n != 'l0')}) or an lp norm (fmn, pgd: "
+                        f"{', '.join(NORMS)}); ddn is l2 "
                         "only (default: the attack's own); the report measures this distance")
     parser.add_argument("--attack-options", default="{}", help="JSON object of extra keyword arguments")
     parser.add_argument("--targeted", action="store_true",
@@ -157,15 +158,18 @@ def minimized_options(attack: functools.partial[torch.Tensor]) -> dict[str, Any]
     return options
 
 
-def check_distance(name: str, inputs: torch.Tensor, options: dict[str, Any]) -> None:
+def check_distance(name: str, inputs: torch.Tensor, options: dict[str, Any], *, gradient: bool) -> None:
     """Build distance ``name`` with its ``options`` on one input: a distance that cannot run here (LPIPS without
-    its ImageNet weights) fails now, in one line, not after the attack."""
+    its ImageNet weights) or, with ``gradient`` (an attack that follows its gradient: alma, cw), one without a
+    gradient fails now, in one line, before anything is written."""
     if name not in distance_names():
         raise ValueError(f"the attack's distance must be one of {distance_names()}, got {name!r}")
     try:
-        get_distance(name, **options)(inputs[:1])
+        bound = get_distance(name, **options)(inputs[:1])
     except RuntimeError as error:
         raise ValueError(f"--distance {name}: {error}") from error
+    if gradient:
+        check_has_gradient(bound, inputs[:1], name)
 
 
 def summary_table(summary: dict[str, Any]) -> str:
@@ -251,7 +255,8 @@ def run(args: argparse.Namespace) -> int:
     (model,), (model_record,) = load_models([args.model], args, device=process.device)
     seen = for_model(dataset, args.model)
     outputs = check_compatible(model, seen, device=process.device)
-    check_distance(distance, stack(seen, indices[:1])[0], distance_options)
+    check_distance(distance, stack(seen, indices[:1])[0], distance_options,
+                   gradient=distance_keyword(attack.func) == "distance")
     targets = targets_of(dataset, indices, outputs) if args.targeted else None
     out = Path(args.out or f"results/{safe_name(args.model)}-{args.attack}")
     measured = tuple(dict.fromkeys((*DISTANCES, distance)))
