@@ -1,12 +1,18 @@
-"""AttackBench's protocol as the benchmark runs it (``budgeted``): which queried points may stand for a sample."""
+"""AttackBench's protocol as the benchmark runs it (``budgeted`` around edgewise's and other libraries' attacks):
+which queried points may stand for a sample, what identifies an adapter's results, and what an adapter leaves
+behind when the budget stops it."""
 
+import importlib.metadata
+
+import pytest
 import torch
 from torch import nn
 
-from edgewise.eval import run_attack
-from edgewise.eval.benchmark import budgeted
+from edgewise.eval import baselines, run_attack
+from edgewise.eval.baselines import BASELINES, load_baseline
+from edgewise.eval.benchmark import benchmark, budgeted, resolve
 
-from ..conftest import make_linear_oracle  # type: ignore[import-not-found]
+from ..conftest import make_linear_oracle, require  # type: ignore[import-not-found]
 
 
 class NaNOffPixel(nn.Module):
@@ -50,3 +56,39 @@ def test_a_query_with_nan_logits_is_not_the_best_point() -> None:
                         checks=False)
     assert result.success.all() and result.verified.all()
     torch.testing.assert_close(result.distances["l2"].double(), 1.5 * optimal, rtol=1e-4, atol=1e-6)
+
+
+def test_a_resumed_baseline_of_another_budget_is_refused(tmp_path) -> None:
+    """A baseline adapter's steps are part of what produced a batch: a resume_dir of a 2-step run was handed back
+    as the 50-step run's result (2 forwards per sample, distances of the 2-step run)."""
+    require("adv_lib", "pip install --no-deps adv-lib==0.2.8")
+    oracle = make_linear_oracle(batch=4, seed=1, classes=10)
+    run_attack(oracle.model, oracle.inputs, oracle.labels, load_baseline("adv-lib:ddn", steps=2), resume_dir=tmp_path,
+               progress=False, checks=False)
+    with pytest.raises(ValueError, match=r"attack\.keywords\.steps=2, this run has attack\.keywords\.steps=50"):
+        run_attack(oracle.model, oracle.inputs, oracle.labels, load_baseline("adv-lib:ddn", steps=50),
+                   resume_dir=tmp_path, progress=False, checks=False)
+
+
+def test_a_benchmark_cell_of_another_library_version_is_refused(tmp_path, monkeypatch) -> None:
+    require("adv_lib", "pip install --no-deps adv-lib==0.2.8")
+    oracle = make_linear_oracle(batch=4, seed=1, classes=10)
+    attacks = [resolve("adv-lib:ddn", distance="l2")]
+    models, data = {"m": oracle.model}, {"m": (oracle.inputs, oracle.labels)}
+    installed = importlib.metadata.version("adv-lib")
+    benchmark(models, data, attacks, [2], distance="l2", out=tmp_path, budget=4, batch_size=4)
+    monkeypatch.setattr(baselines, "installed_version", lambda library: "0.0.1")
+    with pytest.raises(ValueError, match=f"version={installed!r}, this run has .*version='0.0.1'"):
+        benchmark(models, data, attacks, [2], distance="l2", out=tmp_path, budget=4, batch_size=4)
+
+
+@pytest.mark.parametrize("name", ["foolbox:ddn", "torchattacks:cw-l2"])
+def test_a_baseline_stopped_by_the_budget_leaves_the_parameters_gradients_alone(name: str) -> None:
+    """foolbox (eagerpy) and torchattacks call loss.backward(), which fills the parameters' .grad; the adapter undid
+    it only when the attack returned, not when the budget stopped it (BudgetSpentError)."""
+    require(BASELINES[name].library, "docs/install.md says how")
+    oracle = make_linear_oracle(batch=4, seed=1, classes=10)
+    attack = budgeted(load_baseline(name, steps=50), budget=6, distance="l2")
+    result = run_attack(oracle.model, oracle.inputs, oracle.labels, attack, progress=False, checks=False)
+    assert (result.forwards + result.backwards <= 6 + 1).all()  # + BudgetModel's clean forward
+    assert all(parameter.grad is None for parameter in oracle.model.parameters())

@@ -15,11 +15,13 @@ the mode of the model it is given); the global RNG (torchattacks' FAB reseeds it
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import inspect
 import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -165,6 +167,10 @@ attackbenchlib 2.0.2's originals run with the settings of its ``configs`` (Attac
 minimal-distance search around APGD (20 search steps of ``steps``
 iterations each), its FAB is untargeted with ε = inf, its trust region is the non-adaptive one."""
 
+_DISTRIBUTIONS = {"adv_lib": "adv-lib", "foolbox": "foolbox", "torchattacks": "torchattacks",
+                  "attackbench": "attackbenchlib"}
+"""The distribution (pip) name of each library's module."""
+
 _PIP = {"adv_lib": "adv-lib==0.2.8 (pip install --no-deps; see docs/install.md)", "foolbox": "foolbox==3.3.4",
         "torchattacks": "torchattacks==3.5.1",
         "attackbench": "attackbenchlib==2.0.2 (pip install --no-deps, then wandb, adversarial-robustness-toolbox "
@@ -185,23 +191,47 @@ def _import(library: str) -> Any:
         raise MissingLibraryError(f"{library} is not installed ({error}); install {_PIP[library]}") from error
 
 
+def installed_version(library: str) -> str:
+    """The version of ``library``'s installed distribution ("unknown" where it has no metadata)."""
+    try:
+        return importlib.metadata.version(_DISTRIBUTIONS[library])
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def run_baseline(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, baseline: str, steps: int,
+                 version: str) -> torch.Tensor:
+    """Run the baseline ``baseline`` with a budget of ``steps`` iterations, shielded (:class:`_Shielded`, the
+    global RNG and the parameters' ``.grad`` restored, even when the attack stops by an exception such as the
+    benchmark's ``BudgetSpentError``). ``version``: of the library, which must be the installed one."""
+    entry = BASELINES[baseline]
+    module = _import(entry.library)
+    installed = installed_version(entry.library)
+    if version != installed:
+        raise ValueError(f"version must be the installed {entry.library} version {installed!r}, got {version!r}")
+    attack = entry.build(module, steps)
+    grads = [(p, p.grad) for p in model.parameters()]
+    try:
+        with torch.random.fork_rng(devices=[]):
+            adversarial = attack(_Shielded(model), inputs, labels)
+    finally:
+        for parameter, grad in grads:  # eagerpy (foolbox) calls loss.backward(): undo what it accumulated
+            parameter.grad = grad
+    return adversarial.detach().to(dtype=inputs.dtype, device=inputs.device)
+
+
 def load_baseline(name: str, *, steps: int) -> Attack:
     """The baseline ``name`` with a budget of ``steps`` iterations, as an edgewise attack callable.
 
-    Raises ``ValueError`` for an unknown name and :class:`MissingLibraryError` when its library is not installed.
+    A :func:`functools.partial` of :func:`run_baseline` bound to the name, ``steps`` and the library's installed
+    version, so that provenance tells apart the results of another budget or version of the library (a resumed
+    run of another ``steps`` is refused, not handed back). Raises ``ValueError`` for an unknown name and
+    :class:`MissingLibraryError` when its library is not installed.
     """
     if name not in BASELINES:
         raise ValueError(f"baseline must be one of {sorted(BASELINES)}, got {name!r}")
-    entry = BASELINES[name]
-    attack = entry.build(_import(entry.library), steps)
-
-    def run(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        grads = [(p, p.grad) for p in model.parameters()]
-        with torch.random.fork_rng(devices=[]):
-            adversarial = attack(_Shielded(model), inputs, labels)
-        for parameter, grad in grads:  # eagerpy (foolbox) calls loss.backward(): undo what it accumulated
-            parameter.grad = grad
-        return adversarial.detach().to(dtype=inputs.dtype, device=inputs.device)
-
-    run.__name__ = name
-    return run
+    library = BASELINES[name].library
+    _import(library)  # fails now, in one line, if the library is missing
+    bound = partial(run_baseline, baseline=name, steps=steps, version=installed_version(library))
+    bound.__name__ = name  # type: ignore[attr-defined]
+    return bound

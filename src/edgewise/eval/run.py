@@ -55,8 +55,9 @@ def _accepts(attack: Attack, keyword: str) -> bool:
 
 
 def _name(attack: Attack) -> str:
+    """The attack's own name (a partial named after what it runs, as a baseline adapter), else its function's."""
     function = attack.func if isinstance(attack, functools.partial) else attack
-    return str(getattr(function, "__name__", type(function).__name__))
+    return str(getattr(attack, "__name__", None) or getattr(function, "__name__", type(function).__name__))
 
 
 def targeted_keywords(attack: Attack, targeted: bool) -> dict[str, bool]:
