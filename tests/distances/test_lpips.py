@@ -206,3 +206,23 @@ def test_grey_images_are_compared_as_three_equal_channels():
     grey_x, grey_y = x[:, :1], y[:, :1]
     torch.testing.assert_close(network.bind(grey_x)(grey_y), network.bind(grey_x.expand(-1, 3, -1, -1))(
         grey_y.expand(-1, 3, -1, -1)), rtol=0, atol=0)
+
+
+def test_images_too_small_for_the_backbone_are_refused_by_name(tmp_path, monkeypatch):
+    # AlexNet's last tap is empty below 31 x 31 (Fashion-MNIST's 28 x 28 failed deep in a max-pool with torch's
+    # "Output size is too small"); the lpips package itself computes at 31 and fails at 30.
+    reference = reference_lpips("alex", heads=True)
+    save_backbone(reference, tmp_path)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    x, y = pair(31)
+    torch.testing.assert_close(get("lpips")(x)(y), reference(x, y, normalize=True).flatten().detach(), rtol=0,
+                               atol=1e-5)
+    small = torch.rand(2, 1, 28, 30)
+    with pytest.raises(RuntimeError):
+        reference(small, small, normalize=True)
+    with pytest.raises(ValueError, match=r"^reference must be at least 31x31 for LPIPS net='alex'.*got \(28, 30\)"):
+        get("lpips")(small)
+    with pytest.raises(ValueError, match=r"^reference must be at least 16x16 for LPIPS net='vgg'.*got \(15, 15\)"):
+        get("lpips", net="vgg")(torch.rand(1, 3, 15, 15))
+    with pytest.raises(ValueError, match=r"^reference must have shape \(B, 1 or 3, H, W\).*got \(1, 4, 64, 64\)"):
+        get("lpips")(torch.rand(1, 4, 64, 64))

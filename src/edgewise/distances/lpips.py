@@ -37,6 +37,10 @@ from edgewise.validation import check_choice
 TAPS = {"alex": (1, 4, 7, 9, 11), "vgg": (3, 8, 15, 22, 29)}
 WEIGHT_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
 _TORCHVISION_BUILDERS = {"alex": "alexnet", "vgg": "vgg16"}
+# The smallest height and width whose activations reach the last tap: AlexNet's conv 11/4 (padding 2) and two
+# max-pools 3/2 leave floor((floor((floor((H - 7) / 4) + 1 - 3) / 2) + 1 - 3) / 2) + 1 >= 1 rows for H >= 31;
+# VGG16's four 2×2 max-pools before relu5_3 leave floor(H / 16) >= 1 for H >= 16.
+MIN_SIZE = {"alex": 31, "vgg": 16}
 # lpips package ``ScalingLayer``: (x - shift) / scale on inputs in [-1, 1].
 _SHIFT = (-0.030, -0.088, -0.188)
 _SCALE = (0.458, 0.448, 0.450)
@@ -175,11 +179,24 @@ def model_network(model: nn.Module) -> LPIPSNetwork:
     return LPIPSNetwork(layers, taps, None, scaling=False)
 
 
+def check_backbone_input(reference: torch.Tensor, net: str) -> None:
+    """Images the ImageNet backbone ``net`` takes: (B, 1 or 3, H, W) with H, W >= ``MIN_SIZE[net]`` (smaller ones
+    failed deep in a max-pool with torch's "Output size is too small")."""
+    if reference.dim() != 4 or reference.shape[1] not in (1, 3):
+        raise ValueError(f"reference must have shape (B, 1 or 3, H, W) for LPIPS net={net!r}, got "
+                         f"{tuple(reference.shape)}")
+    if min(reference.shape[-2:]) < MIN_SIZE[net]:
+        raise ValueError(f"reference must be at least {MIN_SIZE[net]}x{MIN_SIZE[net]} for LPIPS net={net!r} (its "
+                         f"last tapped layer is empty below), got {tuple(reference.shape[-2:])}: resize the images "
+                         "(--resize), or measure LPIPS on an edgewise model that takes them (features=model)")
+
+
 def lpips(reference: torch.Tensor, *, net: str = "alex", calibrated: bool | None = None,
           features: nn.Module | None = None) -> DistanceFn:
     """Factory of the LPIPS distance to ``reference`` ``(B, C, H, W)`` in [0, 1] → ``perturbed -> (B,)``.
 
-    ``net``: "alex" (AlexNet, default, as in the ALMA paper) or "vgg" (VGG16). ``calibrated``: linear heads of the
+    ``net``: "alex" (AlexNet, default, as in the ALMA paper) or "vgg" (VGG16), for images of at least 31 × 31 and
+    16 × 16 pixels (``MIN_SIZE``). ``calibrated``: linear heads of the
     lpips package (True, the default with ``net``) or the plain channel sum (False). ``features``: an edgewise
     model whose ReLU activations replace the ImageNet backbone (always uncalibrated; ``net`` does not apply).
     """
@@ -188,6 +205,8 @@ def lpips(reference: torch.Tensor, *, net: str = "alex", calibrated: bool | None
             raise ValueError("features=model has no calibrated heads: calibrated must be False or left out with "
                              f"features, got {calibrated!r}")
         return model_network(features).bind(reference)
+    check_choice("net", net, tuple(TAPS))
+    check_backbone_input(reference, net)
     network = pretrained_network(net, calibrated=True if calibrated is None else calibrated, dtype=reference.dtype,
                                  device=reference.device)
     return network.bind(reference)
