@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from edgewise.cli import main
 from edgewise.eval import baselines, run_attack
 from edgewise.eval.baselines import BASELINES, load_baseline
 from edgewise.eval.benchmark import benchmark, budgeted, resolve
@@ -92,3 +93,14 @@ def test_a_baseline_stopped_by_the_budget_leaves_the_parameters_gradients_alone(
     result = run_attack(oracle.model, oracle.inputs, oracle.labels, attack, progress=False, checks=False)
     assert (result.forwards + result.backwards <= 6 + 1).all()  # + BudgetModel's clean forward
     assert all(parameter.grad is None for parameter in oracle.model.parameters())
+
+
+def test_an_attack_of_a_fixed_distance_is_refused_for_another(capsys) -> None:
+    """DDN minimizes ℓ2: `--distance linf --attack ddn` ran it and scored its ℓ∞ as an ℓ∞ attack's (in the best of
+    all, LO and GO), where `adv-lib:ddn` was refused."""
+    assert resolve("ddn", distance="l2").name == "ddn"
+    with pytest.raises(ValueError, match="attack 'ddn' minimizes 'l2' but the benchmark's distance is 'linf'"):
+        resolve("ddn", distance="linf")
+    assert main(["benchmark", "--distance", "l1", "--attack", "ddn", "--no-progress"]) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1 and "attack 'ddn' minimizes 'l2' but the benchmark's distance is 'l1'" in errors[0]

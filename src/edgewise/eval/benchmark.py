@@ -113,11 +113,16 @@ class AttackSpec:
         return steps if budget is None else self.within(steps)
 
 
+FIXED_DISTANCES = {"ddn": "l2"}
+"""The distance minimized by each registry attack that takes neither ``distance`` nor ``norm``."""
+
+
 def edgewise_attack(spec: str, *, distance: str) -> AttackSpec:
     """``"ddn"``, ``"fmn-l2"``, ``"alma-l1"``, ``"cw-l2"``: an attack of the registry, the suffix bound to the
     ``distance`` or ``norm`` it takes (``"auto"``: the portfolio with a budget of 2 × steps passes per sample,
     ``attacks.auto.auto_steps``). Without a suffix, an attack that takes one gets ``distance``. C&W's budget
-    is its ``binary_search_steps`` (9) × steps, labelled "9×steps" like the baselines with a search.
+    is its ``binary_search_steps`` (9) × steps, labelled "9×steps" like the baselines with a search. An attack of
+    a fixed distance (DDN: ℓ2) is refused for another ``distance``, as a baseline of another distance is.
     """
     name, _, suffix = spec.partition("-")
     if name not in ATTACKS:
@@ -128,6 +133,9 @@ def edgewise_attack(spec: str, *, distance: str) -> AttackSpec:
     keyword = distance_keyword(function)
     if suffix and keyword is None:
         raise ValueError(f"attack {spec!r}: {name!r} minimizes a fixed distance and takes no suffix")
+    if keyword is None and FIXED_DISTANCES.get(name) != distance:
+        raise ValueError(f"attack {spec!r} minimizes {FIXED_DISTANCES.get(name)!r} but the benchmark's distance is "
+                         f"{distance!r}")
     chosen = suffix or distance
     if keyword is not None and chosen != distance:
         raise ValueError(f"attack {spec!r} minimizes {chosen!r} but the benchmark's distance is {distance!r}")
