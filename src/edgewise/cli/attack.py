@@ -76,7 +76,7 @@ def register(commands: Any) -> None:
                              "targeted (clean accuracy stays measured against the labels y)")
     parser.add_argument("--levels", type=int, default=None,
                         help="quantize returned examples to this many levels before verification (256: 8 bits; "
-                             "default: none)")
+                             "default: none); an attack that quantizes its iterates (ddn) quantizes to the same")
     parser.add_argument("--eps", type=csv(float), default=None,
                         help="comma list of budgets for robust accuracy, e.g. 0.5,1 (default: a list per "
                              "distance); a summary only: changing it reuses the finished batches")
@@ -103,12 +103,13 @@ def bind_once(kwargs: dict[str, Any], keyword: str, value: Any, flag: str) -> No
 
 
 def bind_attack(name: str, *, steps: int | None, distance: str | None, options: dict[str, Any],
-                targeted: bool = False) -> functools.partial[torch.Tensor]:
+                targeted: bool = False, levels: int | None = None) -> functools.partial[torch.Tensor]:
     """The attack ``name`` with its hyper-parameters bound; unknown names or options are errors, and so is an
-    option that ``steps`` or ``distance`` also sets to another value.
+    option that ``steps``, ``distance`` or ``levels`` also sets to another value.
 
     ``targeted`` is bound too (an attack that cannot run targeted is refused), so the attack always knows
-    whether the labels it gets are targets."""
+    whether the labels it gets are targets. ``levels`` (the quantization of the verification) is bound to an
+    attack that quantizes its iterates (ddn), so that it searches the grid its examples are verified on."""
     if name not in ATTACKS:
         raise ValueError(f"--attack must be one of {sorted(ATTACKS)}, got {name!r}")
     function = ATTACKS[name]
@@ -126,6 +127,8 @@ def bind_attack(name: str, *, steps: int | None, distance: str | None, options: 
         if distance not in allowed:
             raise ValueError(f"--distance must be one of {allowed} for attack {name!r}, got {distance!r}")
         bind_once(kwargs, keyword, distance, "--distance")
+    if levels is not None and "levels" in parameters:
+        bind_once(kwargs, "levels", levels, "--levels")
     if "targeted" in parameters:
         kwargs["targeted"] = targeted
     elif targeted:
@@ -242,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
     check_levels(args.levels)
     check_eps(args.eps)
     attack = bind_attack(args.attack, steps=args.steps, distance=args.distance, options=options,
-                         targeted=args.targeted)
+                         targeted=args.targeted, levels=args.levels)
     if args.trace and not takes_callback(attack):
         raise ValueError(f"--trace: attack {args.attack!r} takes no callback, so there is nothing to trace; attacks "
                          f"that take one: {', '.join(traceable())}")
