@@ -216,9 +216,18 @@ def test_minmax_errors_are_one_line(argv: list[str], match: str, tmp_path: Path,
 def test_lpips_without_weights_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                            one_error_line: ErrorLine) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-hub"))
+    # AlexNet takes images of 31 x 31 and more: a model of the sample resized to 32 x 32.
+    (tmp_path / "net.py").write_text("from torch import nn\n\n\ndef build():\n"
+                                     "    return nn.Sequential(nn.Flatten(), nn.Linear(32 * 32, 10))\n")
+    assert main(["attack", "--model", f"{tmp_path / 'net.py'}:build", "--resize", "32", "--attack", "alma",
+                 "--distance", "lpips", "--n", "2", "--steps", "2", "--out", str(tmp_path / "o"), *QUIET]) == 2
+    assert "--distance lpips: LPIPS net='alex' needs torchvision's ImageNet weights" in one_error_line()
+
+
+def test_lpips_on_images_too_small_for_alexnet_is_one_line(tmp_path: Path, one_error_line: ErrorLine) -> None:
     assert main(["attack", "--attack", "alma", "--distance", "lpips", "--n", "2", "--steps", "2",
                  "--out", str(tmp_path / "o"), *QUIET]) == 2
-    assert "--distance lpips: LPIPS net='alex' needs torchvision's ImageNet weights" in one_error_line()
+    assert "--distance lpips: reference must be at least 31x31 for LPIPS net='alex'" in one_error_line()
 
 
 def test_ensemble_of_models_with_other_input_shapes_is_one_line(tmp_path: Path, one_error_line: ErrorLine) -> None:

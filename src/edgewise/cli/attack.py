@@ -169,7 +169,7 @@ def check_distance(name: str, inputs: torch.Tensor, options: dict[str, Any], *, 
         raise ValueError(f"the attack's distance must be one of {distance_names()}, got {name!r}")
     try:
         bound = get_distance(name, **options)(inputs[:1])
-    except RuntimeError as error:
+    except (RuntimeError, ValueError) as error:
         raise ValueError(f"--distance {name}: {error}") from error
     if gradient:
         check_has_gradient(bound, inputs[:1], name)
