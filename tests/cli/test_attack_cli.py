@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from edgewise import __version__
-from edgewise.attacks import fmn
+from edgewise.attacks import fab, fmn
 from edgewise.cli import main
 from edgewise.data import sample
 from edgewise.models import load_model
@@ -150,3 +150,25 @@ def test_levels_reach_an_attack_that_quantizes(tmp_path: Path, rows) -> None:
     assert timeless(outs["flag"]) == timeless(outs["both"])
     assert all(row["verified"] for row in rows(outs["flag"]))
     assert main(["attack", "--attack", "ddn", "--levels", "4", "--attack-options", '{"levels": 16}']) == 2
+
+
+def test_fab_options_reach_fab(tmp_path: Path, rows) -> None:
+    # fab took its own options only as **options, which --attack-options refused by name ('restarts'); each run now
+    # gives the distances of the library call with the same options, and two restarts are another attack than one.
+    model = load_model("tinymlp-fmnist")
+    inputs, labels = sample()
+    found = {}
+    for restarts in (1, 2):
+        out = tmp_path / str(restarts)
+        assert main(["attack", "--model", "tinymlp-fmnist", "--attack", "fab", "--steps", "60", "--n", "8",
+                     "--attack-options", json.dumps({"restarts": restarts}), "--no-checks", "--no-progress",
+                     "--out", str(out)]) == 0
+        found[restarts] = [row["distances"]["l2"] for row in rows(out)]
+        adv = fab(model, inputs[:8], labels[:8], norm="l2", budget=120, restarts=restarts)
+        fooled = model(adv).argmax(1) != labels[:8]
+        expected = [d if hit else None for d, hit in zip((adv - inputs[:8]).flatten(1).norm(dim=1).tolist(),
+                                                          fooled.tolist(), strict=True)]
+        assert [d is None for d in found[restarts]] == [d is None for d in expected]
+        assert [d for d in found[restarts] if d is not None] == pytest.approx(
+            [d for d in expected if d is not None], rel=1e-5)
+    assert found[1] != found[2]

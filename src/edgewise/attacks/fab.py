@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import nn
@@ -61,6 +60,8 @@ from edgewise.projections import project_hyperplane
 from edgewise.validation import check_choice, check_fraction, check_logits, check_positive
 
 NORMS = ("l1", "l2", "linf")
+# The paper's α_max, η, β (sec. 3) and the authors' final search steps: the defaults of fab and fab_steps.
+ALPHA_MAX, ETA, BETA, FINAL_SEARCH = 0.1, 1.05, 0.9, 3
 _NORM_OF = {"l1": lp.l1, "l2": lp.l2, "linf": lp.linf}
 
 
@@ -145,10 +146,10 @@ def fab(
     restarts: int = 1,
     target_classes: int | None = None,
     eps: float | None = None,
-    alpha_max: float = 0.1,
-    eta: float = 1.05,
-    beta: float = 0.9,
-    final_search: int = 3,
+    alpha_max: float = ALPHA_MAX,
+    eta: float = ETA,
+    beta: float = BETA,
+    final_search: int = FINAL_SEARCH,
     targeted: bool = False,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
@@ -303,10 +304,15 @@ def _final_search(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, 
 
 
 def fab_steps(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, norm: str = "l2", steps: int = 100,
-              targeted: bool = False, generator: torch.Generator | None = None, **options: Any) -> torch.Tensor:
+              restarts: int = 1, target_classes: int | None = None, eps: float | None = None,
+              alpha_max: float = ALPHA_MAX, eta: float = ETA, beta: float = BETA, final_search: int = FINAL_SEARCH,
+              targeted: bool = False, generator: torch.Generator | None = None,
+              callback: Callback | None = None) -> torch.Tensor:
     """``fab`` with a budget of 2 × ``steps`` passes per sample: the registry's ``steps`` (iterations of one
     forward and one backward, as for every other attack), so that ``edgewise benchmark --budget Q`` and the
-    command line compare it at the same cost. ``options`` go to :func:`fab`."""
+    command line compare it at the same cost. The other keywords are :func:`fab`'s (named here, so that the
+    command line's ``--attack-options`` can set them)."""
     check_positive("steps", steps, integer=True)
-    return fab(model, inputs, labels, norm=norm, budget=2 * steps, targeted=targeted, generator=generator,
-               **options)
+    return fab(model, inputs, labels, norm=norm, budget=2 * steps, restarts=restarts, target_classes=target_classes,
+               eps=eps, alpha_max=alpha_max, eta=eta, beta=beta, final_search=final_search, targeted=targeted,
+               generator=generator, callback=callback)
