@@ -75,8 +75,27 @@ def test_budget_is_rounds_times_steps(linear_oracle, name: str) -> None:
     seen: list[int] = []
     ATTACKS[name](counting, o.inputs, o.labels, norm="linf", steps=7, binary_search_steps=3,
                   callback=lambda step, state: seen.append(step))
-    assert counting.forwards == 3 * 7 * len(o.inputs) and counting.backwards == 3 * 7 * len(o.inputs)
+    # One forward more without ``upper``: the clean check.
+    assert counting.forwards == (3 * 7 + 1) * len(o.inputs) and counting.backwards == 3 * 7 * len(o.inputs)
     assert seen == [0, 1, 2]
+    counting.forwards = counting.backwards = 0
+    ATTACKS[name](counting, o.inputs, o.labels, norm="linf", steps=7, binary_search_steps=3, upper=2 * o.linf)
+    assert counting.forwards == 3 * 7 * len(o.inputs) and counting.backwards == 3 * 7 * len(o.inputs)
+
+
+@pytest.mark.parametrize("name", ["apgd_minimal", "pgd_minimal"])
+@pytest.mark.parametrize("targeted", [False, True])
+def test_an_input_already_adversarial_is_at_distance_zero(oracle_factory, name: str, targeted: bool) -> None:
+    o = oracle_factory(classes=4)
+    predicted = o.model(o.inputs).argmax(1)
+    # Half the samples are already adversarial: labelled with another class (untargeted) or their own prediction
+    # as the target (targeted); the attack would move them to a higher-loss point and the search end near 0.
+    other = 1 - predicted  # the oracle separates classes 0 and 1; 2 and 3 are never reachable
+    already = torch.arange(len(o.inputs)) % 2 == 0
+    labels = torch.where(already, predicted if targeted else other, other if targeted else predicted)
+    adv = ATTACKS[name](o.model, o.inputs, labels, norm="l2", steps=10, binary_search_steps=8, targeted=targeted)
+    assert torch.equal(adv[already], o.inputs[already])
+    assert bool((lp.l2(o.inputs, adv)[~already] > 0).all())
 
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), [

@@ -10,7 +10,10 @@ Cinà et al., AAAI 2025, which searches ε the same way for its fixed-budget att
 - before the first success, ε doubles (capped at 1 for ℓ∞, the whole box); after it, ε bisects between the
   largest failing ε and the smallest distance found;
 - ``upper`` starts the search from a known distance per sample (an adversarial found by another attack): the
-  first round tries 0.9 × that distance and every round is spent on improving it rather than on finding it.
+  first round tries 0.9 × that distance and every round is spent on improving it rather than on finding it;
+- without ``upper``, one forward at the inputs first: a clean error (targeted: an input already classified as
+  its target) is at distance 0. The attack would return its highest-loss adversarial iterate instead, a moved
+  point, and the search would end near 2^-rounds of the first ε rather than at 0.
 
 The attack must take ``norm``, ``eps`` (a (B,) tensor), ``steps``, ``targeted``, ``generator`` and ``callback``,
 report ``"adversarial"`` per sample in its callback state, and return an evaluated adversarial point where one
@@ -29,7 +32,8 @@ from torch import nn
 from edgewise.attacks.base import Callback, batch_view, check_attack_call
 from edgewise.attacks.pgd import DEFAULT_EPS, check_eps
 from edgewise.distances import lp
-from edgewise.validation import check_choice, check_positive
+from edgewise.losses import is_adversarial
+from edgewise.validation import check_choice, check_logits, check_positive
 
 NORMS = ("l1", "l2", "linf")
 _NORM_OF = {"l1": lp.l1, "l2": lp.l2, "linf": lp.linf}
@@ -78,13 +82,15 @@ def minimal(
     """Smallest-‖δ‖p adversarial examples found by a fixed-ε ``attack`` over a per-sample search of ε.
 
     Budget: ``binary_search_steps`` × ``steps`` forwards and backwards per sample (every round runs the attack on
-    the whole batch, each sample at its own ε). Returned per sample: the smallest adversarial found over the
+    the whole batch, each sample at its own ε), and without ``upper`` one forward more, at the inputs. Returned
+    per sample: the input itself where it is already adversarial, else the smallest adversarial found over the
     rounds, or the original input if none.
 
     Args:
         attack: the fixed-ε attack (e.g. ``edgewise.attacks.apgd``; bind its options with functools.partial).
         norm: "l1", "l2" or "linf". eps: the first ε, a number or a (B,) tensor (default
-            ``pgd.DEFAULT_EPS[norm]``). upper: (B,) distances already reached by other means (inf: none), or None.
+            ``pgd.DEFAULT_EPS[norm]``). upper: (B,) distances already reached by other means (inf: none; 0: the
+            input is adversarial itself, which is then not checked again), or None.
         steps: the attack's steps per round. binary_search_steps: the number of rounds.
         targeted: ``labels`` are targets. generator: passed to the attack.
         callback: ``callback(round, {"eps", "best_distance", "adversarial"})`` after each round.
@@ -105,6 +111,11 @@ def minimal(
                          f"got {upper if not isinstance(upper, torch.Tensor) else tuple(upper.shape)}")
     distance = _NORM_OF[norm]
     best_norm = torch.full((batch,), math.inf, dtype=inputs.dtype, device=inputs.device)
+    if upper is None:
+        with torch.no_grad():
+            logits = model(inputs)
+        check_logits(logits, labels)
+        best_norm = best_norm.masked_fill(is_adversarial(logits, labels, targeted=targeted), 0.0)
     best_adv = inputs.clone()
     bound = best_norm if upper is None else upper.to(inputs.dtype)
     lower = torch.zeros_like(best_norm)
