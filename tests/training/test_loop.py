@@ -109,6 +109,10 @@ def test_two_processes_report_the_metrics_of_the_whole_epoch(tmp_path: Path) -> 
     assert len(single) == len(double) == 1
     for key in ("train_loss", "train_accuracy", "test_accuracy"):
         assert double[0][key] == pytest.approx(single[0][key], rel=1e-5), key
+    # The zoo record and the checkpoint say how many processes trained the model (the recipes' draws depend on it).
+    assert json.loads((tmp_path / "two" / "ddp.json").read_text())["processes"] == 2
+    assert torch.load(tmp_path / "two" / "checkpoint.pt", weights_only=False)["run"]["processes"] == 2
+    assert json.loads((tmp_path / "one" / "ddp.json").read_text())["processes"] == 1
 
 
 def _torchrun_weights(out: Path, attempts: int = 2, steps: int = 2) -> dict[str, torch.Tensor]:
@@ -178,6 +182,23 @@ def test_a_checkpoint_of_other_edgewise_code_is_never_resumed(tmp_path: Path, mo
     train(config, train_set, test_set, out=tmp_path, name="m", progress=False)
     monkeypatch.setattr(loop, "edgewise_identity", lambda: {**edgewise_identity(), "source": "other code"})
     with pytest.raises(ValueError, match=r"holds a checkpoint of a run with edgewise\.source="):
+        train(TrainConfig(**{**vars(config), "epochs": 2}), train_set, test_set, out=tmp_path, name="m",
+              progress=False)
+
+
+@pytest.mark.parametrize(("key", "value"), [("processes", 2), ("device", "cuda")])
+def test_a_checkpoint_of_another_process_count_or_device_is_never_resumed(tmp_path: Path, key: str,
+                                                                          value: Any) -> None:
+    # Before: the record held neither, so a run of 2 torchrun processes continued by 1 (or a GPU run continued on
+    # the CPU, without its CUDA generator state) mixed epochs of two set-ups under one record.
+    train_set, test_set = synthetic(0, 64), synthetic(1, 16)
+    config = TrainConfig(architecture="mlp", epochs=1, batch_size=16, lr=0.05, seed=4)
+    train(config, train_set, test_set, out=tmp_path, name="m", progress=False)
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert state["run"][key] == {"processes": 1, "device": "cpu"}[key]
+    state["run"][key] = value
+    torch.save(state, tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match=f"holds a checkpoint of a run with {key}={value!r}, this run has {key}="):
         train(TrainConfig(**{**vars(config), "epochs": 2}), train_set, test_set, out=tmp_path, name="m",
               progress=False)
 

@@ -165,13 +165,17 @@ def accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, ba
 
 
 def checkpoint_record(config: TrainConfig, train_set: tuple[torch.Tensor, torch.Tensor],
-                      test_set: tuple[torch.Tensor, torch.Tensor]) -> dict[str, Any]:
+                      test_set: tuple[torch.Tensor, torch.Tensor], *, processes: int,
+                      device: torch.device) -> dict[str, Any]:
     """What a checkpoint's finished epochs depend on: the configuration but its number of epochs (epoch k is the
     same for any total, the lr milestones being epochs), the training data and the test data that measured each
-    epoch's accuracy in its metrics (sha256 of their images and labels), and the edgewise code that trained them."""
+    epoch's accuracy in its metrics (sha256 of their images and labels), the edgewise code that trained them,
+    and where: the number of torchrun processes (the recipes' draws depend on it, module docstring) and the
+    device type (a CPU run holds no CUDA generator state to continue)."""
     return {**{k: v for k, v in asdict(config).items() if k != "epochs"}, "edgewise": edgewise_identity(),
             "train_set_sha256": [fingerprint_tensor(t) for t in train_set],
-            "test_set_sha256": [fingerprint_tensor(t) for t in test_set]}
+            "test_set_sha256": [fingerprint_tensor(t) for t in test_set],
+            "processes": processes, "device": device.type}
 
 
 def check_checkpoint(state: dict[str, Any], record: dict[str, Any], config: TrainConfig, path: Path) -> None:
@@ -227,7 +231,7 @@ def train(config: TrainConfig, train_set: tuple[torch.Tensor, torch.Tensor],
     metrics: list[dict[str, float]] = []
     start_epoch = 0
     checkpoint_path = out / "checkpoint.pt"
-    record = checkpoint_record(config, train_set, test_set)
+    record = checkpoint_record(config, train_set, test_set, processes=world, device=device)
     # The global RNG drives dropout during training: seed it, and restore its state when resuming.
     torch.manual_seed(config.seed)
     if resume and checkpoint_path.is_file():
@@ -300,7 +304,7 @@ def train(config: TrainConfig, train_set: tuple[torch.Tensor, torch.Tensor],
         robust = robust_accuracy(model, repeat(test_set[0][:ROBUST_SAMPLES]), test_set[1][:ROBUST_SAMPLES],
                                  threat_models(config.recipe, config.recipe_options), seed=config.seed)
         write_zoo_entry(model, config, out=out, name=name, command=command, metrics=metrics,
-                        extra={"final_robust_accuracy": robust} if robust else None)
+                        extra={"processes": world, **({"final_robust_accuracy": robust} if robust else {})})
     return model
 
 
