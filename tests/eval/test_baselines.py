@@ -113,3 +113,28 @@ def test_attackbench_boundary_attacks_on_a_linear_model(name: str, overshoot: fl
     assert result.success.all()
     ratio = result.distances["l2"] / oracle.l2
     assert (ratio >= 1 - 1e-4).all() and (ratio <= overshoot + 0.01).all()
+
+
+def test_attackbench_apgd_l1_needs_two_steps_per_round() -> None:
+    # Before: --budget 60 gave it 1 step per ε-search round, and attackbenchlib failed deep inside torch
+    # ("zeros: Dimension size must be non-negative"); now load_baseline and the benchmark refuse it in one line.
+    from edgewise.eval.baselines import _import
+    from edgewise.eval.benchmark import baseline_attack, check_steps
+
+    from ..conftest import make_linear_oracle  # type: ignore[import-not-found]
+
+    name = "attackbench:apgd-l1"
+    require_adapter(name)
+    oracle = make_linear_oracle(batch=4, seed=4, classes=3)
+    module = _import("attackbench")
+    with pytest.raises(RuntimeError, match="must be non-negative"):  # the library's own limit, unguarded
+        BASELINES[name].build(module, 1)(oracle.model, oracle.inputs, oracle.labels)
+    BASELINES[name].build(module, 2)(oracle.model, oracle.inputs, oracle.labels)
+    with pytest.raises(ValueError, match=r"baseline 'attackbench:apgd-l1' needs steps >= 2 \(per round of its "
+                                         r"search\), got 1"):
+        load_baseline(name, steps=1)
+    spec = baseline_attack(name, distance="l1")
+    with pytest.raises(ValueError, match="--budget 60 gives attackbench:apgd-l1 1 steps per round of its 20; it "
+                                         "needs at least 2"):
+        check_steps([spec], [30], 60)
+    check_steps([spec], [40], 80)

@@ -65,6 +65,9 @@ class Baseline:
     build: Callable[[Any, int], Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]]
     rounds: int = 1
     """Rounds of ``steps`` iterations it runs: its search steps (C&W, EAD, AttackBench's APGD), else 1."""
+    min_steps: int = 1
+    """The fewest ``steps`` it runs with (attackbenchlib 2.0.2's ℓ1 APGD gives 30%, 30% and the rest of them,
+    rounded up, to three radii: with 1 step the last gets −1 and torch fails deep inside)."""
 
 
 def _adv_lib(name: str, **fixed: Any) -> Callable[[Any, int], Callable[..., torch.Tensor]]:
@@ -118,8 +121,9 @@ def _attackbench(config: str, **overrides: Any) -> Callable[[Any, int], Callable
     return build
 
 
-def _attackbench_entry(distance: str, config: str, *, rounds: int = 1, **overrides: Any) -> Baseline:
-    return Baseline("attackbench", "2.0.2", distance, _attackbench(config, **overrides), rounds)
+def _attackbench_entry(distance: str, config: str, *, rounds: int = 1, min_steps: int = 1,
+                       **overrides: Any) -> Baseline:
+    return Baseline("attackbench", "2.0.2", distance, _attackbench(config, **overrides), rounds, min_steps)
 
 
 def _foolbox_entry(distance: str, name: str, *, rounds: int = 1) -> Baseline:
@@ -150,7 +154,7 @@ BASELINES: dict[str, Baseline] = {
     "attackbench:fab-l1": _attackbench_entry("l1", "fab", threat_model="l1"),
     "attackbench:fab-l2": _attackbench_entry("l2", "fab", threat_model="l2"),
     "attackbench:fab-linf": _attackbench_entry("linf", "fab"),
-    "attackbench:apgd-l1": _attackbench_entry("l1", "apgd_minimal_l1", rounds=APGD_SEARCHES),
+    "attackbench:apgd-l1": _attackbench_entry("l1", "apgd_minimal_l1", rounds=APGD_SEARCHES, min_steps=2),
     "attackbench:apgd-l2": _attackbench_entry("l2", "apgd_minimal", rounds=APGD_SEARCHES, threat_model="l2"),
     "attackbench:apgd-linf": _attackbench_entry("linf", "apgd_minimal", rounds=APGD_SEARCHES),
     "attackbench:sigma-zero": _attackbench_entry("l0", "sigma_zero"),
@@ -230,7 +234,9 @@ def load_baseline(name: str, *, steps: int) -> Attack:
     """
     if name not in BASELINES:
         raise ValueError(f"baseline must be one of {sorted(BASELINES)}, got {name!r}")
-    library = BASELINES[name].library
+    library, fewest = BASELINES[name].library, BASELINES[name].min_steps
+    if steps < fewest:
+        raise ValueError(f"baseline {name!r} needs steps >= {fewest} (per round of its search), got {steps}")
     _import(library)  # fails now, in one line, if the library is missing
     bound = partial(run_baseline, baseline=name, steps=steps, version=installed_version(library))
     bound.__name__ = name  # type: ignore[attr-defined]

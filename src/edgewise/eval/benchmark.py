@@ -93,6 +93,8 @@ class AttackSpec:
     name: str
     build: Callable[[int], Attack]
     rounds: int = 1
+    min_steps: int = 1
+    """The fewest steps per round it runs with (a baseline's ``min_steps``)."""
 
     def budget(self, steps: int) -> str:
         """The label of ``steps`` in the tables: "100", or "9×100" for an attack with rounds."""
@@ -157,8 +159,8 @@ def baseline_attack(spec: str, *, distance: str) -> AttackSpec:
     if entry.distance != distance:
         raise ValueError(f"baseline {spec!r} minimizes {entry.distance!r} but the benchmark's distance is "
                          f"{distance!r}")
-    load_baseline(spec, steps=1)  # fails now, in one line, if the library is missing
-    return AttackSpec(spec, lambda steps: load_baseline(spec, steps=steps), entry.rounds)
+    load_baseline(spec, steps=entry.min_steps)  # fails now, in one line, if the library is missing
+    return AttackSpec(spec, lambda steps: load_baseline(spec, steps=steps), entry.rounds, entry.min_steps)
 
 
 def resolve(spec: str, *, distance: str) -> AttackSpec:
@@ -282,11 +284,15 @@ def summarize(rows: Mapping[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
 
 
 def check_steps(attacks: Sequence[AttackSpec], steps: Sequence[int], budget: int | None) -> None:
-    """Each attack's cells must be distinct: two ``steps`` that give an attack the same steps per round (``2,2``,
+    """Each attack's steps per round must be at least its ``min_steps``, and its cells distinct: two ``steps`` that give an attack the same steps per round (``2,2``,
     or C&W's ``10,11`` shared among 9 rounds under a budget) would be one cell counted twice (a summary of one
     model reported "models: 2")."""
     for attack in attacks:
         per_round = [attack.steps_per_round(total, budget) for total in steps]
+        if min(per_round) < attack.min_steps:
+            given = f"--steps {min(steps)}" if budget is None else f"--budget {budget}"
+            raise ValueError(f"{given} gives {attack.name} {min(per_round)} steps per round of its {attack.rounds}; "
+                             f"it needs at least {attack.min_steps}")
         repeated = sorted(value for value, count in Counter(per_round).items() if count > 1)
         if repeated:
             shared = "" if budget is None else f" (steps per round of its {attack.rounds} rounds under budget {budget})"
