@@ -284,9 +284,9 @@ def summarize(rows: Mapping[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
 
 
 def check_steps(attacks: Sequence[AttackSpec], steps: Sequence[int], budget: int | None) -> None:
-    """Each attack's steps per round must be at least its ``min_steps``, and its cells distinct: two ``steps`` that give an attack the same steps per round (``2,2``,
-    or C&W's ``10,11`` shared among 9 rounds under a budget) would be one cell counted twice (a summary of one
-    model reported "models: 2")."""
+    """Each attack's steps per round must be at least its ``min_steps``, and its cells distinct: two ``steps``
+    that give an attack the same steps per round (``2,2``, or C&W's ``10,11`` shared among 9 rounds under a
+    budget) would be one cell counted twice (a summary of one model reported "models: 2")."""
     for attack in attacks:
         per_round = [attack.steps_per_round(total, budget) for total in steps]
         if min(per_round) < attack.min_steps:
