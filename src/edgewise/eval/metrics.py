@@ -19,7 +19,8 @@ def success_rate(success: torch.Tensor) -> float:
 
 
 def median_distance(distances: torch.Tensor) -> float:
-    """Median over all samples, failures counted as +inf (worst case), as in DDN sec. 4 / ALMA Table 1."""
+    """Median over all samples, failures counted as +inf (worst case), as in DDN sec. 4 / ALMA Table 1; for an
+    even count the lower of the two middle values (torch's median; numpy's is their mean)."""
     return float(distances.double().median()) if distances.numel() else float("nan")
 
 
