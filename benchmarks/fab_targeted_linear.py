@@ -66,7 +66,7 @@ def main() -> None:
              f"{args.classes} --dim {args.dim} --steps {args.steps}` (edgewise {edgewise_identity()['version']}, "
              f"source {edgewise_identity()['source'][:12]}): target = the least likely class; minimum by scipy "
              "(LP for ℓ∞ and ℓ1, SLSQP for ℓ2).", "",
-             "| norm | feasible problems | targeted FAB failed | ratio to the minimum where found: median / 95th pct / max |",
+             "| norm | feasible problems | targeted FAB failed | ratio to the minimum where found: median/p95/max |",
              "|---|---|---|---|"]
     for norm in ("linf", "l2", "l1"):
         torch.manual_seed(0)

@@ -12,7 +12,8 @@ import torch
 from scipy.optimize import brentq, linprog, minimize
 from torch import nn
 
-from edgewise.exact import minimal
+from edgewise.exact import ExactResult, minimal
+from edgewise.exact.certify import BRACKET
 from edgewise.models import Normalize
 
 pytest.importorskip("pyscipopt")
@@ -237,11 +238,23 @@ def test_tiny_relu_network_equals_brute_force(factory, shape, norm: str, solver:
             assert result.status[i] == "infeasible"
             continue
         feasible += 1
-        assert result.status[i] == "optimal"
-        assert result.lower_bound[i] <= expected + 1e-5
-        assert result.distance[i] == pytest.approx(expected, rel=2e-3, abs=1e-4)
+        certified(result, i, expected)
         assert int(model(result.adversarial[i : i + 1]).argmax(1)) != int(labels[i])
     assert feasible > 0, "every input infeasible: the optimum itself would go unchecked"
+    assert result.status.count("optimal") >= feasible - 1, result.status
+
+
+def certified(result: ExactResult, i: int, expected: float) -> None:
+    """Sample i's bracket holds the brute-force minimum; "optimal" within ``BRACKET`` of it, and only a bracket
+    wider than that is not "optimal" (conv-maxpool's second input lies 0.004 from the boundary, where the margins
+    ±τ = ±10⁻⁵ are 1-4% of the distance: "optimal" there was 1.1% above the minimum)."""
+    assert result.lower_bound[i] <= expected + 1e-5
+    assert result.distance[i] == pytest.approx(expected, rel=2e-3, abs=1e-4)
+    if result.status[i] == "optimal":
+        assert result.distance[i] <= expected * (1 + BRACKET)
+    else:
+        assert result.status[i] == "time_limit"
+        assert result.distance[i] - result.lower_bound[i] > BRACKET * result.distance[i]
 
 
 # tiny_mlp's starts 1.5 times as far are clamped back to near the optimum for ℓ1 (its optima lie on faces of the
@@ -273,12 +286,11 @@ def test_from_a_start_equals_brute_force(factory, shape, norm: str) -> None:  # 
         expected = brute_force(factory(), inputs[i].double().flatten().numpy(), int(labels[i]), norm, shape)
         if math.isinf(expected):
             continue
-        assert result.status[i] == "optimal"
-        assert result.lower_bound[i] <= expected + 1e-5
-        assert result.distance[i] == pytest.approx(expected, rel=2e-3, abs=1e-4)
+        certified(result, i, expected)
         start = (starts[i] - inputs[i]).double().norm(p=ORDER[norm])
         improved += int(model(starts[i : i + 1]).argmax(1)) != int(labels[i]) and float(start) > expected * 1.1
     assert improved > 0, "no start that the solver had to improve on: the test would not see the descent"
+    assert result.status.count("optimal") >= len(inputs) - 1, result.status
 
 
 @pytest.mark.parametrize("norm", ["linf", "l1", "l2"])

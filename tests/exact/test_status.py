@@ -41,3 +41,22 @@ def test_a_start_whose_pattern_never_reaches_the_margin_is_not_certified_below_i
     assert float(result.lower_bound[0]) <= minimum <= float(result.distance[0])
     if result.status[0] == "optimal":
         assert float(result.distance[0]) == pytest.approx(minimum, rel=1e-3)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l1", "l2"])
+def test_a_bracket_wider_than_one_percent_is_not_optimal(norm: str) -> None:
+    # Before: with logits this small the margins ±τ (τ = 10⁻⁵) lie 0.01 on either side of the boundary x₀ = 0.7:
+    # the solver closed its gap, the +τ point verified, and a bracket of about 10% ([0.19, 0.21] around the
+    # minimum 0.2) was reported "optimal". A smaller tolerance closes it.
+    model = nn.Sequential(nn.Linear(2, 2)).double().eval()
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[0.0, 0.0], [1e-3, 0.0]]))
+        model[0].bias.copy_(torch.tensor([0.0, -0.7e-3]))
+    inputs = torch.tensor([[0.5, 0.5]], dtype=torch.float64)
+    labels = torch.zeros(1, dtype=torch.long)
+    result = minimal(model, inputs, labels, norm=norm, time_limit=10)
+    low, distance = float(result.lower_bound[0]), float(result.distance[0])
+    assert low <= 0.2 <= distance and distance - low > 0.01 * distance
+    assert result.status == ["time_limit"]
+    tight = minimal(model, inputs, labels, norm=norm, time_limit=10, tolerance=1e-9)
+    assert tight.status == ["optimal"] and float(tight.distance[0]) == pytest.approx(0.2, rel=1e-3)

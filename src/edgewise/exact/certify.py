@@ -33,6 +33,10 @@ ORDER = {"linf": math.inf, "l1": 1, "l2": 2}
 DEFAULT_SOLVER = {"linf": "scip", "l1": "scip", "l2": "bnb"}
 # Ray scalings x + (1 + s) δ tried, in order, when the solver's point fails re-verification by a hair.
 REPAIR = (0.0, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3)
+BRACKET = 0.01
+"""The widest relative bracket (distance − lower_bound) / distance called "optimal". The margins ±τ are in logit
+units: where the logits change little per unit of input, they lie far from the boundary in distance, and the
+bracket the solver leaves between them is that wide however closed its gap."""
 
 
 @dataclass(frozen=True)
@@ -41,10 +45,11 @@ class ExactResult:
     lower bound of the minimal ‖δ‖ of any input the model misclassifies, the status and the seconds spent.
 
     status "optimal": the solver closed the relative ``gap`` and its point, re-solved on its activation pattern
-    with margin +τ, is a verified adversarial (distance − lower_bound is then the gap plus the O(τ) of that step);
+    with margin +τ, is a verified adversarial, and the bracket [lower_bound, distance] is within ``BRACKET``
+    (1%) of the distance (it is the gap plus the O(τ) of that step, wide where the logits are small);
     "infeasible": no adversarial in the searched region (lower_bound is its radius, +inf without ``upper``);
-    "time_limit": anything else (the time ran out, or the solver's point failed re-verification): the
-    bracket [lower_bound, distance] is all that is known.
+    "time_limit": anything else (the time ran out, the solver's point failed re-verification, or the bracket is
+    wider than 1%: a smaller ``tolerance`` narrows it): the bracket [lower_bound, distance] is all that is known.
     """
 
     adversarial: torch.Tensor
@@ -332,6 +337,6 @@ def minimal(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, nor
                                      solver=chosen, gap=gap, tolerance=tolerance, tighten=tighten,
                                      start=None if starts is None else starts[i])
         adversarial[i], distance[i], lower[i] = adv, dist, low
-        status.append(state)
+        status.append("time_limit" if state == "optimal" and dist - low > BRACKET * dist else state)
         seconds[i] = time.perf_counter() - started
     return ExactResult(adversarial, distance, lower, status, seconds, norm)
