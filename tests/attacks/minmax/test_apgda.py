@@ -136,28 +136,18 @@ def test_minmax_options_are_named_in_their_errors(options: dict[str, Any], match
     check_minmax_options(**valid)
 
 
-def test_one_descent_step_has_the_given_length() -> None:
-    # f(δ) = w·δ, never fooled: one ℓ2 step from 0 is −α ε w/‖w‖₂ (α = 0.3 given, ε = 2), and it lowers f.
+@pytest.mark.parametrize(("norm", "expected"), [("l2", [-0.36, -0.48]), ("l0", [-0.18, -0.24])])
+def test_one_descent_step_has_the_given_length(norm: str, expected: list[float]) -> None:
+    # f(δ) = w·δ, never fooled: one ℓ2 step from 0 is −α ε w/‖w‖₂ (α = 0.3 given, ε = 2), and it lowers f. ℓ0's
+    # ε counts values, so its step is α alone along w/‖w‖₂ (docs/minmax.md): −0.3 (3, 4)/5 for any ε.
     w = torch.tensor([3.0, 4.0], dtype=torch.float64)
 
     def linear(delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return delta @ w, torch.zeros(delta.shape[0], dtype=torch.bool)
 
     result = apgda([linear], torch.zeros(1, 2, dtype=torch.float64), constraint=lambda d: d, compose=lambda d: d,
-                   norm="l2", eps=2.0, steps=1, step_size=0.3)
-    torch.testing.assert_close(result.adv, torch.tensor([[-0.36, -0.48]], dtype=torch.float64))
-
-
-def test_one_l0_descent_step_has_length_alpha_not_alpha_eps() -> None:
-    # ℓ0's ε counts values, so its step is α along w/‖w‖₂ (docs/minmax.md): −0.3 (3, 4)/5 for ε = 2 as for any ε.
-    w = torch.tensor([3.0, 4.0], dtype=torch.float64)
-
-    def linear(delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return delta @ w, torch.zeros(delta.shape[0], dtype=torch.bool)
-
-    result = apgda([linear], torch.zeros(1, 2, dtype=torch.float64), constraint=lambda d: d, compose=lambda d: d,
-                   norm="l0", eps=2.0, steps=1, step_size=0.3)
-    torch.testing.assert_close(result.adv, torch.tensor([[-0.18, -0.24]], dtype=torch.float64))
+                   norm=norm, eps=2.0, steps=1, step_size=0.3)
+    torch.testing.assert_close(result.adv, torch.tensor([expected], dtype=torch.float64))
 
 
 @pytest.mark.parametrize("eps", [0.5, 2.5])
