@@ -165,7 +165,7 @@ def test_attack_names() -> None:
     assert resolve("fmn", distance="l2").build(5).keywords == {"steps": 5, "norm": "l2"}
     with pytest.raises(ValueError, match="attack 'nosuch-l2' is not in the registry"):
         resolve("nosuch-l2", distance="l2")
-    with pytest.raises(ValueError, match="minimizes 'l1' but the benchmark's distance is 'l2'"):
+    with pytest.raises(ValueError, match="minimizes 'l1' but --distance is 'l2'"):
         resolve("fmn-l1", distance="l2")
     with pytest.raises(ValueError, match="'ddn' minimizes a fixed distance"):
         resolve("ddn-l1", distance="l2")

@@ -99,8 +99,8 @@ def test_an_attack_of_a_fixed_distance_is_refused_for_another(capsys) -> None:
     """DDN minimizes ℓ2: `--distance linf --attack ddn` ran it and scored its ℓ∞ as an ℓ∞ attack's (in the best of
     all, LO and GO), where `adv-lib:ddn` was refused."""
     assert resolve("ddn", distance="l2").name == "ddn"
-    with pytest.raises(ValueError, match="attack 'ddn' minimizes 'l2' but the benchmark's distance is 'linf'"):
+    with pytest.raises(ValueError, match="attack 'ddn' minimizes 'l2' but --distance is 'linf'"):
         resolve("ddn", distance="linf")
     assert main(["benchmark", "--distance", "l1", "--attack", "ddn", "--no-progress"]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
-    assert len(errors) == 1 and "attack 'ddn' minimizes 'l2' but the benchmark's distance is 'l1'" in errors[0]
+    assert len(errors) == 1 and "attack 'ddn' minimizes 'l2' but --distance is 'l1'" in errors[0]

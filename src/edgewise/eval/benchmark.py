@@ -136,11 +136,11 @@ def edgewise_attack(spec: str, *, distance: str) -> AttackSpec:
     if suffix and keyword is None:
         raise ValueError(f"attack {spec!r}: {name!r} minimizes a fixed distance and takes no suffix")
     if keyword is None and FIXED_DISTANCES.get(name) != distance:
-        raise ValueError(f"attack {spec!r} minimizes {FIXED_DISTANCES.get(name)!r} but the benchmark's distance is "
+        raise ValueError(f"attack {spec!r} minimizes {FIXED_DISTANCES.get(name)!r} but --distance is "
                          f"{distance!r}")
     chosen = suffix or distance
     if keyword is not None and chosen != distance:
-        raise ValueError(f"attack {spec!r} minimizes {chosen!r} but the benchmark's distance is {distance!r}")
+        raise ValueError(f"attack {spec!r} minimizes {chosen!r} but --distance is {distance!r}")
     bound = {keyword: chosen} if keyword is not None else {}
     # An attack with a search over its penalty weight (C&W) runs ``steps`` per round: its budget is rounds × steps.
     search = parameters.get("binary_search_steps")
@@ -157,7 +157,7 @@ def baseline_attack(spec: str, *, distance: str) -> AttackSpec:
         raise ValueError(f"baseline must be one of {sorted(BASELINES)}, got {spec!r}")
     entry = BASELINES[spec]
     if entry.distance != distance:
-        raise ValueError(f"baseline {spec!r} minimizes {entry.distance!r} but the benchmark's distance is "
+        raise ValueError(f"baseline {spec!r} minimizes {entry.distance!r} but --distance is "
                          f"{distance!r}")
     load_baseline(spec, steps=entry.min_steps)  # fails now, in one line, if the library is missing
     return AttackSpec(spec, lambda steps: load_baseline(spec, steps=steps), entry.rounds, entry.min_steps)
