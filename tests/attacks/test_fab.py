@@ -250,3 +250,53 @@ def test_bad_model_output() -> None:
         fab(nn.Sequential(nn.Flatten(), nn.Linear(16, 1)).eval(), inputs, torch.zeros_like(labels))
     with pytest.raises(ValueError, match="model must return logits"):
         fab(nn.Flatten(0).eval(), inputs, labels)
+
+
+def _linf_target_minimum(layer: nn.Linear, point: torch.Tensor, target: int) -> float | None:
+    """The exact minimal ℓ∞ perturbation into the target's region of a linear model (a linear program)."""
+    import numpy as np
+    from scipy.optimize import linprog
+
+    weight, bias, x = (t.detach().double().numpy() for t in (layer.weight, layer.bias, point[0]))
+    others = [j for j in range(len(bias)) if j != target]
+    rows = np.array([weight[j] - weight[target] for j in others])
+    offsets = np.array([bias[j] - bias[target] for j in others]) + rows @ x
+    dim = len(x)
+    box = np.vstack([np.hstack([np.eye(dim), -np.ones((dim, 1))]), np.hstack([-np.eye(dim), -np.ones((dim, 1))])])
+    result = linprog(np.r_[np.zeros(dim), 1.0], A_ub=np.vstack([np.hstack([rows, np.zeros((len(rows), 1))]), box]),
+                     b_ub=np.concatenate([-offsets, np.zeros(2 * dim)]),
+                     bounds=[(-v, 1 - v) for v in x] + [(0, None)])
+    return float(result.fun) if result.status == 0 and result.fun > 0 else None
+
+
+def test_targeted_steps_alternate_between_two_boundaries_instead_of_cycling() -> None:
+    # Before: with two classes close to overtaking the target, the one-hyperplane step crossed one boundary while
+    # projecting onto the other and the iterate alternated between them, never classified as the target
+    # (targeted_rounds=0 keeps that step). Random 4-class linear models, least likely class as the target.
+    torch.manual_seed(0)
+    failed = {(norm, rounds): 0 for norm in ("linf", "l2") for rounds in (0, 5)}
+    feasible = 0
+    for _ in range(80):
+        layer = nn.Linear(6, 4).double()
+        point = torch.rand(1, 6, dtype=torch.float64)
+        target = int(layer(point).argmin())
+        minimum = _linf_target_minimum(layer, point, target)
+        if minimum is None:
+            continue
+        feasible += 1
+        model = nn.Sequential(layer).eval()
+        for norm, rounds in failed:
+            adv = fab(model, point, torch.tensor([target]), norm=norm, steps=100, targeted=True,
+                      targeted_rounds=rounds)
+            if int(model(adv).argmax()) != target:
+                failed[norm, rounds] += 1
+            elif norm == "linf":  # never below the exact minimum
+                assert float((adv - point).abs().max()) >= minimum * (1 - 1e-6)
+    assert feasible >= 30
+    assert failed["linf", 5] <= failed["linf", 0] - 2 and failed["l2", 5] <= failed["l2", 0] - 2, failed
+
+
+def test_targeted_rounds_must_be_a_count(linear_oracle) -> None:
+    o = linear_oracle
+    with pytest.raises(ValueError, match="targeted_rounds must be >= 0"):
+        fab(o.model, o.inputs, 1 - o.labels, targeted=True, targeted_rounds=-1)

@@ -27,9 +27,16 @@ steps made the distance smaller on about 80% of them and larger on none (geometr
 and ℓ∞), 0.89-0.93 on the k-WTA MLP (docs/measurements.md), because FAB's best point is an overshoot (η) that
 the backward step never brings exactly to the boundary.
 
-Targeted (``labels`` are targets t): one hyperplane, f_t − f_j for j the largest other logit at x⁽ⁱ⁾ (the class
-that t must overtake; at x_orig the predicted one, FAB-T's hyperplane of Croce & Hein's AutoAttack paper), and a
-point is adversarial when its prediction is t.
+Targeted (``labels`` are targets t; the authors define no such variant): one hyperplane, f_t − f_j for j the
+largest other logit at x⁽ⁱ⁾ (the class that t must overtake; at x_orig the predicted one, FAB-T's hyperplane of
+Croce & Hein's AutoAttack paper), and a point is adversarial when its prediction is t. Where two classes are close
+to overtaking t, the projection onto one's boundary crosses the other's, and the iterate alternates between the two
+without ever satisfying both. So the step keeps the previous iteration's linearized boundary too: ``TARGETED_ROUNDS``
+times, the new point is projected (η-extrapolated) onto each of the two half-spaces {f_t − f_j ≥ 0} it violates,
+alternately, which costs no pass. On 166 random 4-class linear problems with a reachable least likely target this
+lowered the failures from 26 to 19 (ℓ∞), 18 to 5 (ℓ2) and 18 to 13 (ℓ1); at Q = 600 on mlp-fmnist with random
+targets (179 images) the success rate from 71-77% to 88-94%, the distances where both succeed the same or smaller
+(benchmarks/results/fab_targeted_linear.md).
 
 FAB-T (``target_classes=n``, Croce & Hein's AutoAttack paper, ICML 2020, arXiv:2003.01690), the
 untargeted variant whose cost does not grow with K: runs against each of the n classes most likely at the input
@@ -62,6 +69,7 @@ from edgewise.validation import check_choice, check_fraction, check_logits, chec
 NORMS = ("l1", "l2", "linf")
 # The paper's α_max, η, β (sec. 3) and the authors' final search steps: the defaults of fab and fab_steps.
 ALPHA_MAX, ETA, BETA, FINAL_SEARCH = 0.1, 1.05, 0.9, 3
+TARGETED_ROUNDS = 5  # alternations between the current and the previous boundary of a targeted step
 _NORM_OF = {"l1": lp.l1, "l2": lp.l2, "linf": lp.linf}
 
 
@@ -114,6 +122,19 @@ def biased_step(points: torch.Tensor, inputs: torch.Tensor, value: torch.Tensor,
     return ((1 - a) * (points + eta * delta) + a * (inputs + eta * delta_orig)).clamp(0, 1), alpha
 
 
+def onto_both_sides(point: torch.Tensor, boundaries: list[tuple[torch.Tensor, torch.Tensor]], *, norm: str,
+                    eta: float, rounds: int) -> torch.Tensor:
+    """The targeted step's repair (module docstring): ``rounds`` times, for each linearized boundary
+    ⟨w, z⟩ + b = 0 of ``boundaries`` (the previous one first) whose half-space ⟨w, z⟩ + b ≥ 0 ``point`` violates,
+    the η-extrapolated ℓp projection onto it ∩ box (alternating projections onto the two half-spaces)."""
+    for _ in range(rounds):
+        for normal, offset in boundaries:
+            violated = batch_view((normal * point).flatten(1).sum(1) + offset < 0, point)
+            projected = project_hyperplane(point, normal, offset, norm=norm)
+            point = torch.where(violated, (point + eta * (projected - point)).clamp(0, 1), point)
+    return point
+
+
 def restart_point(inputs: torch.Tensor, radius: torch.Tensor, *, norm: str,
                   generator: torch.Generator | None) -> torch.Tensor:
     """A random start: x_orig plus a perturbation of ℓp length ``radius`` (B,), uniform direction in
@@ -150,6 +171,7 @@ def fab(
     eta: float = ETA,
     beta: float = BETA,
     final_search: int = FINAL_SEARCH,
+    targeted_rounds: int = TARGETED_ROUNDS,
     targeted: bool = False,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
@@ -182,6 +204,8 @@ def fab(
         final_search: steps of the authors' final search on the segment to the best point (0: none, as in the
             authors' and AttackBench's defaults); under a budget it also gets the passes left over by the
             iterations (fewer than one iteration's).
+        targeted_rounds: alternations of a targeted step between the current and the previous boundary (module
+            docstring; 0: the one hyperplane alone).
         targeted: ``labels`` are targets.
         generator: draws the random starts (None: seeded with 0).
         callback: ``callback(step, {"distance", "best_distance", "alpha", "adversarial"})`` after each iteration
@@ -206,6 +230,7 @@ def fab(
         raise ValueError(f"eta must be >= 1 (an extrapolation), got {eta}")
     check_fraction("beta", beta)
     check_positive("final_search", final_search, integer=True, allow_zero=True)
+    check_positive("targeted_rounds", targeted_rounds, integer=True, allow_zero=True)
     if target_classes is not None:
         check_positive("target_classes", target_classes, integer=True)
         if targeted:
@@ -255,6 +280,7 @@ def fab(
             points = start.clone().requires_grad_(True)
             logits = model(points)
             record(points.detach(), logits.detach())
+        previous: tuple[torch.Tensor, torch.Tensor] | None = None  # the last iteration's boundary (targeted)
         for iteration in range(iterations):
             if iteration > 0:
                 points = points.detach().requires_grad_(True)
@@ -264,6 +290,11 @@ def fab(
             value, gradient = closest_boundary(logits, points, towards, away, norm=norm)
             new, alpha = biased_step(points.detach(), inputs, value, gradient, norm=norm, alpha_max=alpha_max,
                                      eta=eta)
+            if targeted:
+                boundary = (gradient, value - (gradient * points.detach()).flatten(1).sum(1))
+                if previous is not None:
+                    new = onto_both_sides(new, [previous, boundary], norm=norm, eta=eta, rounds=targeted_rounds)
+                previous = boundary
             with torch.no_grad():
                 adversarial = record(new, model(new))
             if callback is not None:
@@ -306,7 +337,7 @@ def _final_search(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, 
 def fab_steps(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, norm: str = "l2", steps: int = 100,
               restarts: int = 1, target_classes: int | None = None, eps: float | None = None,
               alpha_max: float = ALPHA_MAX, eta: float = ETA, beta: float = BETA, final_search: int = FINAL_SEARCH,
-              targeted: bool = False, generator: torch.Generator | None = None,
+              targeted_rounds: int = TARGETED_ROUNDS, targeted: bool = False, generator: torch.Generator | None = None,
               callback: Callback | None = None) -> torch.Tensor:
     """``fab`` with a budget of 2 × ``steps`` passes per sample: the registry's ``steps`` (iterations of one
     forward and one backward, as for every other attack), so that ``edgewise benchmark --budget Q`` and the
@@ -314,5 +345,5 @@ def fab_steps(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, n
     command line's ``--attack-options`` can set them)."""
     check_positive("steps", steps, integer=True)
     return fab(model, inputs, labels, norm=norm, budget=2 * steps, restarts=restarts, target_classes=target_classes,
-               eps=eps, alpha_max=alpha_max, eta=eta, beta=beta, final_search=final_search, targeted=targeted,
-               generator=generator, callback=callback)
+               eps=eps, alpha_max=alpha_max, eta=eta, beta=beta, final_search=final_search,
+               targeted_rounds=targeted_rounds, targeted=targeted, generator=generator, callback=callback)
