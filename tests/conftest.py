@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def require(module: str, install: str) -> None:
@@ -154,3 +159,36 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def polyhedron_minimum(a: np.ndarray, b: np.ndarray, x: np.ndarray, norm: str) -> float:
+    """min ‖δ‖_norm s.t. a δ ≤ b, −x ≤ δ ≤ 1 − x (inf where infeasible), by scipy: an LP for ℓ∞ and ℓ1, SLSQP from
+    a feasible point for ℓ2. The oracle of the exact minima (tests/exact) and of attacks on linear models."""
+    import numpy as np
+    from scipy.optimize import linprog, minimize
+
+    dim = x.size
+    if norm == "l2":
+        feasible = linprog(np.zeros(dim), A_ub=a, b_ub=b, bounds=list(zip(-x, 1 - x, strict=True)))
+        if feasible.status != 0:
+            return math.inf
+        res = minimize(lambda d: d @ d, feasible.x, jac=lambda d: 2 * d, method="SLSQP",
+                       constraints=[{"type": "ineq", "fun": lambda d: b - a @ d, "jac": lambda d: -a}],
+                       bounds=list(zip(-x, 1 - x, strict=True)), options={"ftol": 1e-14, "maxiter": 500})
+        return math.sqrt(res.fun) if res.success else math.inf
+    if norm == "linf":
+        # variables (δ, t): min t, |δ_i| ≤ t
+        eye = np.eye(dim)
+        a_ub = np.vstack([np.c_[a, np.zeros(len(a))], np.c_[eye, -np.ones(dim)], np.c_[-eye, -np.ones(dim)]])
+        b_ub = np.r_[b, np.zeros(2 * dim)]
+        cost = np.r_[np.zeros(dim), 1.0]
+        bounds = [*zip(-x, 1 - x, strict=True), (0, None)]
+    else:
+        # variables (δ, e): min Σ e, |δ_i| ≤ e_i
+        eye = np.eye(dim)
+        a_ub = np.vstack([np.c_[a, np.zeros_like(a)], np.c_[eye, -eye], np.c_[-eye, -eye]])
+        b_ub = np.r_[b, np.zeros(2 * dim)]
+        cost = np.r_[np.zeros(dim), np.ones(dim)]
+        bounds = [*zip(-x, 1 - x, strict=True), *[(0, None)] * dim]
+    res = linprog(cost, A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs")
+    return float(res.fun) if res.status == 0 else math.inf

@@ -9,12 +9,14 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy.optimize import brentq, linprog, minimize
+from scipy.optimize import brentq
 from torch import nn
 
 from edgewise.exact import ExactResult, minimal
 from edgewise.exact.certify import BRACKET
 from edgewise.models import Normalize
+
+from ..conftest import polyhedron_minimum  # type: ignore[import-not-found]
 
 pytest.importorskip("pyscipopt")
 pytest.importorskip("highspy")
@@ -157,37 +159,8 @@ def brute_force(model: nn.Sequential, x: np.ndarray, label: int, norm: str, shap
             # region: rows (x + δ) ≤ rhs; adversarial: g_j(x + δ) ≥ 0 → −(L_j − L_y) δ ≤ g_j(x)
             a = np.vstack([rows, -(lin[j] - lin[label])[None]])
             b = np.r_[rhs - rows @ x, (lin[j] - lin[label]) @ x + off[j] - off[label]]
-            best = min(best, _convex_program(a, b, x, norm))
+            best = min(best, polyhedron_minimum(a, b, x, norm))
     return best
-
-
-def _convex_program(a: np.ndarray, b: np.ndarray, x: np.ndarray, norm: str) -> float:
-    """min ‖δ‖ s.t. a δ ≤ b, −x ≤ δ ≤ 1 − x."""
-    dim = x.size
-    if norm == "l2":
-        feasible = linprog(np.zeros(dim), A_ub=a, b_ub=b, bounds=list(zip(-x, 1 - x, strict=True)))
-        if feasible.status != 0:
-            return math.inf
-        res = minimize(lambda d: d @ d, feasible.x, jac=lambda d: 2 * d, method="SLSQP",
-                       constraints=[{"type": "ineq", "fun": lambda d: b - a @ d, "jac": lambda d: -a}],
-                       bounds=list(zip(-x, 1 - x, strict=True)), options={"ftol": 1e-14, "maxiter": 500})
-        return math.sqrt(res.fun) if res.success else math.inf
-    if norm == "linf":
-        # variables (δ, t): min t, |δ_i| ≤ t
-        eye = np.eye(dim)
-        a_ub = np.vstack([np.c_[a, np.zeros(len(a))], np.c_[eye, -np.ones(dim)], np.c_[-eye, -np.ones(dim)]])
-        b_ub = np.r_[b, np.zeros(2 * dim)]
-        cost = np.r_[np.zeros(dim), 1.0]
-        bounds = [*zip(-x, 1 - x, strict=True), (0, None)]
-    else:
-        # variables (δ, e): min Σ e, |δ_i| ≤ e_i
-        eye = np.eye(dim)
-        a_ub = np.vstack([np.c_[a, np.zeros_like(a)], np.c_[eye, -eye], np.c_[-eye, -eye]])
-        b_ub = np.r_[b, np.zeros(2 * dim)]
-        cost = np.r_[np.zeros(dim), np.ones(dim)]
-        bounds = [*zip(-x, 1 - x, strict=True), *[(0, None)] * dim]
-    res = linprog(cost, A_ub=a_ub, b_ub=b_ub, bounds=bounds, method="highs")
-    return float(res.fun) if res.status == 0 else math.inf
 
 
 def tiny_mlp(seed: int = 5) -> nn.Sequential:
