@@ -106,11 +106,16 @@ def closest_boundary(logits: torch.Tensor, points: torch.Tensor, towards: torch.
     return value, gradient
 
 
+def boundary_offset(value: torch.Tensor, gradient: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """b (B,) of the linearized boundary value + ⟨gradient, z − points⟩ = 0 written as ⟨gradient, z⟩ + b = 0."""
+    return value - (gradient * points).flatten(1).sum(1)
+
+
 def biased_step(points: torch.Tensor, inputs: torch.Tensor, value: torch.Tensor, gradient: torch.Tensor, *,
                 norm: str, alpha_max: float, eta: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Steps 2-3: the projections of the iterate and of the original onto the linearized boundary
     π = {z : value + ⟨gradient, z − points⟩ = 0} ∩ box, and the point between them; returns it and α (B,)."""
-    offset = value - (gradient * points).flatten(1).sum(1)
+    offset = boundary_offset(value, gradient, points)
     both = project_hyperplane(torch.cat([points, inputs]), torch.cat([gradient, gradient]),
                               torch.cat([offset, offset]), norm=norm)
     delta, delta_orig = both[: len(points)] - points, both[len(points):] - inputs
@@ -291,7 +296,7 @@ def fab(
             new, alpha = biased_step(points.detach(), inputs, value, gradient, norm=norm, alpha_max=alpha_max,
                                      eta=eta)
             if targeted:
-                boundary = (gradient, value - (gradient * points.detach()).flatten(1).sum(1))
+                boundary = (gradient, boundary_offset(value, gradient, points.detach()))
                 if previous is not None:
                     new = onto_both_sides(new, [previous, boundary], norm=norm, eta=eta, rounds=targeted_rounds)
                 previous = boundary
