@@ -90,7 +90,7 @@ def minimal(
         attack: the fixed-ε attack (e.g. ``edgewise.attacks.apgd``; bind its options with functools.partial).
         norm: "l1", "l2" or "linf". eps: the first ε, a number or a (B,) tensor (default
             ``pgd.DEFAULT_EPS[norm]``). upper: (B,) distances already reached by other means (inf: none; 0: the
-            input is adversarial itself, which is then not checked again), or None.
+            input is adversarial itself), or None; given, it stands for the check of the inputs, not made.
         steps: the attack's steps per round. binary_search_steps: the number of rounds.
         targeted: ``labels`` are targets. generator: passed to the attack.
         callback: ``callback(round, {"eps", "best_distance", "adversarial"})`` after each round.
